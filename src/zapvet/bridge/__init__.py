@@ -1,0 +1,1 @@
+"""The WhatsApp side: webhook app, payload parsers per provider, identity, senders."""

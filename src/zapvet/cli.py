@@ -1,0 +1,338 @@
+"""The `zapvet` command line: entrypoints that wire settings, services and modules together."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+
+from zapvet import __version__
+from zapvet.config import Settings, load_settings
+from zapvet.embedded import ServiceUrls, running_services
+from zapvet.errors import ConfigError, EmbeddedServiceError, OrgFileError, ZapvetError
+
+app = typer.Typer(
+    name="zapvet",
+    help="WhatsApp attendant for pet shops and veterinary clinics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+org_app = typer.Typer(
+    help="Organizations: create or update them from TOML files.", no_args_is_help=True
+)
+dlq_app = typer.Typer(
+    help="The dead-letter queue: messages that failed every retry.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+app.add_typer(dlq_app, name="dlq")
+
+EXIT_UNAVAILABLE = 3
+
+
+def _fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    if hint:
+        typer.echo(f"  → {hint}", err=True)
+    raise typer.Exit(code)
+
+
+def _not_yet(command: str, issue: str) -> NoReturn:
+    _fail(
+        f"`zapvet {command}` is not available yet: it arrives with {issue}.",
+        "see `zapvet --help` for the commands that work today",
+        EXIT_UNAVAILABLE,
+    )
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _fail(str(exc), "fix or unset that environment variable", 2)
+
+
+@contextmanager
+def _services(settings: Settings) -> Iterator[ServiceUrls]:
+    try:
+        with running_services(settings) as services:
+            yield services
+    except EmbeddedServiceError as exc:
+        _fail(str(exc), "set DATABASE_URL / REDIS_URL to use servers of your own")
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zapvet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """WhatsApp attendant for pet shops and veterinary clinics."""
+
+
+# -- database -------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Run the database migrations up to the newest revision (or REVISION)."""
+    from zapvet import db
+
+    settings = _settings()
+    with _services(settings) as services:
+        engine = db.build_engine(services.database_url, pool_size=1)
+        try:
+            before = db.current_revision(engine)
+            db.upgrade(services.database_url, revision)
+            after = db.current_revision(engine)
+        finally:
+            engine.dispose()
+    if before == after:
+        typer.echo(f"database already at revision {after} (head)")
+    else:
+        typer.echo(f"database migrated: {before or 'empty'} → {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revision the database is at, and the newest one available."""
+    from zapvet import db
+
+    with _services(_settings()) as services:
+        engine = db.build_engine(services.database_url, pool_size=1)
+        try:
+            current = db.current_revision(engine)
+        finally:
+            engine.dispose()
+    head = db.head_revision()
+    state = "up to date" if current == head else "run `zapvet db upgrade`"
+    typer.echo(f"database at {current or 'empty'}; newest is {head} ({state})")
+
+
+# -- organizations --------------------------------------------------------------------------
+
+
+@org_app.command("apply")
+def org_apply(
+    file: Annotated[
+        Path, typer.Argument(help="Organization file (TOML), e.g. examples/petfeliz.toml.")
+    ],
+) -> None:
+    """Create or update an organization from FILE. Idempotent: applying twice changes nothing."""
+    from zapvet import db
+    from zapvet.org import apply_spec, load_spec
+
+    try:
+        spec = load_spec(file)
+    except OrgFileError as exc:
+        _fail(str(exc), "fix the keys above and apply again; nothing was written")
+    with _services(_settings()) as services:
+        engine = db.build_engine(services.database_url, pool_size=1)
+        try:
+            _require_schema(engine)
+            factory = db.session_maker(engine)
+            try:
+                with db.transaction(factory) as session:
+                    report = apply_spec(session, spec)
+            except OrgFileError as exc:
+                _fail(str(OrgFileError(file, exc.problems)), "nothing was written")
+        finally:
+            engine.dispose()
+    if not report.changes:
+        typer.echo(f"organization {report.slug!r} is up to date (no changes)")
+        return
+    verb = "created" if report.created else "updated"
+    typer.echo(f"organization {report.slug!r} {verb} (id {report.organization_id}):")
+    for change in report.changes:
+        typer.echo(f"  {change}")
+
+
+def _require_schema(engine: object) -> None:
+    from sqlalchemy import Engine
+
+    from zapvet import db
+
+    assert isinstance(engine, Engine)
+    current, head = db.current_revision(engine), db.head_revision()
+    if current != head:
+        _fail(
+            f"the database schema is at {current or 'nothing'}, not {head}",
+            "run `zapvet db upgrade` first",
+        )
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+@app.command("status")
+def status(
+    port: Annotated[int, typer.Option(help="Bridge port used to print webhook URLs.")] = 8080,
+) -> None:
+    """Show the database and Redis in use, the schema revision and the organizations."""
+    import redis
+
+    from zapvet import db
+    from zapvet.org.summary import summarise
+
+    settings = _settings()
+    with _services(settings) as services:
+        kind = dict.fromkeys(services.embedded, "embedded")
+        typer.echo(
+            f"PostgreSQL ({kind.get('postgres', 'external')}): {redact_url(services.database_url)}"
+        )
+        typer.echo(
+            f"Redis      ({kind.get('redis', 'external')}): {redact_url(services.redis_url)}"
+        )
+        client = redis.Redis.from_url(services.redis_url, socket_timeout=5)
+        try:
+            info = client.info("server")
+            typer.echo(f"  redis {info['redis_version']} answering")
+        finally:
+            client.close()
+        engine = db.build_engine(services.database_url, pool_size=1)
+        try:
+            current, head = db.current_revision(engine), db.head_revision()
+            typer.echo(f"  schema at {current or 'empty'} (newest {head})")
+            if current != head:
+                typer.echo("  → run `zapvet db upgrade`")
+                return
+            with db.session_maker(engine)() as session:
+                summaries = summarise(session)
+        finally:
+            engine.dispose()
+    if not summaries:
+        typer.echo("no organizations yet → `zapvet org apply examples/petfeliz.toml`")
+    for org in summaries:
+        typer.echo(
+            f"organization {org.slug!r}: {org.name} ({org.timezone}); {org.services} services, "
+            f"{org.resources} resources, {org.owners} owner numbers"
+        )
+        for provider, instance in org.instances:
+            path = f"evolution/{instance}" if provider == "evolution" else "cloud"
+            typer.echo(f"  webhook ({provider}): http://127.0.0.1:{port}/webhooks/{path}")
+    if services.embedded:
+        typer.echo(
+            f"embedded servers ({', '.join(services.embedded)}) stopped as this command ended"
+        )
+
+
+# -- running the system (later issues) ------------------------------------------------------
+
+
+@app.command("dev")
+def dev(port: Annotated[int, typer.Option(help="Bridge port.")] = 8080) -> None:
+    """Run everything locally: embedded services, migrations, bridge, worker and scheduler."""
+    _not_yet("dev", "the message pipeline (issue #5)")
+
+
+@app.command("demo")
+def demo() -> None:
+    """Replay the Rex booking conversation offline through the real pipeline."""
+    _not_yet("demo", "the message pipeline (issue #5)")
+
+
+@app.command("chat")
+def chat(
+    org: Annotated[str, typer.Option("--org", help="Organization slug.")],
+    as_phone: Annotated[
+        str | None,
+        typer.Option("--as", help="Phone to write from (an owner number talks to Aurora)."),
+    ] = None,
+) -> None:
+    """Play a customer's (or the owner's) phone against a running dev stack."""
+    _not_yet("chat", "the message pipeline (issue #5)")
+
+
+@app.command("bridge")
+def bridge(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+) -> None:
+    """Run the webhook bridge (FastAPI)."""
+    _not_yet("bridge", "the message pipeline (issue #5)")
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run the Dramatiq worker that drains conversations and sends replies."""
+    _not_yet("worker", "the message pipeline (issue #5)")
+
+
+@app.command("scheduler")
+def scheduler() -> None:
+    """Run the scheduler: reminders, daily summaries, the stuck-message sweeper."""
+    _not_yet("scheduler", "the message pipeline (issue #5)")
+
+
+@app.command("stats")
+def stats(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show queue depth (waiting, active, delayed, dead, failed last hour) and alerts."""
+    _not_yet("stats", "the message pipeline (issue #5)")
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """List dead-lettered messages."""
+    _not_yet("dlq list", "the message pipeline (issue #5)")
+
+
+@dlq_app.command("requeue")
+def dlq_requeue(
+    ids: Annotated[list[str] | None, typer.Argument(help="Message ids (default: all).")] = None,
+) -> None:
+    """Put dead-lettered messages back on their queue with a fresh retry budget."""
+    _not_yet("dlq requeue", "the message pipeline (issue #5)")
+
+
+@app.command("eval")
+def eval_(
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files (YAML).")],
+    model: Annotated[str, typer.Option(help="`scripted` or `openai:MODEL`.")] = "scripted",
+    k: Annotated[int, typer.Option("-k", help="Runs per scenario (pass^k).")] = 1,
+) -> None:
+    """Run conversation scenarios and print a pass^k table."""
+    _not_yet("eval", "the client attendant (issue #3)")
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """Console-script entrypoint: SIGTERM unwinds like Ctrl-C so embedded servers stop."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app()
+    except ZapvetError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

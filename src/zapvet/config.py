@@ -1,0 +1,137 @@
+"""Settings: the only place zapvet reads its environment.
+
+Entrypoints call `load_settings()` once and pass the result down. A bad value fails at
+start with a `ConfigError` naming the variable, never later in the middle of a turn.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zapvet.errors import ConfigError
+
+LogFormat = Literal["json", "console"]
+
+_POSTGRES_SCHEMES = {"postgresql+psycopg", "postgresql", "postgres", "postgresql+psycopg2"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+class Settings(BaseSettings):
+    """Process settings, read from the environment (DESIGN §2)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    data_dir: Path = Field(default=Path(".zapvet"), validation_alias="ZAPVET_DATA_DIR")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    model: str = Field(default="gpt-4o-mini", min_length=1, validation_alias="ZAPVET_MODEL")
+    log_format: LogFormat | None = Field(default=None, validation_alias="ZAPVET_LOG_FORMAT")
+    capture_content: bool = Field(default=False, validation_alias="ZAPVET_CAPTURE_CONTENT")
+    otel_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+    )
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+
+    @field_validator("database_url", "redis_url", "openai_base_url", "otel_endpoint", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _normalise_log_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in _REDIS_SCHEMES:
+            raise ValueError(
+                f"expected redis://, rediss:// or unix://, got {scheme or 'no'} scheme"
+            )
+        return value
+
+    @field_validator("openai_base_url", "otel_endpoint")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        """`console` on a terminal, `json` otherwise, unless set explicitly."""
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+
+def normalise_database_url(url: str) -> str:
+    """Return `url` with the psycopg 3 driver, accepting the common PostgreSQL spellings.
+
+    Raises:
+        ValueError: the URL is not a PostgreSQL URL.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _POSTGRES_SCHEMES:
+        raise ValueError(
+            f"expected a PostgreSQL URL (postgresql://user@host/db), got {scheme or 'no'} scheme"
+        )
+    return f"postgresql+psycopg://{rest}"
+
+
+_ENV_NAMES: dict[str, str] = {
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "data_dir": "ZAPVET_DATA_DIR",
+    "openai_api_key": "OPENAI_API_KEY",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "model": "ZAPVET_MODEL",
+    "log_format": "ZAPVET_LOG_FORMAT",
+    "capture_content": "ZAPVET_CAPTURE_CONTENT",
+    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otel_sdk_disabled": "OTEL_SDK_DISABLED",
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; `overrides` (field names) win over it.
+
+    Raises:
+        ConfigError: naming the first invalid variable and why.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = str(error["loc"][0]) if error["loc"] else ""
+        variable = _ENV_NAMES.get(loc, loc.upper())
+        reason = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "literal_error" and variable == "ZAPVET_LOG_FORMAT":
+            reason = f"must be 'json' or 'console', got {error['input']!r}"
+        elif error["type"] == "bool_parsing":
+            reason = f"must be true or false, got {error['input']!r}"
+        raise ConfigError(variable, reason) from None

@@ -1,0 +1,104 @@
+"""Database engines and sessions (SQLModel on psycopg 3), built by entrypoints, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from zapvet.config import normalise_database_url
+
+
+def build_engine(database_url: str, *, pool_size: int = 5, **kwargs: Any) -> Engine:
+    """A synchronous engine (CLI commands, migrations, scheduler)."""
+    return create_engine(
+        normalise_database_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        **kwargs,
+    )
+
+
+def build_async_engine(database_url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+    """An asyncio engine (bridge, worker, agent tools).
+
+    Size the pool to the concurrency: a pool smaller than the number of concurrent users
+    gives second-long tail latencies (research/perf-floors.md §2).
+    """
+    return create_async_engine(
+        normalise_database_url(database_url),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        **kwargs,
+    )
+
+
+def session_maker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, class_=Session, expire_on_commit=False)
+
+
+def async_session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session inside one transaction: committed on success, rolled back on error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def async_transaction(
+    factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """The asyncio twin of `transaction`."""
+    async with factory() as session, session.begin():
+        yield session
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot answer `SELECT 1`."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def alembic_config(database_url: str) -> Any:
+    """An Alembic config for the packaged migrations; needs no alembic.ini."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "zapvet:migrations")
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Run the migrations up to `revision` (default: the newest)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("postgresql+psycopg://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

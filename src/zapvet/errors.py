@@ -1,0 +1,72 @@
+"""The one exception tree of zapvet.
+
+    ZapvetError
+    ├── ConfigError            a setting is missing or invalid (names the variable)
+    ├── EmbeddedServiceError   an embedded PostgreSQL or Redis could not start or stop
+    ├── OrgFileError           an organization file is invalid (one or more OrgFileProblem)
+    ├── TransientError         worth retrying: the world may be different in a moment
+    └── PermanentError         retrying cannot help; fail the work at once
+
+Errors carry fields, not formatted strings; `str(error)` renders them for people.
+HTTP status mapping lives in `zapvet.bridge` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ZapvetError(Exception):
+    """Root of every error zapvet raises on purpose."""
+
+
+class ConfigError(ZapvetError):
+    """A setting is missing or invalid."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        self.variable = variable
+        self.reason = reason
+        super().__init__(f"{variable}: {reason}")
+
+
+class EmbeddedServiceError(ZapvetError):
+    """An embedded server could not be started or reached."""
+
+    def __init__(self, service: str, reason: str, log_path: Path | None = None) -> None:
+        self.service = service
+        self.reason = reason
+        self.log_path = log_path
+        hint = f" (see {log_path})" if log_path else ""
+        super().__init__(f"embedded {service}: {reason}{hint}")
+
+
+@dataclass(frozen=True)
+class OrgFileProblem:
+    """One thing wrong in an organization file, located by key path and line."""
+
+    key: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{self.key}: {self.message}" if self.key else f"{where}{self.message}"
+
+
+class OrgFileError(ZapvetError):
+    """An organization file cannot be applied; nothing was written."""
+
+    def __init__(self, path: Path | str, problems: list[OrgFileProblem]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        listing = "\n".join(f"  {self.path}:{p}" for p in problems)
+        super().__init__(f"{self.path} is not a valid organization file:\n{listing}")
+
+
+class TransientError(ZapvetError):
+    """A failure that may succeed when retried (timeouts, 5xx, lost connections)."""
+
+
+class PermanentError(ZapvetError):
+    """A failure that retrying cannot fix (bad input, 4xx, missing rows)."""

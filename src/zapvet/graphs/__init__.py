@@ -1,0 +1,1 @@
+"""LangGraph state graphs: `client` (customer attendant) and `aurora` (owner assistant)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations, shipped as a package resource (`script_location = zapvet:migrations`)."""

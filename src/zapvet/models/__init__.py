@@ -1,0 +1,34 @@
+"""SQLModel tables, one module per entity family; importing this registers them all."""
+
+from zapvet.models.ai import AIInteraction
+from zapvet.models.appointment import OCCUPYING_STATUSES, UPCOMING_STATUSES, Appointment
+from zapvet.models.aurora import AuroraProactiveMessage
+from zapvet.models.catalog import Resource, ResourceService, Service
+from zapvet.models.contact import Contact, ContactIdentity, Pet
+from zapvet.models.conversation import Conversation, Message
+from zapvet.models.organization import AISettings, Organization
+from zapvet.models.schedule import WEEKDAYS, BusinessHours, Closure
+from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance
+
+__all__ = [
+    "OCCUPYING_STATUSES",
+    "UPCOMING_STATUSES",
+    "WEEKDAYS",
+    "AIInteraction",
+    "AISettings",
+    "Appointment",
+    "AuroraOwnerNumber",
+    "AuroraProactiveMessage",
+    "BusinessHours",
+    "Closure",
+    "Contact",
+    "ContactIdentity",
+    "Conversation",
+    "Message",
+    "Organization",
+    "Pet",
+    "Resource",
+    "ResourceService",
+    "Service",
+    "WhatsAppInstance",
+]

@@ -1,0 +1,120 @@
+"""Conversations with a contact and the messages in them (the durable inbox and outbox)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import CheckConstraint, Index, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from zapvet.models.base import (
+    created_field,
+    id_field,
+    moment_field,
+    org_field,
+    org_fk,
+    org_unique,
+    ref_field,
+    updated_field,
+)
+
+ConversationStatus = Literal["active", "escalated", "closed"]
+Direction = Literal["incoming", "outgoing"]
+MessageType = Literal[
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contact",
+    "reaction",
+    "interactive",
+    "other",
+]
+MessageStatus = Literal["pending", "processed", "ignored", "sent", "failed", "delivered", "read"]
+
+
+class Conversation(SQLModel, table=True):
+    """The thread with one contact; at most one is open (not closed) per contact."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        org_unique("conversations"),
+        org_fk("contact_id", "contacts"),
+        CheckConstraint("status IN ('active', 'escalated', 'closed')", name="status"),
+        Index(
+            "uq_conversations_open_per_contact",
+            "organization_id",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("status <> 'closed'"),
+        ),
+    )
+
+    id: int | None = id_field()
+    organization_id: int = org_field()
+    contact_id: int = ref_field()
+    status: ConversationStatus = Field(default="active", sa_type=String(16))
+    escalation_reason: str | None = Field(default=None, sa_type=Text)
+    escalated_at: datetime | None = moment_field()
+    bot_paused_until: datetime | None = moment_field()
+    last_message_at: datetime | None = moment_field()
+    created_at: datetime = created_field()
+    updated_at: datetime = updated_field()
+
+
+class Message(SQLModel, table=True):
+    """One WhatsApp message, incoming or outgoing.
+
+    Incoming rows are committed before the webhook answers 200 and stay `pending` until a
+    drain answers them; outgoing rows are written in the same transaction as that answer
+    and stay `pending` until the sender records the provider's id (`sent`) or gives up.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        org_unique("messages"),
+        org_fk("conversation_id", "conversations"),
+        org_fk("instance_id", "whatsapp_instances", ondelete=None),
+        CheckConstraint("direction IN ('incoming', 'outgoing')", name="direction"),
+        Index(
+            "uq_messages_provider_id",
+            "organization_id",
+            "whatsapp_message_id",
+            unique=True,
+            postgresql_where=text("whatsapp_message_id IS NOT NULL"),
+        ),
+        Index("ix_messages_conversation_time", "conversation_id", "message_at"),
+        Index(
+            "ix_messages_pending",
+            "direction",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = id_field()
+    organization_id: int = org_field()
+    conversation_id: int = ref_field()
+    instance_id: int | None = ref_field(nullable=True)
+    whatsapp_message_id: str | None = Field(default=None, max_length=128)
+    chat_id: str | None = Field(default=None, max_length=128)
+    direction: Direction = Field(sa_type=String(8))
+    content: str = Field(default="", sa_type=Text)
+    message_type: MessageType = Field(default="text", sa_type=String(16))
+    from_me: bool = Field(default=False)
+    sent_by_ai: bool = Field(default=False)
+    status: MessageStatus = Field(default="pending", sa_type=String(16))
+    message_at: datetime = moment_field(nullable=False)
+    processed_at: datetime | None = moment_field()
+    edited_at: datetime | None = moment_field()
+    deleted_at: datetime | None = moment_field()
+    attempts: int = Field(default=0)
+    error: str | None = Field(default=None, sa_type=Text)
+    meta: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    created_at: datetime = created_field()
+    updated_at: datetime = updated_field()

@@ -1,0 +1,59 @@
+"""Organizations (tenants) with their booking policy, and their AI settings."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from sqlalchemy import BigInteger, CheckConstraint, Text, Time
+from sqlmodel import Field, SQLModel
+
+from zapvet.models.base import created_field, id_field, updated_field
+
+
+class Organization(SQLModel, table=True):
+    """A pet shop or clinic: one WhatsApp business, one timezone, one catalogue."""
+
+    __tablename__ = "organizations"
+    __table_args__ = (
+        CheckConstraint("slot_minutes BETWEEN 5 AND 240", name="slot_minutes"),
+        CheckConstraint("min_lead_minutes >= 0", name="min_lead_minutes"),
+        CheckConstraint("booking_horizon_days BETWEEN 1 AND 365", name="booking_horizon_days"),
+    )
+
+    id: int | None = id_field()
+    slug: str = Field(max_length=63, unique=True)
+    name: str = Field(max_length=200)
+    timezone: str = Field(default="America/Sao_Paulo", max_length=64)
+    slot_minutes: int = Field(default=30)
+    min_lead_minutes: int = Field(default=60)
+    booking_horizon_days: int = Field(default=60)
+    created_at: datetime = created_field()
+    updated_at: datetime = updated_field()
+
+
+class AISettings(SQLModel, table=True):
+    """How the organization's agents behave: model, tone, batching, hand-over, reminders."""
+
+    __tablename__ = "ai_settings"
+    __table_args__ = (
+        CheckConstraint("temperature >= 0 AND temperature <= 2", name="temperature"),
+        CheckConstraint("debounce_seconds >= 0 AND debounce_seconds <= 60", name="debounce"),
+        CheckConstraint("human_takeover_minutes > 0", name="human_takeover_minutes"),
+        CheckConstraint("confirmation_ttl_minutes > 0", name="confirmation_ttl_minutes"),
+        CheckConstraint("reminder_minutes_before > 0", name="reminder_minutes_before"),
+    )
+
+    organization_id: int = Field(
+        sa_type=BigInteger, foreign_key="organizations.id", ondelete="CASCADE", primary_key=True
+    )
+    model: str | None = Field(default=None, max_length=100)
+    temperature: float = Field(default=0.3)
+    personality: str = Field(default="", sa_type=Text)
+    debounce_seconds: int = Field(default=3)
+    human_takeover_minutes: int = Field(default=480)
+    confirmation_ttl_minutes: int = Field(default=10)
+    reminder_minutes_before: int = Field(default=60)
+    quiet_hours_start: time | None = Field(default=None, sa_type=Time)
+    quiet_hours_end: time | None = Field(default=None, sa_type=Time)
+    daily_summary_at: time | None = Field(default=None, sa_type=Time)
+    updated_at: datetime = updated_field()

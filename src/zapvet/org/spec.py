@@ -1,0 +1,361 @@
+"""The organization file (DESIGN §4): schema, loading and error locations.
+
+`load_spec(path)` returns a validated `OrgSpec` or raises `OrgFileError` listing every
+problem with its key path and, where it can be found, its line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from zapvet.bridge.identity import normalise_phone
+from zapvet.errors import OrgFileError, OrgFileProblem
+from zapvet.models.schedule import WEEKDAYS
+from zapvet.money import parse_price
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_hhmm(value: str) -> time:
+    match = _HHMM.match(value.strip())
+    if not match:
+        raise ValueError(f'expected a time like "08:00", got {value!r}')
+    return time(int(match[1]), int(match[2]))
+
+
+def parse_interval(value: str) -> tuple[time, time]:
+    """`"08:00-12:00"` → (08:00, 12:00); the end must come after the start."""
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise ValueError(f'expected an interval like "08:00-12:00", got {value!r}')
+    opens, closes = parse_hhmm(start), parse_hhmm(end)
+    if opens >= closes:
+        raise ValueError(f"{value!r} closes before it opens")
+    return opens, closes
+
+
+def _cents(value: Any) -> int:
+    if isinstance(value, str | int | float):
+        return parse_price(value)
+    raise ValueError('expected a price like "120.00"')
+
+
+Cents = Annotated[int, BeforeValidator(_cents)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class OrganizationSection(_Section):
+    slug: str
+    name: str = Field(min_length=1, max_length=200)
+    timezone: str = "America/Sao_Paulo"
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError('use lowercase letters, digits and dashes (e.g. "petfeliz")')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'unknown timezone {value!r} (e.g. "America/Sao_Paulo")') from None
+        return value
+
+
+class AISection(_Section):
+    model: str | None = None
+    temperature: float = Field(default=0.3, ge=0, le=2)
+    personality: str = ""
+    debounce_seconds: int = Field(default=3, ge=0, le=60)
+    human_takeover_minutes: int = Field(default=480, gt=0)
+
+
+class BookingSection(_Section):
+    slot_minutes: int = Field(default=30, ge=5, le=240)
+    min_lead_minutes: int = Field(default=60, ge=0)
+    horizon_days: int = Field(default=60, ge=1, le=365)
+
+
+class AuroraSection(_Section):
+    reminder_minutes_before: int = Field(default=60, gt=0)
+    quiet_hours: str | None = None
+    daily_summary_at: str | None = None
+    confirmation_ttl_minutes: int = Field(default=10, gt=0)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value is not None:
+            start, sep, end = value.partition("-")
+            if not sep:
+                raise ValueError(f'expected an interval like "21:00-08:00", got {value!r}')
+            parse_hhmm(start)
+            parse_hhmm(end)
+        return value
+
+    @field_validator("daily_summary_at")
+    @classmethod
+    def _summary(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hhmm(value)
+        return value
+
+    def quiet_window(self) -> tuple[time, time] | None:
+        if self.quiet_hours is None:
+            return None
+        start, _, end = self.quiet_hours.partition("-")
+        return parse_hhmm(start), parse_hhmm(end)
+
+
+class WhatsAppEntry(_Section):
+    provider: Literal["evolution", "cloud"]
+    instance: str | None = None
+    api_url: str | None = None
+    api_key: str | None = None
+    webhook_token: str | None = None
+    access_token: str | None = None
+    app_secret: str | None = None
+    verify_token: str | None = None
+    phone_number_id: str | None = None
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> WhatsAppEntry:
+        needed = {
+            "evolution": ("instance", "api_url", "api_key", "webhook_token"),
+            "cloud": ("phone_number_id", "access_token", "app_secret", "verify_token"),
+        }[self.provider]
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"a {self.provider} instance needs {', '.join(missing)}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The name webhooks use: Evolution instance name, or Cloud phone_number_id."""
+        value = self.instance if self.provider == "evolution" else self.phone_number_id
+        assert value is not None
+        return value
+
+
+class OwnerEntry(_Section):
+    name: str = ""
+    phone: str
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return normalise_phone(value)
+
+
+class ServiceEntry(_Section):
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=50)
+    duration_minutes: int = Field(ge=5, le=1440)
+    price: Cents
+    description: str | None = None
+
+
+class ResourceEntry(_Section):
+    name: str = Field(min_length=1, max_length=200)
+    services: list[str] = Field(min_length=1)
+    capacity: int = Field(default=1, ge=1, le=100)
+
+
+class ClosureEntry(_Section):
+    date: date
+    reason: str | None = None
+
+
+class OrgSpec(_Section):
+    """A whole organization file, validated."""
+
+    organization: OrganizationSection
+    ai: AISection = AISection()
+    booking: BookingSection = BookingSection()
+    aurora: AuroraSection = AuroraSection()
+    whatsapp: list[WhatsAppEntry] = []
+    owners: list[OwnerEntry] = []
+    services: list[ServiceEntry] = Field(min_length=1)
+    resources: list[ResourceEntry] = Field(min_length=1)
+    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]]
+    closures: list[ClosureEntry] = []
+
+    def weekly_hours(self) -> dict[int, list[tuple[time, time]]]:
+        """Weekday index (0 = Monday) → sorted opening intervals."""
+        return {
+            WEEKDAYS.index(day): sorted(parse_interval(item) for item in items)
+            for day, items in self.hours.items()
+        }
+
+
+def _cross_checks(spec: OrgSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    """Problems no single field can see: duplicates, dangling names, overlapping hours."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+
+    def duplicates(items: list[str], section: str, key: str) -> None:
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            folded = item.casefold()
+            if folded in seen:
+                problems.append(((section, index, key), f"duplicate {key} {item!r}"))
+            seen.add(folded)
+
+    duplicates([s.name for s in spec.services], "services", "name")
+    duplicates([r.name for r in spec.resources], "resources", "name")
+    duplicates([o.phone for o in spec.owners], "owners", "phone")
+    duplicates([f"{w.provider}:{w.key}" for w in spec.whatsapp], "whatsapp", "instance")
+    duplicates([c.date.isoformat() for c in spec.closures], "closures", "date")
+
+    known = {s.category.casefold() for s in spec.services} | {
+        s.name.casefold() for s in spec.services
+    }
+    for index, resource in enumerate(spec.resources):
+        for item in resource.services:
+            if item.casefold() not in known:
+                problems.append(
+                    (
+                        ("resources", index, "services"),
+                        f"{item!r} is neither a service category nor a service name",
+                    )
+                )
+    served = {
+        service.name
+        for service in spec.services
+        for resource in spec.resources
+        if {service.category.casefold(), service.name.casefold()}
+        & {item.casefold() for item in resource.services}
+    }
+    for index, service in enumerate(spec.services):
+        if service.name not in served:
+            problems.append((("services", index, "category"), "no resource performs this service"))
+
+    for day, items in spec.hours.items():
+        try:
+            intervals = sorted(parse_interval(item) for item in items)
+        except ValueError as exc:
+            problems.append((("hours", day), str(exc)))
+            continue
+        for (_, first_end), (second_start, _) in zip(intervals, intervals[1:], strict=False):
+            if second_start < first_end:
+                problems.append((("hours", day), "opening intervals overlap"))
+    if not any(spec.hours.values()):
+        problems.append((("hours",), "the business must open on at least one day"))
+    return problems
+
+
+def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """The 1-based line of key path `loc` (e.g. ("services", 2, "price")) in TOML `text`.
+
+    Falls back to the line of the enclosing table when the key itself is absent.
+    """
+    path = [part for part in loc if isinstance(part, str)]
+    index = next((part for part in loc if isinstance(part, int)), None)
+    if not path:
+        return None
+    table, key = path[0], path[1] if len(path) > 1 else None
+    header_line: int | None = None
+    current: str | None = ""
+    occurrence = -1
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("[["):
+            current = line.strip("[] ")
+            if current == table:
+                occurrence += 1
+                if index is None or occurrence == index:
+                    header_line = number
+            continue
+        if line.startswith("["):
+            current = line.strip("[] ")
+            if current == table:
+                header_line = number
+            continue
+        name = line.split("=", 1)[0].strip().strip('"')
+        if "=" not in line:
+            continue
+        in_table = current == table and (index is None or occurrence == index)
+        if in_table and key is not None and name == key:
+            return number
+        if current == "" and name == table:
+            return number
+    return header_line
+
+
+def _loc_text(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def parse_spec(text: str, path: Path | str = "<string>") -> OrgSpec:
+    """Validate the TOML `text` of an organization file.
+
+    Raises:
+        OrgFileError: every problem found, with key paths and lines.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        line = int(found[1]) if found else None
+        raise OrgFileError(path, [OrgFileProblem("", f"not valid TOML: {reason}", line)]) from None
+    try:
+        spec = OrgSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif error["type"] == "missing":
+                message = "required key is missing"
+            problems.append(OrgFileProblem(_loc_text(loc), message, locate(text, loc)))
+        raise OrgFileError(path, problems) from None
+    cross = _cross_checks(spec)
+    if cross:
+        raise OrgFileError(
+            path, [OrgFileProblem(_loc_text(loc), msg, locate(text, loc)) for loc, msg in cross]
+        )
+    return spec
+
+
+def load_spec(path: Path | str) -> OrgSpec:
+    """Read and validate an organization file.
+
+    Raises:
+        OrgFileError: the file is missing, unreadable or invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OrgFileError(
+            path, [OrgFileProblem("", f"cannot read the file: {exc.strerror}")]
+        ) from None
+    return parse_spec(text, path)

@@ -1,0 +1,1 @@
+"""OpenTelemetry: tracing, metrics and PII redaction."""

@@ -1,0 +1,1 @@
+"""Dramatiq on Redis: broker setup, middleware, actors and the scheduler."""
