@@ -6,6 +6,7 @@ start with a `ConfigError` naming the variable, never later in the middle of a t
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -103,7 +104,7 @@ def normalise_database_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
-_ENV_NAMES: dict[str, str] = {
+_ENV_NAMES: dict[str, str | tuple[str, ...]] = {
     "database_url": "DATABASE_URL",
     "redis_url": "REDIS_URL",
     "data_dir": "ZAPVET_DATA_DIR",
@@ -112,7 +113,7 @@ _ENV_NAMES: dict[str, str] = {
     "model": "ZAPVET_MODEL",
     "log_format": "ZAPVET_LOG_FORMAT",
     "capture_content": "ZAPVET_CAPTURE_CONTENT",
-    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otel_endpoint": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
     "otel_sdk_disabled": "OTEL_SDK_DISABLED",
 }
 
@@ -128,7 +129,11 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = str(error["loc"][0]) if error["loc"] else ""
-        variable = _ENV_NAMES.get(loc, loc.upper())
+        field = next((f for f, n in _ENV_NAMES.items() if loc == f or loc in n), loc)
+        names = _ENV_NAMES.get(field, loc.upper())
+        if isinstance(names, tuple):  # several spellings: name the one that is set
+            names = next((name for name in names if os.environ.get(name)), names[-1])
+        variable = names
         reason = error["msg"].removeprefix("Value error, ")
         if error["type"] == "literal_error" and variable == "ZAPVET_LOG_FORMAT":
             reason = f"must be 'json' or 'console', got {error['input']!r}"

@@ -102,3 +102,10 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade_to_base(database_url: str) -> None:
+    """Undo every migration (tests and disaster drills only)."""
+    from alembic import command
+
+    command.downgrade(alembic_config(database_url), "base")

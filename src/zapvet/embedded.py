@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -71,6 +72,13 @@ def _process_alive(pid: int, must_contain: str) -> bool:
         return False
 
 
+def _pg_bin_path() -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pgserver warns about XDG_RUNTIME_DIR on import
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
+
+
 class EmbeddedPostgres:
     """A PostgreSQL cluster under `root`, listening on a unix socket only."""
 
@@ -84,9 +92,7 @@ class EmbeddedPostgres:
         self._run_as: str | None = "pgserver" if os.geteuid() == 0 else None
 
     def _bin(self, program: str) -> str:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        return str(POSTGRES_BIN_PATH / program)
+        return str(_pg_bin_path() / program)
 
     def _run(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -117,21 +123,23 @@ class EmbeddedPostgres:
             return
         import stat
 
-        from pgserver._commands import POSTGRES_BIN_PATH
-        from pgserver.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pgserver warns about XDG_RUNTIME_DIR on import
+            from pgserver.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
+        bin_path = _pg_bin_path()
         ensure_user_exists(self._run_as)
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         ensure_prefix_permissions(self.pgdata)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_prefix_permissions(bin_path)
         readable = stat.S_IRGRP | stat.S_IROTH
-        ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", readable)
+        ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(bin_path.parent / "lib", readable)
+        ensure_folder_permissions(bin_path.parent / "share", readable)
         shutil.chown(self.pgdata, user=self._run_as, group=self._run_as)
         self.log_path.touch(exist_ok=True)
         shutil.chown(self.log_path, user=self._run_as, group=self._run_as)
@@ -289,9 +297,16 @@ class EmbeddedRedis:
         if pid is None or not _process_alive(pid, "redis-server"):
             return
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # No retries: the server closing the connection is the success signal, and redis-py's
+        # default retry policy would otherwise spend seconds reconnecting to a stopped server.
+        client = redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
         with contextlib.suppress(redis.RedisError, OSError):
-            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(nosave=True)
+            client.shutdown(nosave=True)
         deadline = time.monotonic() + 10
         while _process_alive(pid, "redis-server") and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -304,35 +319,35 @@ class EmbeddedRedis:
 
 
 class _Holders:
-    """Files naming the live processes attached to an embedded server."""
+    """One file per attach (`<pid>-<n>`), naming the live users of an embedded server."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def _me(self) -> tuple[str, str]:
-        pid = os.getpid()
-        return str(pid), repr(psutil.Process(pid).create_time())
-
-    def add(self) -> None:
+    def add(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        name, stamp = self._me()
-        (self.directory / name).write_text(stamp)
+        pid = os.getpid()
+        stamp = repr(psutil.Process(pid).create_time())
+        for n in itertools.count():
+            token = self.directory / f"{pid}-{n}"
+            try:
+                with token.open("x") as handle:
+                    handle.write(stamp)
+                return token
+            except FileExistsError:
+                continue
+        raise AssertionError("unreachable")
 
-    def remove(self) -> None:
-        name, _ = self._me()
-        (self.directory / name).unlink(missing_ok=True)
-
-    def live(self) -> list[int]:
-        """Pids still attached; files of dead (or recycled) pids are deleted."""
-        alive: list[int] = []
+    def live(self) -> list[Path]:
+        """Holder files of live processes; those of dead (or recycled) pids are deleted."""
+        alive: list[Path] = []
         if not self.directory.exists():
             return alive
         for entry in self.directory.iterdir():
             try:
-                pid = int(entry.name)
-                stamp = entry.read_text()
-                if repr(psutil.Process(pid).create_time()) == stamp:
-                    alive.append(pid)
+                pid = int(entry.name.split("-", 1)[0])
+                if repr(psutil.Process(pid).create_time()) == entry.read_text():
+                    alive.append(entry)
                     continue
             except (ValueError, psutil.NoSuchProcess, FileNotFoundError):
                 pass
@@ -351,18 +366,17 @@ def _locked(data_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _attach(server: _Server, holders: _Holders, data_dir: Path) -> str:
+def _attach(server: _Server, holders: _Holders, data_dir: Path) -> Path:
     with _locked(data_dir):
         holders.live()
         if not server.is_running():
             server.start()
-        holders.add()
-        return server.url()
+        return holders.add()
 
 
-def _detach(server: _Server, holders: _Holders, data_dir: Path) -> None:
+def _detach(server: _Server, holders: _Holders, token: Path, data_dir: Path) -> None:
     with _locked(data_dir):
-        holders.remove()
+        token.unlink(missing_ok=True)
         if not holders.live():
             server.stop()
 
@@ -390,20 +404,19 @@ def running_services(settings: Settings) -> Iterator[ServiceUrls]:
     """
     data_dir = settings.data_dir.resolve()
     urls = {"postgres": settings.database_url, "redis": settings.redis_url}
-    attached: list[tuple[_Server, _Holders]] = []
+    attached: list[tuple[_Server, _Holders, Path]] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for server in embedded_servers(settings):
-                holders = _Holders(data_dir / server.name / "holders")
-                urls[server.name] = _attach(server, holders, data_dir)
-                attached.append((server, holders))
+        for server in embedded_servers(settings):
+            holders = _Holders(data_dir / server.name / "holders")
+            token = _attach(server, holders, data_dir)
+            urls[server.name] = server.url()
+            attached.append((server, holders, token))
         assert urls["postgres"] is not None and urls["redis"] is not None
         yield ServiceUrls(
             database_url=urls["postgres"],
             redis_url=urls["redis"],
-            embedded=tuple(server.name for server, _ in attached),
+            embedded=tuple(server.name for server, _, _ in attached),
         )
     finally:
-        for server, holders in reversed(attached):
-            _detach(server, holders, data_dir)
+        for server, holders, token in reversed(attached):
+            _detach(server, holders, token, data_dir)

@@ -1,0 +1,125 @@
+"""Fixtures on real PostgreSQL and Redis.
+
+`DATABASE_URL` / `REDIS_URL` are used when set; otherwise the embedded servers under
+`ZAPVET_DATA_DIR` are started for the session. Each test that asks for `database_url` gets
+a database of its own, cloned from a template migrated once per session, so tests may open
+as many connections (and processes) as they like and still never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from zapvet import db
+from zapvet.config import Settings, load_settings
+from zapvet.embedded import ServiceUrls, running_services
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_ORG = REPO / "examples" / "petfeliz.toml"
+_counter = itertools.count()
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` instead."""
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as a libpq connection string for plain psycopg."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[ServiceUrls]:
+    with running_services(settings) as urls:
+        yield urls
+
+
+@pytest.fixture(scope="session")
+def admin_conninfo(services: ServiceUrls) -> str:
+    return libpq_url(with_database(services.database_url, "postgres"))
+
+
+def _drop_orphans(conninfo: str) -> None:
+    """Drop test databases left by killed test runs (their pid is gone)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'zapvet\\_t%\\_%'"
+        ).fetchall()
+        for (name,) in rows:
+            parts = name.split("_")
+            if len(parts) >= 3 and parts[2].isdigit() and not psutil.pid_exists(int(parts[2])):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def template_database(services: ServiceUrls, admin_conninfo: str) -> Iterator[str]:
+    """Name of a database migrated to head, cloned by `database_url`."""
+    _drop_orphans(admin_conninfo)
+    name = f"zapvet_tpl_{os.getpid()}"
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db.upgrade(with_database(services.database_url, name))
+    yield name
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _create_database(admin_conninfo: str, template: str | None) -> str:
+    name = f"zapvet_t_{os.getpid()}_{next(_counter)}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    return name
+
+
+def _drop_database(admin_conninfo: str, name: str) -> None:
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(
+    services: ServiceUrls, admin_conninfo: str, template_database: str
+) -> Iterator[str]:
+    """A fresh database at the newest schema, for this test only."""
+    name = _create_database(admin_conninfo, template_database)
+    yield with_database(services.database_url, name)
+    _drop_database(admin_conninfo, name)
+
+
+@pytest.fixture
+def empty_database_url(services: ServiceUrls, admin_conninfo: str) -> Iterator[str]:
+    """A fresh database with no schema at all, for migration tests."""
+    name = _create_database(admin_conninfo, None)
+    yield with_database(services.database_url, name)
+    _drop_database(admin_conninfo, name)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = db.build_engine(database_url, pool_size=5)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session

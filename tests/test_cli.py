@@ -1,0 +1,146 @@
+"""The command line: every DESIGN §3 command, honest about what is not built yet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import EXAMPLE_ORG, libpq_url
+from zapvet.cli import app
+from zapvet.embedded import ServiceUrls
+
+COMMANDS = [
+    ["dev"],
+    ["demo"],
+    ["chat"],
+    ["bridge"],
+    ["worker"],
+    ["scheduler"],
+    ["db", "upgrade"],
+    ["org", "apply"],
+    ["stats"],
+    ["dlq", "list"],
+    ["dlq", "requeue"],
+    ["eval"],
+    ["status"],
+]
+NOT_YET = [
+    ["dev"],
+    ["demo"],
+    ["chat", "--org", "petfeliz"],
+    ["bridge"],
+    ["worker"],
+    ["scheduler"],
+    ["stats", "--json"],
+    ["dlq", "list"],
+    ["dlq", "requeue"],
+    ["eval", "scenario.yaml"],
+]
+runner = CliRunner()
+
+
+def zapvet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the real `zapvet` entrypoint in a subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "zapvet", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_lists_every_design_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in {c[0] for c in COMMANDS}:
+        assert f" {command} " in result.output, command
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_its_own_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize("command", NOT_YET, ids=" ".join)
+def test_commands_of_later_issues_say_so_and_fail(command: list[str]) -> None:
+    result = runner.invoke(app, command)
+    assert result.exit_code == 3
+    assert "is not available yet" in result.output
+
+
+def test_an_invalid_setting_names_the_variable() -> None:
+    result = zapvet("status", env={"ZAPVET_LOG_FORMAT": "xml"})
+    assert result.returncode == 2
+    assert "ZAPVET_LOG_FORMAT: must be 'json' or 'console'" in result.stderr
+
+
+def test_upgrade_apply_and_status_against_external_servers(
+    empty_database_url: str, services: ServiceUrls
+) -> None:
+    env = {"DATABASE_URL": empty_database_url, "REDIS_URL": services.redis_url}
+
+    applied_early = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
+    assert applied_early.returncode == 1
+    assert "run `zapvet db upgrade` first" in applied_early.stderr
+
+    upgraded = zapvet("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "database migrated: empty → 0001" in upgraded.stdout
+    assert "already at revision 0001" in zapvet("db", "upgrade", env=env).stdout
+
+    applied = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "organization 'petfeliz' created" in applied.stdout
+    assert "service 'Consulta Veterinária Geral' added (R$ 120,00)" in applied.stdout
+    again = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
+    assert again.stdout.strip() == "organization 'petfeliz' is up to date (no changes)"
+
+    status = zapvet("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "PostgreSQL (external)" in status.stdout
+    assert "6 services, 3 resources, 1 owner numbers" in status.stdout
+    assert "http://127.0.0.1:8080/webhooks/evolution/petfeliz" in status.stdout
+
+
+def test_a_bad_org_file_names_key_and_line_and_writes_nothing(
+    database_url: str, services: ServiceUrls, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE_ORG.read_text().replace('price = "120.00"', 'price = "muito"'))
+    result = zapvet(
+        "org",
+        "apply",
+        str(bad),
+        env={"DATABASE_URL": database_url, "REDIS_URL": services.redis_url},
+    )
+    assert result.returncode == 1
+    assert "services[4].price: expected a price" in result.stderr
+    assert f"{bad}:line " in result.stderr
+    assert "nothing was written" in result.stderr
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (0,)
+
+
+def test_the_embedded_servers_serve_a_fresh_machine(tmp_path: Path) -> None:
+    env = {"ZAPVET_DATA_DIR": str(tmp_path / "data")}
+    upgraded = zapvet("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    applied = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
+    assert applied.returncode == 0, applied.stderr
+    status = zapvet("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "PostgreSQL (embedded)" in status.stdout and "Redis      (embedded)" in status.stdout
+    assert "organization 'petfeliz'" in status.stdout
+    assert "stopped as this command ended" in status.stdout
