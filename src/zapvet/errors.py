@@ -6,6 +6,8 @@
     ├── OrgFileError           an organization file is invalid (one or more OrgFileProblem)
     ├── TransientError         worth retrying: the world may be different in a moment
     └── PermanentError         retrying cannot help; fail the work at once
+        └── ToolError          an agent tool refused; `message` is pt-BR text for the model
+            └── SlotTakenError the requested time is not (or no longer) free; has alternatives
 
 Errors carry fields, not formatted strings; `str(error)` renders them for people.
 HTTP status mapping lives in `zapvet.bridge` only.
@@ -70,3 +72,19 @@ class TransientError(ZapvetError):
 
 class PermanentError(ZapvetError):
     """A failure that retrying cannot fix (bad input, 4xx, missing rows)."""
+
+
+class ToolError(PermanentError):
+    """A tool could not do what the model asked; `message` may be relayed to the customer."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class SlotTakenError(ToolError):
+    """The requested start is taken or outside the bookable hours; `alternatives` are free."""
+
+    def __init__(self, message: str, alternatives: list[str]) -> None:
+        self.alternatives = alternatives
+        super().__init__(message)

@@ -1,0 +1,1 @@
+"""The customer attendant: registers pets, finds free slots, books, reschedules, hands over."""

@@ -1,0 +1,1 @@
+"""Chat models: the OpenAI-compatible client, the scripted model for tests, token counting."""

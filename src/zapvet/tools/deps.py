@@ -1,0 +1,24 @@
+"""What agent tools need from the process: database sessions and a clock (frozen in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ToolDeps:
+    """Built once per process by the entrypoint and closed over by the graph's tools."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock = system_clock
