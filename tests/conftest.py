@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psutil
 import psycopg
@@ -23,6 +25,10 @@ from sqlmodel import Session
 from zapvet import db
 from zapvet.config import Settings, load_settings
 from zapvet.embedded import ServiceUrls, running_services
+from zapvet.graphs.client.context import ClientContext
+from zapvet.models import Contact, Conversation, Organization
+from zapvet.org import apply_spec, load_spec
+from zapvet.tools.deps import ToolDeps
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_ORG = REPO / "examples" / "petfeliz.toml"
@@ -128,3 +134,46 @@ def session(engine: Engine) -> Iterator[Session]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# -- agents ---------------------------------------------------------------------------------
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+#: Wednesday 25 November 2026, 14:00 in São Paulo: "amanhã" is Thursday the 26th.
+NOW = datetime(2026, 11, 25, 14, 0, tzinfo=SAO_PAULO)
+
+
+@pytest.fixture
+def petfeliz(session: Session) -> Organization:
+    report = apply_spec(session, load_spec(EXAMPLE_ORG))
+    session.commit()
+    org = session.get(Organization, report.organization_id)
+    assert org is not None
+    return org
+
+
+def start_conversation(session: Session, org: Organization, phone: str) -> ClientContext:
+    assert org.id is not None
+    contact = Contact(organization_id=org.id, phone=phone, name="Cliente")
+    session.add(contact)
+    session.flush()
+    assert contact.id is not None
+    conversation = Conversation(organization_id=org.id, contact_id=contact.id)
+    session.add(conversation)
+    session.commit()
+    assert conversation.id is not None
+    return ClientContext(
+        organization_id=org.id, contact_id=contact.id, conversation_id=conversation.id
+    )
+
+
+@pytest.fixture
+def client_context(session: Session, petfeliz: Organization) -> ClientContext:
+    return start_conversation(session, petfeliz, "5511999999999")
+
+
+@pytest.fixture
+async def deps(database_url: str) -> AsyncIterator[ToolDeps]:
+    engine = db.build_async_engine(database_url, pool_size=5)
+    yield ToolDeps(sessions=db.async_session_maker(engine), clock=lambda: NOW)
+    await engine.dispose()

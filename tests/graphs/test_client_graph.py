@@ -8,7 +8,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from sqlmodel import Session, select
 
-from tests.graphs.conftest import SAO_PAULO
+from tests.conftest import SAO_PAULO
 from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import FALLBACK_REPLY, build_graph
 from zapvet.graphs.client.turn import run_turn
