@@ -1,0 +1,1 @@
+"""Fakes of the world outside zapvet, for tests and benchmarks."""

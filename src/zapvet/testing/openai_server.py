@@ -1,0 +1,407 @@
+"""A scripted OpenAI-compatible chat completions server on loopback, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any, Self
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+#: How long `start()` waits for uvicorn to listen before giving up.
+STARTUP_TIMEOUT_S = 10.0
+#: Characters of tool-call arguments per streamed chunk; small enough that clients must join.
+_ARGUMENT_CHUNK = 16
+_WORDS = re.compile(r"\s*\S+\s*|\s+")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call in a reply; `str` arguments are sent verbatim (even if not JSON)."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server answers to one request; with `status` other than 200, `text` is the error."""
+
+    text: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int = 0
+    status: int = 200
+    #: Seconds to wait before answering, on top of the server's `latency`.
+    delay: float = 0.0
+    #: Sent as `retry-after-ms` on errors, so client retries need not back off for real.
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A chat completions request as the server received it; header names are lower case."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+class FakeOpenAIServer:
+    """Answers `/v1/chat/completions` from a FIFO of replies, then from `responder` if given.
+
+    The server runs uvicorn on its own event loop in a background thread, so synchronous
+    tests and other event loops can call it; every wait is asynchronous, so hundreds of
+    slow requests cost no threads. `responder` runs on that loop and must not block.
+    """
+
+    def __init__(
+        self,
+        *,
+        responder: Responder | None = None,
+        latency: float = 0.0,
+        port: int = 0,
+        models: Sequence[str] = ("gpt-4o-mini",),
+    ) -> None:
+        self._responder = responder
+        self._latency = latency
+        self._port = port
+        self._models = tuple(models)
+        self._replies: deque[Reply] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._ids = itertools.count(1)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def enqueue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        with self._lock:
+            return self._peak_in_flight
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI `base_url` of this server; known once started when `port` was 0.
+
+        Raises:
+            RuntimeError: the port is still to be picked by `start()`.
+        """
+        if self._port == 0:
+            raise RuntimeError("the fake OpenAI server has no port before start()")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def start(self) -> None:
+        """Listen on 127.0.0.1 and return once connections are accepted.
+
+        Raises:
+            RuntimeError: already started, or uvicorn did not come up in time.
+        """
+        if self._thread is not None:
+            raise RuntimeError("the fake OpenAI server is already running")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self._port))
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app(),
+            lifespan="off",
+            ws="none",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._run, args=(server, sock), name="fake-openai-server", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                sock.close()
+                raise RuntimeError("the fake OpenAI server did not start")
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        """Answer pending requests at once, close every connection and join the thread."""
+        if self._server is None or self._thread is None:
+            return
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            # The loop may close between the check and the call if uvicorn died on its own.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopping.set)
+        self._server.should_exit = True
+        self._thread.join()
+        self._server = self._thread = self._loop = self._stopping = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            await server.serve(sockets=[sock])
+
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(serve())
+
+    def _app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/v1/models", self._list_models, methods=["GET"]),
+            ]
+        )
+
+    async def _list_models(self, _request: Request) -> Response:
+        models = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "zapvet"} for m in self._models
+        ]
+        return JSONResponse({"object": "list", "data": models})
+
+    async def _chat_completions(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error_response(Reply("the request body is not JSON", status=400))
+        if not isinstance(body, dict):
+            return _error_response(Reply("the request body is not a JSON object", status=400))
+        with self._lock:
+            self._requests.append(RecordedRequest(body, dict(request.headers)))
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+            reply = self._replies.popleft() if self._replies else None
+        try:
+            if reply is None and self._responder is not None:
+                reply = self._responder(body)
+            if reply is None:
+                exhausted = "fake OpenAI server: script exhausted (no reply queued, no responder)"
+                return _error_response(Reply(exhausted, status=500))
+            await self._pause(self._latency + reply.delay)
+            if reply.status != 200:
+                return _error_response(reply)
+            completion = _Completion.build(reply, body, f"chatcmpl-fake{next(self._ids)}")
+            if body.get("stream"):
+                options = body.get("stream_options") or {}
+                chunks = completion.sse(include_usage=bool(options.get("include_usage")))
+                return StreamingResponse(chunks, media_type="text/event-stream")
+            return JSONResponse(completion.message())
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _pause(self, seconds: float) -> None:
+        # Waits end early on stop(), so shutdown never sits out a long scripted delay.
+        if seconds <= 0 or self._stopping is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """A successful reply rendered in OpenAI's wire format, whole or as SSE chunks."""
+
+    id: str
+    model: str
+    text: str | None
+    tool_calls: list[dict[str, Any]]
+    usage: dict[str, Any]
+
+    @classmethod
+    def build(cls, reply: Reply, body: dict[str, Any], id_: str) -> _Completion:
+        tool_calls: list[dict[str, Any]] = [
+            {
+                "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": _arguments(call)},
+            }
+            for call in reply.tool_calls
+        ]
+        written = len(reply.text or "") + sum(len(_arguments(call)) for call in reply.tool_calls)
+        prompt = reply.prompt_tokens
+        if prompt is None:
+            prompt = max(1, _prompt_chars(body) // 4)
+        completion = reply.completion_tokens
+        if completion is None:
+            completion = max(1, written // 4)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+        model = str(body.get("model", "unknown"))
+        return cls(id_, model, reply.text, tool_calls, usage)
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        choice = {"index": 0, "message": message, "logprobs": None}
+        return {
+            **self._envelope("chat.completion"),
+            "choices": [{**choice, "finish_reason": self.finish_reason}],
+            "usage": self.usage,
+        }
+
+    async def sse(self, *, include_usage: bool) -> AsyncIterator[str]:
+        # Async, because Starlette iterates a sync iterator on a worker thread per response.
+        extra = {"usage": None} if include_usage else {}
+        for delta, finish_reason in self._deltas():
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            yield _event({**self._envelope("chat.completion.chunk"), "choices": [choice], **extra})
+        if include_usage:
+            yield _event(
+                {**self._envelope("chat.completion.chunk"), "choices": [], "usage": self.usage}
+            )
+        yield "data: [DONE]\n\n"
+
+    def _deltas(self) -> Iterator[tuple[dict[str, Any], str | None]]:
+        yield {"role": "assistant", "content": "" if self.text else None, "refusal": None}, None
+        for word in _WORDS.findall(self.text or ""):
+            yield {"content": word}, None
+        for index, call in enumerate(self.tool_calls):
+            function = call["function"]
+            head = {"id": call["id"], "type": "function"}
+            yield _tool_delta(index, head, {"name": function["name"], "arguments": ""}), None
+            arguments = function["arguments"]
+            for start in range(0, len(arguments), _ARGUMENT_CHUNK):
+                piece = arguments[start : start + _ARGUMENT_CHUNK]
+                yield _tool_delta(index, {}, {"arguments": piece}), None
+        yield {}, self.finish_reason
+
+    def _envelope(self, kind: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": "fp_zapvet_fake",
+        }
+
+
+def _tool_delta(index: int, head: dict[str, Any], function: dict[str, Any]) -> dict[str, Any]:
+    return {"tool_calls": [{"index": index, **head, "function": function}]}
+
+
+def _event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _arguments(call: ToolCall) -> str:
+    if isinstance(call.arguments, str):
+        return call.arguments
+    return json.dumps(call.arguments, ensure_ascii=False)
+
+
+def _prompt_chars(body: dict[str, Any]) -> int:
+    total = 0
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    return total
+
+
+def _error_response(reply: Reply) -> Response:
+    kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
+    error_type = kind.get(reply.status, "server_error" if reply.status >= 500 else "api_error")
+    message = reply.text or f"fake OpenAI server: scripted failure (HTTP {reply.status})"
+    headers: dict[str, str] = {}
+    if reply.retry_after is not None:
+        headers["retry-after-ms"] = f"{reply.retry_after * 1000:g}"
+    error = {"message": message, "type": error_type, "param": None, "code": error_type}
+    return JSONResponse({"error": error}, status_code=reply.status, headers=headers)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve a fixed reply in the foreground until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m zapvet.testing.openai_server",
+        description="Fake OpenAI-compatible server answering every chat completion with --text.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--text", default="ok", help="the assistant's reply")
+    args = parser.parse_args(argv)
+    text: str = args.text
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with FakeOpenAIServer(
+        responder=lambda _body: Reply(text), latency=args.latency, port=args.port
+    ) as server:
+        sys.stdout.write(f"{server.base_url}\n")
+        sys.stdout.flush()
+        # A timed wait lets the main thread run the signal handler promptly.
+        while not stop.wait(0.5):
+            pass
+
+
+if __name__ == "__main__":
+    main()
