@@ -19,7 +19,6 @@ import psutil
 import psycopg
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from zapvet import db
@@ -35,14 +34,8 @@ EXAMPLE_ORG = REPO / "examples" / "petfeliz.toml"
 _counter = itertools.count()
 
 
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` instead."""
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy URL as a libpq connection string for plain psycopg."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+with_database = db.with_database
+libpq_url = db.libpq_url
 
 
 @pytest.fixture(scope="session")
@@ -78,44 +71,26 @@ def template_database(services: ServiceUrls, admin_conninfo: str) -> Iterator[st
     """Name of a database migrated to head, cloned by `database_url`."""
     _drop_orphans(admin_conninfo)
     name = f"zapvet_tpl_{os.getpid()}"
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db.upgrade(with_database(services.database_url, name))
-    yield name
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with db.scratch_database(services.database_url, name):
+        yield name
 
 
-def _create_database(admin_conninfo: str, template: str | None) -> str:
+def _fresh(services: ServiceUrls, template: str | None) -> Iterator[str]:
     name = f"zapvet_t_{os.getpid()}_{next(_counter)}"
-    clause = f' TEMPLATE "{template}"' if template else ""
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"{clause}')
-    return name
-
-
-def _drop_database(admin_conninfo: str, name: str) -> None:
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield db.create_database(services.database_url, name, template=template)
+    db.drop_database(services.database_url, name)
 
 
 @pytest.fixture
-def database_url(
-    services: ServiceUrls, admin_conninfo: str, template_database: str
-) -> Iterator[str]:
+def database_url(services: ServiceUrls, template_database: str) -> Iterator[str]:
     """A fresh database at the newest schema, for this test only."""
-    name = _create_database(admin_conninfo, template_database)
-    yield with_database(services.database_url, name)
-    _drop_database(admin_conninfo, name)
+    yield from _fresh(services, template_database)
 
 
 @pytest.fixture
-def empty_database_url(services: ServiceUrls, admin_conninfo: str) -> Iterator[str]:
+def empty_database_url(services: ServiceUrls) -> Iterator[str]:
     """A fresh database with no schema at all, for migration tests."""
-    name = _create_database(admin_conninfo, None)
-    yield with_database(services.database_url, name)
-    _drop_database(admin_conninfo, name)
+    yield from _fresh(services, None)
 
 
 @pytest.fixture

@@ -40,7 +40,6 @@ NOT_YET = [
     ["stats", "--json"],
     ["dlq", "list"],
     ["dlq", "requeue"],
-    ["eval", "scenario.yaml"],
 ]
 runner = CliRunner()
 

@@ -109,3 +109,8 @@ def test_blank_urls_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_log_format_defaults_to_json_without_a_terminal() -> None:
     # pytest captures stderr, so it is not a TTY here.
     assert load_settings().effective_log_format == "json"
+
+
+def test_a_blank_api_key_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    assert load_settings().openai_api_key is None

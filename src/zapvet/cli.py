@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -312,12 +312,59 @@ def dlq_requeue(
 
 @app.command("eval")
 def eval_(
-    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files (YAML).")],
-    model: Annotated[str, typer.Option(help="`scripted` or `openai:MODEL`.")] = "scripted",
-    k: Annotated[int, typer.Option("-k", help="Runs per scenario (pass^k).")] = 1,
+    scenarios: Annotated[
+        list[Path], typer.Argument(help="Scenario files (YAML) or directories of them.")
+    ],
+    model: Annotated[
+        str, typer.Option(help="`scripted` (the scenarios' own model outputs) or `openai:MODEL`.")
+    ] = "scripted",
+    k: Annotated[int, typer.Option("-k", min=1, help="Runs per scenario (pass^k).")] = 1,
 ) -> None:
-    """Run conversation scenarios and print a pass^k table."""
-    _not_yet("eval", "the client attendant (issue #3)")
+    """Run conversation scenarios on a scratch database and print a pass^k table.
+
+    With a real model the scripted outputs are ignored and only each scenario's end state
+    and facts are checked. Exits 1 unless every scenario passes all k runs.
+    """
+    from zapvet.evals.report import render
+    from zapvet.evals.runner import ModelFactory
+    from zapvet.evals.scenario import ScenarioError, expand_paths, load_scenario
+    from zapvet.evals.suite import evaluate
+    from zapvet.llm.openai import build_chat_model
+
+    files = expand_paths(scenarios)
+    if not files:
+        _fail(
+            "no scenario files found", "pass YAML files or a directory such as scenarios/client", 2
+        )
+    try:
+        loaded = [load_scenario(path) for path in files]
+    except ScenarioError as exc:
+        _fail(str(exc), "fix the scenario file", 2)
+    settings = _settings()
+    factory: ModelFactory | None = None
+    if model != "scripted":
+        provider, _, name = model.partition(":")
+        if provider != "openai" or not name:
+            _fail(f"unknown model {model!r}", "use --model scripted or --model openai:MODEL", 2)
+        try:
+            build_chat_model(settings, model=name)
+        except ConfigError as exc:
+            _fail(str(exc), "set OPENAI_API_KEY (and OPENAI_BASE_URL for other providers)", 2)
+
+        def factory() -> Any:
+            return build_chat_model(settings, model=name, temperature=None)
+
+    def progress(scenario: Any, attempt: int, run: Any) -> None:
+        mark = "✓" if run.passed else "✗"
+        typer.echo(f"{mark} {scenario.name} ({attempt + 1}/{k})", err=True)
+
+    with _services(settings) as services:
+        summaries = evaluate(
+            loaded, services.database_url, k=k, model_factory=factory, progress=progress
+        )
+    typer.echo(render(summaries, k))
+    if any(summary.pass_k < 1 for summary in summaries):
+        raise typer.Exit(1)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

@@ -44,7 +44,14 @@ class Settings(BaseSettings):
     )
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
 
-    @field_validator("database_url", "redis_url", "openai_base_url", "otel_endpoint", mode="before")
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "openai_api_key",
+        "openai_base_url",
+        "otel_endpoint",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():

@@ -109,3 +109,47 @@ def upgrade_to_base(database_url: str) -> None:
     from alembic import command
 
     command.downgrade(alembic_config(database_url), "base")
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` on the same server."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as a libpq connection string for plain psycopg."""
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(normalise_database_url(url)).set(drivername="postgresql")
+    return plain.render_as_string(hide_password=False)
+
+
+def create_database(server_url: str, name: str, *, template: str | None = None) -> str:
+    """Create database `name` (optionally cloned from `template`) and return its URL."""
+    import psycopg
+
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(libpq_url(with_database(server_url, "postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(libpq_url(with_database(server_url, "postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_database(server_url: str, name: str) -> Iterator[str]:
+    """A freshly migrated database for the duration of the block, dropped afterwards."""
+    url = create_database(server_url, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_database(server_url, name)

@@ -72,6 +72,16 @@ def _process_alive(pid: int, must_contain: str) -> bool:
         return False
 
 
+def _utf8_locale() -> str:
+    """C.UTF-8 where the C library has it: lower() and upper() then work beyond ASCII."""
+    try:
+        names = subprocess.run(["locale", "-a"], capture_output=True, text=True, check=False)
+    except OSError:
+        return "C"
+    available = {name.casefold() for name in names.stdout.split()}
+    return "C.UTF-8" if {"c.utf8", "c.utf-8"} & available else "C"
+
+
 def _pg_bin_path() -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pgserver warns about XDG_RUNTIME_DIR on import
@@ -161,7 +171,7 @@ class EmbeddedPostgres:
                     str(self.pgdata),
                     "--auth=trust",
                     "--encoding=UTF8",
-                    "--locale=C",
+                    f"--locale={_utf8_locale()}",
                     "-U",
                     "postgres",
                 ]

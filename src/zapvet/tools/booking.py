@@ -326,7 +326,7 @@ async def book(
     slot = offered.get(start.astimezone(UTC))
     if slot is None:
         raise SlotTakenError(
-            "Esse horário não está disponível.",
+            f"Esse horário ({describe_moment(start.astimezone(org.zone))}) não está disponível.",
             await alternatives(session, org, service, start, now),
         )
     appointment = Appointment(
@@ -343,8 +343,11 @@ async def book(
     try:
         return await place(session, appointment, slot.resource_ids)
     except SlotTakenError as taken:
-        taken.alternatives = await alternatives(session, org, service, start, now)
-        raise
+        when = describe_moment(start.astimezone(org.zone))
+        raise SlotTakenError(
+            f"Esse horário acabou de ser ocupado ({when}).",
+            await alternatives(session, org, service, start, now),
+        ) from taken
 
 
 async def move(
@@ -368,7 +371,7 @@ async def move(
     slot = {s.start: s for s in slots}.get(start.astimezone(UTC))
     if slot is None:
         raise SlotTakenError(
-            "Esse horário não está disponível.",
+            f"Esse horário ({describe_moment(start.astimezone(org.zone))}) não está disponível.",
             await alternatives(
                 session, org, service, start, now, exclude_appointment_id=appointment.id
             ),
@@ -378,7 +381,10 @@ async def move(
     try:
         return await place(session, appointment, order)
     except SlotTakenError as taken:
-        taken.alternatives = await alternatives(
-            session, org, service, start, now, exclude_appointment_id=appointment.id
-        )
-        raise
+        when = describe_moment(start.astimezone(org.zone))
+        raise SlotTakenError(
+            f"Esse horário acabou de ser ocupado ({when}).",
+            await alternatives(
+                session, org, service, start, now, exclude_appointment_id=appointment.id
+            ),
+        ) from taken

@@ -24,6 +24,8 @@ class TurnResult:
     error: str | None = None
     ungrounded: list[str] = field(default_factory=list)
     messages: list[BaseMessage] = field(default_factory=list)
+    system_prompt: str = ""
+    context_prompt: str = ""
 
 
 async def run_turn(
@@ -42,4 +44,6 @@ async def run_turn(
         error=state.get("error"),
         ungrounded=list(state.get("ungrounded") or []),
         messages=list(state["messages"]),
+        system_prompt=state.get("system_prompt", ""),
+        context_prompt=state.get("context_prompt", ""),
     )

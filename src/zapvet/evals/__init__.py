@@ -1,0 +1,1 @@
+"""Conversation scenarios: a YAML format, a runner on a real database, and pass^k reports."""
