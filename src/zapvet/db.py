@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, Row, Select, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
@@ -153,3 +153,17 @@ def scratch_database(server_url: str, name: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(server_url, name)
+
+
+_Columns = TypeVarTuple("_Columns")
+
+
+async def rows(
+    session: AsyncSession, statement: Select[*_Columns]
+) -> list[Row[*_Columns]]:
+    """All rows of a plain SQLAlchemy select (aggregates, many columns).
+
+    SQLModel's `exec` runs these fine but is typed for selects of at most four entities.
+    """
+    result = await session.exec(statement)  # type: ignore[call-overload]
+    return list(result.all())

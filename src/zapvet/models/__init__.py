@@ -2,7 +2,7 @@
 
 from zapvet.models.ai import AIInteraction
 from zapvet.models.appointment import OCCUPYING_STATUSES, UPCOMING_STATUSES, Appointment
-from zapvet.models.aurora import AuroraProactiveMessage
+from zapvet.models.aurora import AuditLog, AuroraPendingAction, AuroraProactiveMessage
 from zapvet.models.catalog import Resource, ResourceService, Service
 from zapvet.models.contact import Contact, ContactIdentity, Pet
 from zapvet.models.conversation import Conversation, Message
@@ -16,8 +16,10 @@ __all__ = [
     "WEEKDAYS",
     "AIInteraction",
     "AISettings",
+    "AuditLog",
     "Appointment",
     "AuroraOwnerNumber",
+    "AuroraPendingAction",
     "AuroraProactiveMessage",
     "BusinessHours",
     "Closure",

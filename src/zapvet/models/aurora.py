@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import CheckConstraint, Index, String, Text, text
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from zapvet.models.base import (
@@ -64,4 +65,56 @@ class AuroraProactiveMessage(SQLModel, table=True):
     sent_at: datetime | None = moment_field()
     dedupe_key: str | None = Field(default=None, max_length=200)
     error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = created_field()
+
+
+PendingStatus = Literal["pending", "confirmed", "cancelled", "expired", "failed"]
+
+
+class AuroraPendingAction(SQLModel, table=True):
+    """A write Aurora previewed and holds until the owner confirms it in a later message."""
+
+    __tablename__ = "aurora_pending_actions"
+    __table_args__ = (
+        org_unique("aurora_pending_actions"),
+        org_fk("owner_number_id", "aurora_owner_numbers"),
+        CheckConstraint(
+            "status IN ('pending', 'confirmed', 'cancelled', 'expired', 'failed')", name="status"
+        ),
+        Index(
+            "ix_aurora_pending_open",
+            "organization_id",
+            "owner_number_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = id_field()
+    organization_id: int = org_field()
+    owner_number_id: int = ref_field()
+    action: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    preview: str = Field(default="", sa_type=Text)
+    status: PendingStatus = Field(default="pending", sa_type=String(16))
+    expires_at: datetime = moment_field(nullable=False)
+    resolved_at: datetime | None = moment_field()
+    result: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = created_field()
+
+
+class AuditLog(SQLModel, table=True):
+    """Who changed what, when, with the row before and after (every Aurora command)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_org_created", "organization_id", "created_at"),)
+
+    id: int | None = id_field()
+    organization_id: int = org_field()
+    actor_kind: str = Field(max_length=16)
+    actor_id: int | None = Field(default=None, sa_type=BigInteger)
+    action: str = Field(max_length=64)
+    entity: str = Field(max_length=64)
+    entity_id: int | None = Field(default=None, sa_type=BigInteger)
+    before: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    after: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     created_at: datetime = created_field()

@@ -1,49 +1,5 @@
-"""Running one client turn: history and trusted context in, the reply and its outcome out."""
+"""Kept for imports written before the loop was shared: see `zapvet.graphs.turn`."""
 
-from __future__ import annotations
+from zapvet.graphs.turn import TurnResult, run_turn
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
-
-from langchain_core.messages import BaseMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
-
-from zapvet.graphs.client.context import ClientContext
-from zapvet.graphs.client.graph import RECURSION_LIMIT
-from zapvet.graphs.client.state import ClientState
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    """`reply` is None when the graph stayed silent (escalated or closed conversation)."""
-
-    reply: str | None
-    escalated: bool = False
-    error: str | None = None
-    ungrounded: list[str] = field(default_factory=list)
-    messages: list[BaseMessage] = field(default_factory=list)
-    system_prompt: str = ""
-    context_prompt: str = ""
-
-
-async def run_turn(
-    graph: CompiledStateGraph[ClientState, ClientContext, Any, Any],
-    context: ClientContext,
-    history: Sequence[BaseMessage],
-    *,
-    config: dict[str, Any] | None = None,
-) -> TurnResult:
-    run_config = cast(RunnableConfig, {"recursion_limit": RECURSION_LIMIT, **(config or {})})
-    state = await graph.ainvoke({"messages": list(history)}, run_config, context=context)
-    silenced = bool(state.get("silenced"))
-    return TurnResult(
-        reply=None if silenced else state.get("reply"),
-        escalated=bool(state.get("escalated")),
-        error=state.get("error"),
-        ungrounded=list(state.get("ungrounded") or []),
-        messages=list(state["messages"]),
-        system_prompt=state.get("system_prompt", ""),
-        context_prompt=state.get("context_prompt", ""),
-    )
+__all__ = ["TurnResult", "run_turn"]

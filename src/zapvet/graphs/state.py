@@ -1,0 +1,32 @@
+"""State shared by both agent graphs: the messages, plus what one turn learns on its way."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated
+
+from langgraph.graph import MessagesState
+from langgraph.managed import RemainingSteps
+
+
+class AgentState(MessagesState, total=False):
+    """`messages` holds the conversation history in, and this turn's model and tool messages.
+
+    `prepare` fills the prompts; when it can answer on its own (a confirmation, an opt-out)
+    it sets `reply` and the model is not called. `escalated` is or-reduced so parallel
+    tool calls may both set it.
+    """
+
+    escalated: Annotated[bool, operator.or_]
+    remaining_steps: RemainingSteps
+    silenced: bool
+    system_prompt: str
+    context_prompt: str
+    turn_start: int
+    started: float
+    today: str
+    model: str | None
+    temperature: float
+    reply: str | None
+    error: str | None
+    ungrounded: list[str]
