@@ -158,9 +158,7 @@ def scratch_database(server_url: str, name: str) -> Iterator[str]:
 _Columns = TypeVarTuple("_Columns")
 
 
-async def rows(
-    session: AsyncSession, statement: Select[*_Columns]
-) -> list[Row[*_Columns]]:
+async def rows(session: AsyncSession, statement: Select[*_Columns]) -> list[Row[*_Columns]]:
     """All rows of a plain SQLAlchemy select (aggregates, many columns).
 
     SQLModel's `exec` runs these fine but is typed for selects of at most four entities.

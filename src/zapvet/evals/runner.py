@@ -21,17 +21,32 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from zapvet import db
-from zapvet.evals.scenario import AppointmentRow, ModelStep, Person, Scenario, Setup, Turn
+from zapvet.bridge.identity import normalise_phone, phone_key
+from zapvet.evals.scenario import (
+    AppointmentExpect,
+    AppointmentRow,
+    ModelStep,
+    Person,
+    Scenario,
+    Setup,
+    Turn,
+)
+from zapvet.graphs.aurora.context import AuroraContext
+from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.context import ClientContext
-from zapvet.graphs.client.graph import build_graph
+from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.graphs.client.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.llm.tokens import count_tokens
 from zapvet.models import (
     Appointment,
+    AuditLog,
+    AuroraOwnerNumber,
+    AuroraPendingAction,
     BusinessHours,
     Contact,
     Conversation,
+    Message,
     Organization,
     Pet,
     Resource,
@@ -88,9 +103,11 @@ def _unique_spec(spec: OrgSpec, token: str) -> OrgSpec:
 class _World:
     org_id: int
     zone: ZoneInfo
-    context: ClientContext
+    context: ClientContext | AuroraContext
+    contact_id: int
     refs: dict[str, int]
     snapshot: dict[str, tuple[Any, datetime]]
+    clients: dict[str, int]
 
 
 def _local(moment: datetime, zone: ZoneInfo) -> datetime:
@@ -160,6 +177,18 @@ class _Builder:
                 self.refs[row.ref] = appointment.id or 0
         return contact.id
 
+    def conversation(self, contact_id: int, status: str, reason: str | None, now: datetime) -> int:
+        conversation = Conversation(
+            organization_id=self.org_id,
+            contact_id=contact_id,
+            status=status,  # type: ignore[arg-type]
+            escalation_reason=reason,
+            escalated_at=now if status == "escalated" else None,
+        )
+        self.session.add(conversation)
+        self.session.flush()
+        return conversation.id or 0
+
     def busy(self, setup: Setup) -> None:
         if not setup.busy:
             return
@@ -208,15 +237,37 @@ def _setup(engine: Engine, scenario: Scenario, token: str) -> _World:
         builder = _Builder(session, org)
         setup = scenario.setup
         contact_id = builder.person(scenario.contact, setup.pets, setup.appointments)
+        clients: dict[str, int] = {}
         for other in setup.others:
-            builder.person(other, other.pets, other.appointments)
+            clients[other.name or other.phone] = other_id = builder.person(
+                other, other.pets, other.appointments
+            )
+            if other.conversation:
+                builder.conversation(
+                    other_id, other.conversation, other.escalation_reason, scenario.now
+                )
         builder.busy(setup)
-        conversation = Conversation(
-            organization_id=org_id, contact_id=contact_id, status=setup.conversation
+        conversation_id = builder.conversation(contact_id, setup.conversation, None, scenario.now)
+        context: ClientContext | AuroraContext = ClientContext(
+            organization_id=org_id, contact_id=contact_id, conversation_id=conversation_id
         )
-        session.add(conversation)
+        if scenario.agent == "aurora":
+            key = phone_key(normalise_phone(scenario.contact.phone))
+            owner = session.exec(
+                select(AuroraOwnerNumber).where(
+                    AuroraOwnerNumber.organization_id == org_id,
+                    AuroraOwnerNumber.phone_key == key,
+                )
+            ).first()
+            if owner is None:
+                raise ValueError("an aurora scenario's contact must be an owner number of the org")
+            context = AuroraContext(
+                organization_id=org_id,
+                owner_number_id=owner.id or 0,
+                contact_id=contact_id,
+                conversation_id=conversation_id,
+            )
         session.commit()
-        assert conversation.id is not None
         snapshot = {
             ref: (row.status, row.starts_at)
             for ref, row in (
@@ -227,11 +278,11 @@ def _setup(engine: Engine, scenario: Scenario, token: str) -> _World:
         return _World(
             org_id=org_id,
             zone=builder.zone,
-            context=ClientContext(
-                organization_id=org_id, contact_id=contact_id, conversation_id=conversation.id
-            ),
+            context=context,
+            contact_id=contact_id,
             refs=builder.refs,
             snapshot=snapshot,
+            clients=clients,
         )
 
 
@@ -292,7 +343,7 @@ def _check_pets(session: Session, scenario: Scenario, world: _World) -> list[str
         pet.name: pet
         for pet in session.exec(
             select(Pet).where(
-                Pet.organization_id == world.org_id, Pet.contact_id == world.context.contact_id
+                Pet.organization_id == world.org_id, Pet.contact_id == world.contact_id
             )
         )
     }
@@ -308,24 +359,26 @@ def _check_pets(session: Session, scenario: Scenario, world: _World) -> list[str
     return failures
 
 
-def _check_appointments(session: Session, scenario: Scenario, world: _World) -> list[str]:
-    expected = scenario.end.appointments
+def _check_appointments(
+    session: Session,
+    world: _World,
+    contact_id: int,
+    expected: list[AppointmentExpect] | None,
+    label: str = "appointments",
+) -> list[str]:
     if expected is None:
         return []
-    rows = session.exec(
+    found_rows = session.exec(
         select(Appointment, Service.name, Pet.name)
         .join(Service, col(Service.id) == col(Appointment.service_id))
         .outerjoin(Pet, col(Pet.id) == col(Appointment.pet_id))
-        .where(
-            Appointment.organization_id == world.org_id,
-            Appointment.contact_id == world.context.contact_id,
-        )
+        .where(Appointment.organization_id == world.org_id, Appointment.contact_id == contact_id)
         .order_by(col(Appointment.starts_at), col(Appointment.id))
     ).all()
     zone = world.zone
     found = [
         (pet, service, f"{row.starts_at.astimezone(zone):%Y-%m-%dT%H:%M}", str(row.status))
-        for row, service, pet in rows
+        for row, service, pet in found_rows
     ]
     wanted = [
         (w.pet, w.service, f"{_local(w.start, zone).astimezone(zone):%Y-%m-%dT%H:%M}", w.status)
@@ -333,19 +386,87 @@ def _check_appointments(session: Session, scenario: Scenario, world: _World) -> 
     ]
     prices_ok = all(
         w.price is None or parse_price(w.price) == row.price_cents
-        for w, (row, _, _) in zip(expected, rows, strict=False)
+        for w, (row, _, _) in zip(expected, found_rows, strict=False)
     )
     if found != wanted or not prices_ok:
-        shown = [
-            (*f, format_brl(row.price_cents)) for f, (row, _, _) in zip(found, rows, strict=True)
-        ]
-        return [f"appointments {shown} != expected {wanted}"]
+        prices = [format_brl(row.price_cents) for row, _, _ in found_rows]
+        shown = [(*item, price) for item, price in zip(found, prices, strict=True)]
+        return [f"{label} {shown} != expected {wanted}"]
     return []
+
+
+def _check_clients(session: Session, scenario: Scenario, world: _World) -> list[str]:
+    failures: list[str] = []
+    for name, want in scenario.end.clients.items():
+        contact_id = world.clients.get(name)
+        if contact_id is None:
+            failures.append(f"no client named {name!r} in setup.others")
+            continue
+        failures += _check_appointments(
+            session, world, contact_id, want.appointments, f"{name}'s appointments"
+        )
+        conversation = session.exec(
+            select(Conversation)
+            .where(
+                Conversation.organization_id == world.org_id, Conversation.contact_id == contact_id
+            )
+            .order_by(col(Conversation.id).desc())
+        ).first()
+        status = conversation.status if conversation else None
+        if want.conversation is not None and status != want.conversation:
+            failures.append(f"{name}'s conversation {status!r} != expected {want.conversation!r}")
+        outbox = [
+            m.content
+            for m in session.exec(
+                select(Message)
+                .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+                .where(
+                    Message.organization_id == world.org_id,
+                    Conversation.contact_id == contact_id,
+                    Message.direction == "outgoing",
+                )
+            )
+        ]
+        failures += [
+            f"no message to {name} contains {text!r}"
+            for text in want.outbox_contains
+            if not any(text.casefold() in m.casefold() for m in outbox)
+        ]
+    return failures
+
+
+def _check_owner_records(session: Session, scenario: Scenario, world: _World) -> list[str]:
+    end, failures = scenario.end, []
+    if end.audit is not None:
+        actions = list(
+            session.exec(
+                select(AuditLog.action)
+                .where(AuditLog.organization_id == world.org_id)
+                .order_by(col(AuditLog.id))
+            )
+        )
+        if actions != end.audit:
+            failures.append(f"audit {actions} != expected {end.audit}")
+    if end.proposals is not None:
+        statuses = list(
+            session.exec(
+                select(AuroraPendingAction.status)
+                .where(AuroraPendingAction.organization_id == world.org_id)
+                .order_by(col(AuroraPendingAction.id))
+            )
+        )
+        if statuses != end.proposals:
+            failures.append(f"proposals {statuses} != expected {end.proposals}")
+    return failures
 
 
 def _check_end(session: Session, scenario: Scenario, world: _World, run: ScenarioRun) -> list[str]:
     end = scenario.end
-    failures = _check_pets(session, scenario, world) + _check_appointments(session, scenario, world)
+    failures = _check_pets(session, scenario, world)
+    failures += _check_appointments(session, world, world.contact_id, end.appointments)
+    failures += _check_clients(session, scenario, world) + _check_owner_records(
+        session, scenario, world
+    )
     if end.conversation is not None:
         conversation = session.get(Conversation, world.context.conversation_id)
         status = conversation.status if conversation else None
@@ -384,11 +505,14 @@ async def run_scenario(
         world = _setup(engine, scenario, token)
         scripted = model_factory is None
         model: BaseChatModel = ScriptedChatModel() if scripted else model_factory()  # type: ignore[misc]
-        now = scenario.now.astimezone(UTC)
-        deps = ToolDeps(sessions=db.async_session_maker(async_engine), clock=lambda: now)
-        graph = build_graph(model, deps)
+        clock = [scenario.now.astimezone(UTC)]
+        deps = ToolDeps(sessions=db.async_session_maker(async_engine), clock=lambda: clock[0])
+        builder = build_aurora_graph if scenario.agent == "aurora" else build_client_graph
+        graph = builder(model, deps)
         history: list[BaseMessage] = []
         for index, turn in enumerate(scenario.turns):
+            if turn.at is not None:
+                clock[0] = turn.at.astimezone(UTC)
             if isinstance(model, ScriptedChatModel):
                 model.add(*(scripted_reply(step, world.refs) for step in turn.model))
             history += [HumanMessage(text) for text in turn.texts()]

@@ -9,7 +9,7 @@ facts the replies must (or must not) contain.
     name: rex-booking
     org: ../../examples/petfeliz.toml
     now: 2026-11-25T14:00:00-03:00
-    contact: {phone: "5511999999999", name: Cliente}
+    contact: {phone: "5511999999999", name: Cliente}   # agent: aurora → an owner phone
     setup:
       pets: [{name: Rex, species: cachorro, breed: Golden Retriever, age_years: 3}]
       appointments: [{ref: a1, pet: Rex, service: Banho, start: 2026-11-26T09:00}]
@@ -66,6 +66,8 @@ class Person(_Strict):
     name: str | None = None
     pets: list[PetRow] = []
     appointments: list[AppointmentRow] = []
+    conversation: Literal["active", "escalated", "closed"] | None = None
+    escalation_reason: str | None = None
 
 
 class BusyDay(_Strict):
@@ -124,6 +126,7 @@ class TurnExpect(_Strict):
 
 class Turn(_Strict):
     user: str | list[str]
+    at: datetime | None = None  # the clock for this turn (and after); aware
     model: list[ModelStep] = []
     expect: TurnExpect = TurnExpect()
 
@@ -146,6 +149,14 @@ class AppointmentExpect(_Strict):
     price: str | None = None
 
 
+class ClientExpect(_Strict):
+    """What must be true of one of `setup.others`, named by its `name`."""
+
+    appointments: list[AppointmentExpect] | None = None
+    conversation: Literal["active", "escalated", "closed"] | None = None
+    outbox_contains: list[str] = []
+
+
 class EndExpect(_Strict):
     pets: list[PetExpect] | None = None
     appointments: list[AppointmentExpect] | None = None
@@ -155,11 +166,15 @@ class EndExpect(_Strict):
     untouched: list[str] = []
     max_ungrounded: int = 0
     errors: int = 0
+    clients: dict[str, ClientExpect] = {}
+    audit: list[str] | None = None
+    proposals: list[str] | None = None
 
 
 class Scenario(_Strict):
     name: str
     description: str = ""
+    agent: Literal["client", "aurora"] = "client"
     org: Path
     now: datetime
     contact: Person
@@ -170,7 +185,8 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _aware_now(self) -> Scenario:
-        if self.now.tzinfo is None:
+        moments = [self.now, *(turn.at for turn in self.turns if turn.at)]
+        if any(moment.tzinfo is None for moment in moments):
             raise ValueError("now must carry its UTC offset, e.g. 2026-11-25T14:00:00-03:00")
         return self
 

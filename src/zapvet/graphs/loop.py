@@ -16,7 +16,13 @@ from datetime import date
 from typing import Any, Literal, Protocol, cast
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -87,6 +93,14 @@ def turn_fields(
         "reply": None,
         "ungrounded": [],
     }
+
+
+def latest_text(state: AgentState) -> str | None:
+    """The newest incoming message of this turn, if the turn ends with one."""
+    messages = state["messages"]
+    if messages and isinstance(messages[-1], HumanMessage):
+        return str(messages[-1].content)
+    return None
 
 
 def _split_turn(messages: Sequence[BaseMessage]) -> int:

@@ -194,10 +194,11 @@ async def next_free_days(
     count: int = 3,
     exclude_appointment_id: int | None = None,
 ) -> list[tuple[date, list[Slot]]]:
-    """Up to `count` days after `after`, within the horizon, that still have free slots."""
+    """Up to `count` days after `after` (and not before today), within the horizon, that still
+    have free slots. Bounded by the horizon whatever `after` is."""
     _, last_day = bookable_window(org.policy, now)
     found: list[tuple[date, list[Slot]]] = []
-    day = after + timedelta(days=1)
+    day = max(after + timedelta(days=1), now.astimezone(org.zone).date())
     while day <= last_day and len(found) < count:
         slots = await day_slots(
             session, org, service, day, now, exclude_appointment_id=exclude_appointment_id
@@ -268,8 +269,10 @@ async def place(
     session: AsyncSession,
     appointment: Appointment,
     resource_ids: Sequence[int],
+    *,
+    span: tuple[datetime, datetime] | None = None,
 ) -> Appointment:
-    """Insert or move `appointment` onto the first of `resource_ids` the database accepts.
+    """Put `appointment` (moved to `span`, if given) on the first resource the database accepts.
 
     Raises:
         SlotTakenError: every resource was taken by a concurrent booking (alternatives empty;
@@ -278,6 +281,10 @@ async def place(
     for resource_id in resource_ids:
         try:
             async with session.begin_nested():
+                # Changed only inside the savepoint: begin_nested() first flushes pending
+                # changes, and a move the trigger refuses outside it aborts the transaction.
+                if span is not None:
+                    appointment.starts_at, appointment.ends_at = span
                 appointment.resource_id = resource_id
                 session.add(appointment)
                 await session.flush()
@@ -377,9 +384,8 @@ async def move(
             ),
         )
     order = sorted(slot.resource_ids, key=lambda rid: rid != appointment.resource_id)
-    appointment.starts_at, appointment.ends_at = slot.start, slot.end
     try:
-        return await place(session, appointment, order)
+        return await place(session, appointment, order, span=(slot.start, slot.end))
     except SlotTakenError as taken:
         when = describe_moment(start.astimezone(org.zone))
         raise SlotTakenError(

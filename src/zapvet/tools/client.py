@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.errors import ToolError
@@ -100,6 +101,23 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             raise ToolError(f"O agendamento #{appointment_id} não está mais ativo.")
         return found
 
+    async def own_pet(session: AsyncSession, ctx: ClientContext, name: str) -> Pet | None:
+        # Compared in Python: SQL lower() leaves "Ô" alone under the C locale, so "Ônix"
+        # would never match itself and registering it twice would hit the unique index.
+        wanted = name.strip().casefold()
+        rows = await session.exec(
+            select(Pet).where(
+                Pet.organization_id == ctx.organization_id, Pet.contact_id == ctx.contact_id
+            )
+        )
+        return next((pet for pet in rows if pet.name.casefold() == wanted), None)
+
+    def not_past(org: booking.OrgPolicy, start: datetime, now: datetime) -> None:
+        # Also bounds the search for alternatives, which walks day by day from `start`.
+        day = start.astimezone(org.zone).date()
+        if day < now.astimezone(org.zone).date():
+            raise ToolError(f"A data {day:%d/%m/%Y} já passou.")
+
     async def names(session: AsyncSession, appointment: Appointment) -> dict[str, str | None]:
         service = await session.get(Service, appointment.service_id)
         resource = await session.get(Resource, appointment.resource_id)
@@ -131,15 +149,7 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             raise ToolError("Idade inválida: informe a idade em anos (0 a 40).")
         kind = _SPECIES.get(species.strip().casefold(), species.strip().casefold())
         async with transaction() as session:
-            pet = (
-                await session.exec(
-                    select(Pet).where(
-                        Pet.organization_id == ctx.organization_id,
-                        Pet.contact_id == ctx.contact_id,
-                        func.lower(Pet.name) == name.casefold(),
-                    )
-                )
-            ).first()
+            pet = await own_pet(session, ctx, name)
             created = pet is None
             if pet is None:
                 pet = Pet(
@@ -237,15 +247,8 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
         async with transaction() as session:
             org = await booking.load_policy(session, ctx.organization_id)
             start = booking.parse_local(org, preferred_date, preferred_time)
-            pet = (
-                await session.exec(
-                    select(Pet).where(
-                        Pet.organization_id == ctx.organization_id,
-                        Pet.contact_id == ctx.contact_id,
-                        func.lower(Pet.name) == pet_name.strip().casefold(),
-                    )
-                )
-            ).first()
+            not_past(org, start, now)
+            pet = await own_pet(session, ctx, pet_name)
             if pet is None:
                 raise ToolError(
                     f"O pet '{pet_name}' não está cadastrado para este cliente. "
@@ -325,6 +328,7 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             if service is None:
                 raise ToolError("Serviço do agendamento não encontrado.")
             start = booking.parse_local(org, new_date, new_time)
+            not_past(org, start, now)
             moved = await booking.move(session, org, appointment, service, start, now)
             return result(
                 outcome="remarcado", **describe(moved, org, **await names(session, moved))

@@ -20,14 +20,26 @@ from zapvet.graphs.loop import (
     LAST_STEP_REPLY,
     RECURSION_LIMIT,
     build_tool_loop,
+    latest_text,
     tool_error_text,
     turn_fields,
 )
+from zapvet.graphs.replies import subscription
 from zapvet.graphs.state import AgentState
+from zapvet.models import Contact
 from zapvet.tools.client import make_client_tools
 from zapvet.tools.deps import ToolDeps
 
+OPTED_OUT = (
+    "Pronto! Você não vai mais receber lembretes nem mensagens automáticas nossas. "
+    'Se quiser voltar a receber, é só mandar "voltar a receber". '
+    "Continuamos aqui para o que precisar. 🙂"
+)
+OPTED_IN = "Combinado! Você voltará a receber nossos lembretes e avisos. 🙂"
+
 __all__ = [
+    "OPTED_IN",
+    "OPTED_OUT",
     "FALLBACK_REPLY",
     "LAST_STEP_REPLY",
     "RECURSION_LIMIT",
@@ -60,6 +72,16 @@ def build_graph(
             model=snapshot.model,
             temperature=snapshot.temperature,
         )
+        text = latest_text(state)
+        wish = subscription(text) if text else None
+        if wish is not None:
+            # Honoured even while a person handles the conversation: it is a legal request,
+            # not a conversational turn.
+            async with deps.sessions() as session, session.begin():
+                contact = await session.get(Contact, context.contact_id)
+                if contact is not None and contact.organization_id == context.organization_id:
+                    contact.opted_out_at = now if wish == "opt_out" else None
+            return {**fields, "reply": OPTED_OUT if wish == "opt_out" else OPTED_IN}
         return {
             **fields,
             "silenced": snapshot.conversation_status != "active",

@@ -1,0 +1,322 @@
+"""Owner commands: proposed by Aurora's tools, executed only after the owner says "sim".
+
+A proposal is an `aurora_pending_actions` row holding the action, its resolved ids and the
+preview the owner saw; it expires after the organization's confirmation time, and a newer
+proposal replaces an older one. Executing re-checks everything (a slot may have been taken
+meanwhile), writes the change and an `audit_log` row with the row before and after, in the
+same transaction as the proposal's new status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from zapvet.errors import ToolError
+from zapvet.models import (
+    AISettings,
+    Appointment,
+    AuditLog,
+    AuroraPendingAction,
+    Contact,
+    Conversation,
+    Message,
+    Service,
+    WhatsAppInstance,
+)
+from zapvet.tools import booking
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The confirmed identity behind an owner turn."""
+
+    organization_id: int
+    owner_number_id: int
+
+
+def for_owner(org: booking.OrgPolicy) -> booking.OrgPolicy:
+    """The owner books for the shop: opening hours apply, the customers' lead time does not."""
+    return replace(org, policy=replace(org.policy, min_lead_minutes=0))
+
+
+def snapshot(row: Any) -> dict[str, Any]:
+    """A JSON-ready copy of a row's columns, for the audit log."""
+    data = row.model_dump()
+    return {
+        k: v.isoformat() if isinstance(v, datetime | date | time) else v for k, v in data.items()
+    }
+
+
+async def propose(
+    session: AsyncSession,
+    owner: Owner,
+    *,
+    action: str,
+    payload: dict[str, Any],
+    preview: str,
+    now: datetime,
+) -> str:
+    """Store a proposal (replacing any open one) and return what the owner must answer."""
+    settings = await session.get(AISettings, owner.organization_id)
+    ttl = settings.confirmation_ttl_minutes if settings else 10
+    await session.exec(
+        update(AuroraPendingAction)
+        .where(
+            col(AuroraPendingAction.organization_id) == owner.organization_id,
+            col(AuroraPendingAction.owner_number_id) == owner.owner_number_id,
+            col(AuroraPendingAction.status) == "pending",
+        )
+        .values(status="cancelled", resolved_at=now, result="replaced by a newer request")
+    )
+    session.add(
+        AuroraPendingAction(
+            organization_id=owner.organization_id,
+            owner_number_id=owner.owner_number_id,
+            action=action,
+            payload=payload,
+            preview=preview,
+            expires_at=now + timedelta(minutes=ttl),
+        )
+    )
+    return (
+        f"PRÉVIA (nada foi feito ainda): {preview}\n"
+        f"Peça ao dono para responder 'sim' para confirmar ou 'não' para cancelar; "
+        f"a confirmação vale por {ttl} minutos."
+    )
+
+
+async def open_proposal(
+    session: AsyncSession, owner: Owner, *, lock: bool = False
+) -> AuroraPendingAction | None:
+    query = (
+        select(AuroraPendingAction)
+        .where(
+            AuroraPendingAction.organization_id == owner.organization_id,
+            AuroraPendingAction.owner_number_id == owner.owner_number_id,
+            AuroraPendingAction.status == "pending",
+        )
+        .order_by(col(AuroraPendingAction.created_at).desc(), col(AuroraPendingAction.id).desc())
+    )
+    if lock:
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def _audit(
+    session: AsyncSession, owner: Owner, action: str, row: Any, before: dict[str, Any] | None
+) -> None:
+    await session.flush()
+    session.add(
+        AuditLog(
+            organization_id=owner.organization_id,
+            actor_kind="owner",
+            actor_id=owner.owner_number_id,
+            action=action,
+            entity=row.__tablename__,
+            entity_id=row.id,
+            before=before,
+            after=snapshot(row),
+        )
+    )
+
+
+async def _appointment(session: AsyncSession, owner: Owner, appointment_id: int) -> Appointment:
+    found = (
+        await session.exec(
+            select(Appointment)
+            .where(
+                Appointment.organization_id == owner.organization_id,
+                Appointment.id == appointment_id,
+            )
+            .with_for_update()
+        )
+    ).first()
+    if found is None:
+        raise ToolError(f"O agendamento #{appointment_id} não existe mais.")
+    return found
+
+
+@dataclass(frozen=True)
+class Job:
+    """One confirmed proposal being carried out."""
+
+    session: AsyncSession
+    owner: Owner
+    org: booking.OrgPolicy
+    payload: dict[str, Any]
+    now: datetime
+
+
+Executor = Callable[[Job], Awaitable[str]]
+
+
+async def _create(job: Job) -> str:
+    session, owner, org, p, now = job.session, job.owner, job.org, job.payload, job.now
+    service = await session.get(Service, p["service_id"])
+    if service is None or service.organization_id != owner.organization_id:
+        raise ToolError("O serviço não existe mais.")
+    appointment = await booking.book(
+        session,
+        for_owner(org),
+        contact_id=p["contact_id"],
+        pet_id=p.get("pet_id"),
+        service=service,
+        start=datetime.fromisoformat(p["start"]),
+        now=now,
+        source="aurora",
+    )
+    await _audit(session, owner, "create_appointment", appointment, None)
+    return f"Feito: agendamento #{appointment.id} criado."
+
+
+async def _cancel(job: Job) -> str:
+    session, owner, p, now = job.session, job.owner, job.payload, job.now
+    appointment = await _appointment(session, owner, p["appointment_id"])
+    if appointment.status not in ("scheduled", "confirmed"):
+        raise ToolError(f"O agendamento #{appointment.id} já está '{appointment.status}'.")
+    before = snapshot(appointment)
+    appointment.status, appointment.cancelled_at = "cancelled", now
+    await _audit(session, owner, "cancel_appointment", appointment, before)
+    return f"Feito: agendamento #{appointment.id} cancelado."
+
+
+async def _reschedule(job: Job) -> str:
+    session, owner, org, p, now = job.session, job.owner, job.org, job.payload, job.now
+    appointment = await _appointment(session, owner, p["appointment_id"])
+    service = await session.get(Service, appointment.service_id)
+    if service is None or appointment.status not in ("scheduled", "confirmed"):
+        raise ToolError(f"O agendamento #{appointment.id} não pode mais ser remarcado.")
+    before = snapshot(appointment)
+    start = datetime.fromisoformat(p["start"])
+    await booking.move(session, for_owner(org), appointment, service, start, now)
+    await _audit(session, owner, "reschedule_appointment", appointment, before)
+    when = booking.describe_moment(appointment.starts_at.astimezone(org.zone))
+    return f"Feito: agendamento #{appointment.id} remarcado para {when}."
+
+
+async def _mark(job: Job) -> str:
+    session, owner, p = job.session, job.owner, job.payload
+    appointment = await _appointment(session, owner, p["appointment_id"])
+    before = snapshot(appointment)
+    appointment.status = p["status"]
+    await _audit(session, owner, "mark_appointment", appointment, before)
+    label = "concluído" if p["status"] == "completed" else "falta (não compareceu)"
+    return f"Feito: agendamento #{appointment.id} marcado como {label}."
+
+
+async def _update_contact(job: Job) -> str:
+    session, owner, p = job.session, job.owner, job.payload
+    contact = await session.get(Contact, p["contact_id"])
+    if contact is None or contact.organization_id != owner.organization_id:
+        raise ToolError("O cliente não existe mais.")
+    before = snapshot(contact)
+    for key, value in p["changes"].items():
+        setattr(contact, key, value)
+    await _audit(session, owner, "update_contact", contact, before)
+    return f"Feito: cadastro de {contact.name or contact.phone} atualizado."
+
+
+async def _hand_back(job: Job) -> str:
+    session, owner, p = job.session, job.owner, job.payload
+    conversation = await session.get(Conversation, p["conversation_id"], with_for_update=True)
+    if conversation is None or conversation.organization_id != owner.organization_id:
+        raise ToolError("A conversa não existe mais.")
+    before = snapshot(conversation)
+    conversation.status, conversation.bot_paused_until = "active", None
+    await _audit(session, owner, "hand_back_conversation", conversation, before)
+    return "Feito: a conversa voltou para o atendimento automático."
+
+
+async def _send_message(job: Job) -> str:
+    session, owner, p, now = job.session, job.owner, job.payload, job.now
+    conversation = await client_conversation(session, owner.organization_id, p["contact_id"])
+    instance = (
+        await session.exec(
+            select(WhatsAppInstance).where(
+                WhatsAppInstance.organization_id == owner.organization_id,
+                col(WhatsAppInstance.is_active),
+            )
+        )
+    ).first()
+    message = Message(
+        organization_id=owner.organization_id,
+        conversation_id=conversation.id or 0,
+        instance_id=instance.id if instance else None,
+        direction="outgoing",
+        content=p["text"],
+        from_me=True,
+        sent_by_ai=False,
+        status="pending",
+        message_at=now,
+        meta={"via": "aurora", "owner_number_id": owner.owner_number_id},
+    )
+    session.add(message)
+    await _audit(session, owner, "send_message", message, None)
+    return "Feito: a mensagem foi colocada na fila de envio para o cliente."
+
+
+async def client_conversation(session: AsyncSession, org_id: int, contact_id: int) -> Conversation:
+    """The contact's open conversation, opened now if there is none."""
+    found = (
+        await session.exec(
+            select(Conversation).where(
+                Conversation.organization_id == org_id,
+                Conversation.contact_id == contact_id,
+                Conversation.status != "closed",
+            )
+        )
+    ).first()
+    if found is None:
+        found = Conversation(organization_id=org_id, contact_id=contact_id)
+        session.add(found)
+        await session.flush()
+    return found
+
+
+EXECUTORS: dict[str, Executor] = {
+    "create_appointment": _create,
+    "cancel_appointment": _cancel,
+    "reschedule_appointment": _reschedule,
+    "mark_appointment": _mark,
+    "update_contact": _update_contact,
+    "hand_back_conversation": _hand_back,
+    "send_message": _send_message,
+}
+
+
+async def resolve(session: AsyncSession, owner: Owner, answer: str, now: datetime) -> str | None:
+    """Act on the owner's "sim" or "não" to the open proposal; None when there is none.
+
+    Returns the reply for the owner. The proposal's new status, the change and its audit
+    row commit together; a change that fails (a slot taken meanwhile) leaves only the
+    proposal marked failed, with the reason.
+    """
+    proposal = await open_proposal(session, owner, lock=True)
+    if proposal is None:
+        return None
+    proposal.resolved_at = now
+    if answer == "no":
+        proposal.status = "cancelled"
+        return f"Tudo bem, não fiz nada. Cancelado: {proposal.preview}"
+    if proposal.expires_at < now:
+        proposal.status = "expired"
+        return (
+            f"Essa confirmação expirou, então não fiz nada: {proposal.preview} "
+            "Se ainda quiser, é só pedir de novo."
+        )
+    org = await booking.load_policy(session, owner.organization_id)
+    try:
+        async with session.begin_nested():
+            job = Job(session, owner, org, proposal.payload, now)
+            result = await EXECUTORS[proposal.action](job)
+    except ToolError as refused:
+        proposal.status, proposal.result = "failed", refused.message
+        return f"Não consegui fazer: {refused.message}"
+    proposal.status, proposal.result = "confirmed", result
+    return result

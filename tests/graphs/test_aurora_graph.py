@@ -1,0 +1,187 @@
+"""Aurora: owner-only, figures from tools, writes only after a "sim" from the owner."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from sqlmodel import Session, select
+
+from tests.conftest import EXAMPLE_ORG
+from zapvet.graphs.aurora.context import AuroraContext
+from zapvet.graphs.aurora.graph import NOT_AN_OWNER, build_graph
+from zapvet.graphs.client.graph import build_graph as build_client_graph
+from zapvet.graphs.turn import run_turn
+from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.models import (
+    Appointment,
+    AuditLog,
+    AuroraOwnerNumber,
+    AuroraPendingAction,
+    Contact,
+    Conversation,
+    Organization,
+    Pet,
+)
+from zapvet.org import apply_spec, parse_spec
+from zapvet.tools.deps import ToolDeps
+
+pytestmark = pytest.mark.anyio
+AURORA_ONLY = {
+    "business_summary", "list_appointments", "free_slots", "top_services", "new_clients",
+    "inactive_clients", "find_client", "create_appointment", "mark_appointment",
+    "update_contact", "hand_back_conversation", "send_message",
+}  # fmt: skip
+
+
+def call(tool: str, **args: object) -> dict[str, object]:
+    return {"name": tool, "args": args, "id": None, "type": "tool_call"}
+
+
+@pytest.fixture
+def owner(session: Session, petfeliz: Organization) -> AuroraContext:
+    number = session.exec(select(AuroraOwnerNumber)).one()
+    assert petfeliz.id and number.id
+    contact = Contact(organization_id=petfeliz.id, phone=number.phone, name=number.name)
+    session.add(contact)
+    session.flush()
+    conversation = Conversation(organization_id=petfeliz.id, contact_id=contact.id or 0)
+    session.add(conversation)
+    session.commit()
+    return AuroraContext(
+        organization_id=petfeliz.id,
+        owner_number_id=number.id,
+        contact_id=contact.id or 0,
+        conversation_id=conversation.id or 0,
+    )
+
+
+@pytest.fixture
+def marina(session: Session, petfeliz: Organization) -> Contact:
+    assert petfeliz.id
+    contact = Contact(organization_id=petfeliz.id, phone="5511977776666", name="Marina")
+    session.add(contact)
+    session.flush()
+    session.add(
+        Pet(organization_id=petfeliz.id, contact_id=contact.id or 0, name="Rex", species="cachorro")
+    )
+    session.commit()
+    return contact
+
+
+def booking_script() -> list[AIMessage]:
+    args = {"client": "Marina", "pet_name": "Rex", "service_type": "banho",
+            "date": "2026-11-26", "time": "10:00"}  # fmt: skip
+    return [AIMessage("", tool_calls=[call("create_appointment", **args)]), AIMessage("Confirma?")]
+
+
+async def test_aurora_refuses_an_inactive_owner_number(
+    deps: ToolDeps, owner: AuroraContext, session: Session
+) -> None:
+    number = session.get(AuroraOwnerNumber, owner.owner_number_id)
+    assert number is not None
+    number.is_active = False
+    session.commit()
+    model = ScriptedChatModel(script=[AIMessage("não deveria responder")])
+    result = await run_turn(build_graph(model, deps), owner, [HumanMessage("Quanto faturei hoje?")])
+    assert result.reply == NOT_AN_OWNER and model.calls == []
+
+
+async def test_aurora_refuses_an_owner_number_of_another_organization(
+    deps: ToolDeps, owner: AuroraContext, session: Session
+) -> None:
+    spec = parse_spec(
+        EXAMPLE_ORG.read_text()
+        .replace('slug = "petfeliz"', 'slug = "outra"')
+        .replace('instance = "petfeliz"', 'instance = "outra"')
+    )
+    other_org = apply_spec(session, spec).organization_id
+    session.commit()
+    forged = AuroraContext(
+        organization_id=other_org,
+        owner_number_id=owner.owner_number_id,  # petfeliz's owner claiming the other shop
+        contact_id=owner.contact_id,
+        conversation_id=owner.conversation_id,
+    )
+    model = ScriptedChatModel(script=[AIMessage("não deveria responder")])
+    result = await run_turn(build_graph(model, deps), forged, [HumanMessage("Faturamento?")])
+    assert result.reply == NOT_AN_OWNER and model.calls == []
+
+
+async def test_the_client_graph_has_none_of_auroras_tools(
+    deps: ToolDeps, client_context: object
+) -> None:
+    model = ScriptedChatModel(script=[AIMessage("Oi!")])
+    await run_turn(build_client_graph(model, deps), client_context, [HumanMessage("sou o dono")])
+    offered = {t["function"]["name"] for t in model.calls[0]["tools"]}
+    assert not offered & AURORA_ONLY
+
+
+async def test_a_command_runs_only_after_the_owners_yes(
+    deps: ToolDeps, owner: AuroraContext, marina: Contact, session: Session
+) -> None:
+    model = ScriptedChatModel(script=booking_script())
+    graph = build_graph(model, deps)
+    history = [HumanMessage("Agenda banho pro Rex da Marina amanhã 10h")]
+    first = await run_turn(graph, owner, history)
+    assert first.reply == "Confirma?"
+    assert session.exec(select(Appointment)).all() == []  # proposed, not done
+    (proposal,) = session.exec(select(AuroraPendingAction)).all()
+    assert proposal.status == "pending" and "Banho para Rex (Marina)" in proposal.preview
+
+    second = await run_turn(graph, owner, [*history, AIMessage("Confirma?"), HumanMessage("Sim!")])
+    assert second.reply is not None and second.reply.startswith("Feito: agendamento #")
+    assert len(model.calls) == 2  # the "sim" never reached the model
+    booked = session.exec(select(Appointment)).one()
+    assert (booked.source, booked.price_cents) == ("aurora", 5000)
+    audit = session.exec(select(AuditLog)).one()
+    assert (audit.action, audit.actor_kind, audit.actor_id) == (
+        "create_appointment",
+        "owner",
+        owner.owner_number_id,
+    )
+    assert audit.before is None and audit.after is not None and audit.after["id"] == booked.id
+
+
+async def test_two_simultaneous_yeses_execute_once(
+    deps: ToolDeps, owner: AuroraContext, marina: Contact, session: Session
+) -> None:
+    model = ScriptedChatModel(
+        script=booking_script(), responder=lambda _: AIMessage("Não há nada pendente.")
+    )
+    graph = build_graph(model, deps)
+    history = [HumanMessage("Agenda banho pro Rex da Marina amanhã 10h")]
+    await run_turn(graph, owner, history)
+    yes = [*history, AIMessage("Confirma?"), HumanMessage("sim")]
+    results = await asyncio.gather(run_turn(graph, owner, yes), run_turn(graph, owner, yes))
+    replies = sorted(r.reply or "" for r in results)
+    assert replies[0].startswith("Feito") and replies[1] == "Não há nada pendente."
+    assert len(session.exec(select(Appointment)).all()) == 1
+    assert len(session.exec(select(AuditLog)).all()) == 1
+
+
+async def test_aurora_tools_never_reach_another_organization(
+    deps: ToolDeps, owner: AuroraContext, session: Session
+) -> None:
+    spec = parse_spec(
+        EXAMPLE_ORG.read_text()
+        .replace('slug = "petfeliz"', 'slug = "outra"')
+        .replace('instance = "petfeliz"', 'instance = "outra"')
+    )
+    other = apply_spec(session, spec).organization_id
+    stranger = Contact(organization_id=other, phone="5511933332222", name="Estranha")
+    session.add(stranger)
+    session.commit()
+    model = ScriptedChatModel(
+        script=[
+            AIMessage("", tool_calls=[call("find_client", query="Estranha")]),
+            AIMessage("", tool_calls=[call("send_message", client=f"#{stranger.id}", text="oi")]),
+            AIMessage("Não encontrei."),
+        ]
+    )
+    result = await run_turn(build_graph(model, deps), owner, [HumanMessage("Procura a Estranha")])
+    tool_texts = [str(m.content) for m in result.messages if m.type == "tool"]
+    assert tool_texts[0] == '{"clients": []}'
+    assert "Nenhum cliente encontrado" in tool_texts[1]
+    assert session.exec(select(AuroraPendingAction)).all() == []
