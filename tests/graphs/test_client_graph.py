@@ -10,7 +10,12 @@ from sqlmodel import Session, select
 
 from tests.conftest import SAO_PAULO
 from zapvet.graphs.client.context import ClientContext
-from zapvet.graphs.client.graph import FALLBACK_REPLY, build_graph
+from zapvet.graphs.client.graph import (
+    FALLBACK_REPLY,
+    LAST_STEP_REPLY,
+    RECURSION_LIMIT,
+    build_graph,
+)
 from zapvet.graphs.client.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import AIInteraction, Appointment, Conversation, Pet
@@ -138,3 +143,22 @@ async def test_client_graph_escalation_silences_later_turns(
     )
     assert later.reply is None
     assert model.remaining == 0 and len(model.calls) == 2  # the model was not called again
+
+
+async def test_client_graph_ends_gracefully_when_the_model_never_stops_calling_tools(
+    deps: ToolDeps, client_context: ClientContext, session: Session
+) -> None:
+    model = ScriptedChatModel(responder=lambda _: AIMessage("", tool_calls=[call("list_services")]))
+    result = await run_turn(build_graph(model, deps), client_context, [HumanMessage("Oi")])
+    assert result.reply == LAST_STEP_REPLY
+    assert 3 <= len(model.calls) <= RECURSION_LIMIT // 2
+    assert session.exec(select(AIInteraction)).one().status == "success"
+
+
+async def test_client_graph_counts_ungrounded_facts(
+    deps: ToolDeps, client_context: ClientContext, session: Session
+) -> None:
+    model = ScriptedChatModel(script=[AIMessage("O banho custa R$ 55,00 e tenho vaga às 10:30.")])
+    result = await run_turn(build_graph(model, deps), client_context, [HumanMessage("banho?")])
+    assert result.ungrounded == ["R$ 55,00", "às 10:30"]
+    assert session.exec(select(AIInteraction)).one().ungrounded_facts == 2
