@@ -35,12 +35,6 @@ NOT_YET = [
     ["dev"],
     ["demo"],
     ["chat", "--org", "petfeliz"],
-    ["bridge"],
-    ["worker"],
-    ["scheduler"],
-    ["stats", "--json"],
-    ["dlq", "list"],
-    ["dlq", "requeue"],
 ]
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
@@ -274,32 +274,169 @@ def bridge(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
 ) -> None:
-    """Run the webhook bridge (FastAPI)."""
-    _not_yet("bridge", "the message pipeline (issue #5)")
+    """Run the webhook bridge (FastAPI on uvicorn, uvloop + httptools, no access log)."""
+    import uvicorn
+
+    from zapvet.bridge.app import build_app
+    from zapvet.logging import setup_logging
+    from zapvet.runtime import bridge_state_factory
+
+    settings = _settings()
+    setup_logging(settings)
+    with _services(settings) as services:
+        factory = bridge_state_factory(
+            services.database_url, services.redis_url, namespace=settings.queue_namespace
+        )
+        app = build_app(factory)
+        typer.echo(
+            f"bridge listening on http://{host}:{port} (webhooks under /webhooks/)", err=True
+        )
+        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, loop="uvloop")
 
 
 @app.command("worker")
-def worker() -> None:
-    """Run the Dramatiq worker that drains conversations and sends replies."""
-    _not_yet("worker", "the message pipeline (issue #5)")
+def worker(
+    processes: Annotated[
+        int | None, typer.Option(help="Worker processes (default ZAPVET_WORKER_PROCESSES, 1).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads per process (default ZAPVET_WORKER_THREADS, 64).")
+    ] = None,
+    shutdown_timeout: Annotated[
+        int, typer.Option(help="Seconds a stopping worker waits for turns in flight.")
+    ] = 150,
+) -> None:
+    """Run the Dramatiq worker: drains conversations, sends replies and proactive messages.
+
+    Concurrency is processes × threads (each LLM turn in flight holds a thread). Give the
+    container a stop grace period longer than --shutdown-timeout.
+    """
+    import os
+    import subprocess
+
+    from zapvet.llm.openai import build_chat_model
+    from zapvet.queue.broker import QUEUES
+
+    settings = _settings()
+    try:
+        build_chat_model(settings)
+    except ConfigError as exc:
+        _fail(str(exc), "set OPENAI_API_KEY (and OPENAI_BASE_URL for other providers)", 2)
+    count = processes or settings.worker_processes
+    width = threads or settings.worker_threads
+    with _services(settings) as services:
+        env = {
+            **os.environ,
+            "DATABASE_URL": services.database_url,
+            "REDIS_URL": services.redis_url,
+            "ZAPVET_WORKER_THREADS": str(width),
+            "ZAPVET_QUEUE_NAMESPACE": settings.queue_namespace,
+            "dramatiq_queue_prefetch": str(width),
+        }
+        command = [
+            sys.executable, "-m", "dramatiq", "zapvet.queue.entry",
+            "--processes", str(count), "--threads", str(width), "--queues", *QUEUES,
+            "--worker-shutdown-timeout", str(shutdown_timeout * 1000), "--skip-logging",
+        ]  # fmt: skip
+        typer.echo(f"worker: {count} process(es) × {width} threads", err=True)
+        if not services.embedded:
+            os.execvpe(sys.executable, command, env)  # dramatiq becomes the process (PID 1)
+        child = subprocess.Popen(command, env=env)
+        try:
+            raise typer.Exit(child.wait())
+        finally:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=shutdown_timeout + 10)
 
 
 @app.command("scheduler")
-def scheduler() -> None:
-    """Run the scheduler: reminders, daily summaries, the stuck-message sweeper."""
-    _not_yet("scheduler", "the message pipeline (issue #5)")
+def scheduler(
+    interval: Annotated[float, typer.Option(help="Seconds between ticks.")] = 5.0,
+) -> None:
+    """Run the scheduler: reminders, daily summaries, the stuck-message sweeper, DLQ trim."""
+    import asyncio
+
+    from zapvet.logging import setup_logging
+    from zapvet.runtime import run_scheduler
+
+    settings = _settings()
+    setup_logging(settings)
+
+    async def main(database_url: str, redis_url: str) -> None:
+        stop = asyncio.Event()
+        await run_scheduler(
+            database_url,
+            redis_url,
+            stop=stop,
+            interval_s=interval,
+            namespace=settings.queue_namespace,
+        )
+
+    with _services(settings) as services:
+        typer.echo(f"scheduler ticking every {interval:g} s", err=True)
+        with suppress(KeyboardInterrupt):
+            asyncio.run(main(services.database_url, services.redis_url))
 
 
 @app.command("stats")
 def stats(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show queue depth (waiting, active, delayed, dead, failed last hour) and alerts."""
-    _not_yet("stats", "the message pipeline (issue #5)")
+    import asyncio
+    import json
+
+    import redis.asyncio as aioredis
+
+    from zapvet.queue.stats import queue_stats
+
+    settings = _settings()
+
+    async def read(url: str) -> Any:
+        client = aioredis.Redis.from_url(url, socket_timeout=5)
+        try:
+            return await queue_stats(client, settings.queue_namespace)
+        finally:
+            await client.aclose()
+
+    with _services(settings) as services:
+        figures = asyncio.run(read(services.redis_url))
+    if json_output:
+        typer.echo(json.dumps(figures.as_json()))
+        return
+    typer.echo(
+        f"waiting {figures.waiting} · active {figures.active} · delayed {figures.delayed} · "
+        f"dead {figures.dead} · failed last hour {figures.failed_last_hour}"
+    )
+    for name, depth in figures.queues.items():
+        typer.echo(
+            f"  {name:<10} waiting {depth.waiting} active {depth.active} "
+            f"delayed {depth.delayed} dead {depth.dead}"
+        )
+    for alert in figures.alerts:
+        typer.secho(f"ALERT: {alert}", fg=typer.colors.YELLOW)
+    if not figures.alerts:
+        typer.echo("no alerts")
 
 
 @dlq_app.command("list")
-def dlq_list() -> None:
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="How many to show, newest first.")] = 50,
+) -> None:
     """List dead-lettered messages."""
-    _not_yet("dlq list", "the message pipeline (issue #5)")
+    from zapvet.queue import dlq
+    from zapvet.queue.broker import redis_client
+
+    settings = _settings()
+    with _services(settings) as services:
+        client = redis_client(services.redis_url)
+        dead = dlq.list_dead(client, settings.queue_namespace, limit)
+    if not dead:
+        typer.echo("the dead-letter queue is empty")
+    for item in dead:
+        typer.echo(
+            f"{item.message_id}  {item.died_at:%Y-%m-%d %H:%M:%S}Z  {item.queue}/{item.actor}"
+            f"{tuple(item.args)}  retries={item.retries}  {item.error}"
+        )
 
 
 @dlq_app.command("requeue")
@@ -307,7 +444,15 @@ def dlq_requeue(
     ids: Annotated[list[str] | None, typer.Argument(help="Message ids (default: all).")] = None,
 ) -> None:
     """Put dead-lettered messages back on their queue with a fresh retry budget."""
-    _not_yet("dlq requeue", "the message pipeline (issue #5)")
+    from zapvet.queue import dlq
+    from zapvet.queue.broker import build_broker, redis_client
+
+    settings = _settings()
+    with _services(settings) as services:
+        namespace = settings.queue_namespace
+        broker = build_broker(services.redis_url, namespace=namespace)
+        moved = dlq.requeue(broker, redis_client(services.redis_url), namespace, ids)
+    typer.echo(f"requeued {moved} message(s)")
 
 
 @app.command("eval")

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
         ),
     )
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    queue_namespace: str = Field(
+        default="zapvet",
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        validation_alias="ZAPVET_QUEUE_NAMESPACE",
+    )
+    worker_processes: int = Field(
+        default=1, ge=1, le=64, validation_alias="ZAPVET_WORKER_PROCESSES"
+    )
+    worker_threads: int = Field(default=64, ge=1, le=1024, validation_alias="ZAPVET_WORKER_THREADS")
 
     @field_validator(
         "database_url",
@@ -122,6 +131,9 @@ _ENV_NAMES: dict[str, str | tuple[str, ...]] = {
     "capture_content": "ZAPVET_CAPTURE_CONTENT",
     "otel_endpoint": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
     "otel_sdk_disabled": "OTEL_SDK_DISABLED",
+    "queue_namespace": "ZAPVET_QUEUE_NAMESPACE",
+    "worker_processes": "ZAPVET_WORKER_PROCESSES",
+    "worker_threads": "ZAPVET_WORKER_THREADS",
 }
 
 

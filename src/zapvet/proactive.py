@@ -84,10 +84,10 @@ def summary_text(summary: Summary, day: date) -> str:
     return "\n".join(lines)
 
 
-async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> int:
-    """Insert rows, skipping any whose dedupe key exists; returns how many were new."""
+async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> list[int]:
+    """Insert rows, skipping any whose dedupe key exists; returns the new rows' ids."""
     if not rows:
-        return 0
+        return []
     statement = (
         insert(AuroraProactiveMessage)
         .values(rows)
@@ -98,7 +98,7 @@ async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> int:
         .returning(col(AuroraProactiveMessage.id))
     )
     result = await session.exec(statement)
-    return len(result.all())
+    return [row[0] for row in result.all()]
 
 
 async def _owners(session: AsyncSession, org_id: int) -> list[AuroraOwnerNumber]:
@@ -112,7 +112,7 @@ async def _owners(session: AsyncSession, org_id: int) -> list[AuroraOwnerNumber]
 
 async def alert_escalation(
     session: AsyncSession, org_id: int, conversation_id: int, now: datetime
-) -> int:
+) -> list[int]:
     """Queue an alert to every active owner number about an escalated conversation."""
     row = (
         await session.exec(
@@ -122,7 +122,7 @@ async def alert_escalation(
         )
     ).first()
     if row is None:
-        return 0
+        return []
     conversation, contact = row
     stamp = (conversation.escalated_at or now).isoformat()
     content = alert_text(contact.name, contact.phone, conversation.escalation_reason)
@@ -158,7 +158,7 @@ class _Due:
     pet: str | None
 
 
-async def schedule_reminders(session: AsyncSession, now: datetime) -> int:
+async def schedule_reminders(session: AsyncSession, now: datetime) -> list[int]:
     """Queue the reminder of every appointment that starts within its organization's reminder
     lead (default 1 hour), for clients who did not opt out. Quiet hours push a reminder to
     the end of the window, or skip it when the appointment comes first."""
@@ -219,7 +219,7 @@ def _respect_quiet_hours(
     return now, "skipped"
 
 
-async def schedule_daily_summaries(session: AsyncSession, now: datetime) -> int:
+async def schedule_daily_summaries(session: AsyncSession, now: datetime) -> list[int]:
     """Queue today's summary for every owner of organizations whose summary time has come."""
     rows = await session.exec(
         select(Organization, AISettings)
@@ -273,6 +273,40 @@ async def claim_due(
         row.status = "sending"
     await session.flush()
     return rows
+
+
+async def due_ids(session: AsyncSession, now: datetime, limit: int = 200) -> list[int]:
+    """Ids of pending messages whose time has come (not claimed: each send job claims its own)."""
+    rows = await session.exec(
+        select(AuroraProactiveMessage.id)
+        .where(
+            AuroraProactiveMessage.status == "pending",
+            col(AuroraProactiveMessage.scheduled_for) <= now,
+        )
+        .order_by(col(AuroraProactiveMessage.scheduled_for))
+        .limit(limit)
+    )
+    return [row for row in rows if row is not None]
+
+
+async def claim_by_id(
+    session: AsyncSession, proactive_id: int, now: datetime
+) -> AuroraProactiveMessage | None:
+    """Claim one due pending message for sending; None if it is gone, not due or taken."""
+    row = (
+        await session.exec(
+            select(AuroraProactiveMessage)
+            .where(
+                AuroraProactiveMessage.id == proactive_id,
+                AuroraProactiveMessage.status == "pending",
+                col(AuroraProactiveMessage.scheduled_for) <= now,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    ).first()
+    if row is not None:
+        row.status = "sending"
+    return row
 
 
 async def reason_not_to_send(

@@ -65,6 +65,7 @@ async def test_load_history_reads_the_conversation_in_order(
                 conversation_id=client_context.conversation_id,
                 direction="incoming" if index % 2 == 0 else "outgoing",
                 sent_by_ai=index % 4 == 1,
+                status="processed" if index % 2 == 0 else "sent",
                 from_me=index % 2 == 1,
                 content=f"m{index}",
                 message_at=start + timedelta(minutes=index),
@@ -82,3 +83,45 @@ async def test_load_history_reads_the_conversation_in_order(
     assert history[-1].content == STAFF_PREFIX + "m23"  # m24 was deleted; m23 came from staff
     assert history[-2].content == "m22"
     assert [m.content for m in history if isinstance(m, AIMessage)][-2] == "m21"
+
+
+@pytest.mark.anyio
+async def test_load_history_puts_the_turns_pending_messages_last_and_leaves_later_ones_out(
+    deps: ToolDeps, client_context: ClientContext, session: Session
+) -> None:
+    second = datetime(2026, 11, 25, 12, 0, 10, tzinfo=UTC)
+
+    def row(content: str, direction: str, status: str, at: datetime) -> Message:
+        return Message(
+            organization_id=client_context.organization_id,
+            conversation_id=client_context.conversation_id,
+            direction=direction,  # type: ignore[arg-type]
+            status=status,  # type: ignore[arg-type]
+            sent_by_ai=direction == "outgoing",
+            content=content,
+            message_at=at,
+        )
+
+    # WhatsApp stamps whole seconds: the new message looks older than the reply before it.
+    rows = [
+        row("oi", "incoming", "processed", second),
+        row("olá!", "outgoing", "sent", second + timedelta(milliseconds=700)),
+        row("quero banho", "incoming", "pending", second),
+        row("e tosa", "incoming", "pending", second + timedelta(seconds=1)),
+    ]
+    session.add_all(rows)
+    session.commit()
+    async with deps.sessions() as async_session:
+        everything = await load_history(
+            async_session,
+            organization_id=client_context.organization_id,
+            conversation_id=client_context.conversation_id,
+        )
+        batch_only = await load_history(
+            async_session,
+            organization_id=client_context.organization_id,
+            conversation_id=client_context.conversation_id,
+            batch={rows[2].id or 0},
+        )
+    assert [m.content for m in everything] == ["oi", "olá!", "quero banho", "e tosa"]
+    assert [m.content for m in batch_only] == ["oi", "olá!", "quero banho"]

@@ -35,7 +35,9 @@ MessageType = Literal[
     "interactive",
     "other",
 ]
-MessageStatus = Literal["pending", "processed", "ignored", "sent", "failed", "delivered", "read"]
+MessageStatus = Literal[
+    "pending", "processed", "ignored", "sending", "sent", "failed", "delivered", "read"
+]
 
 
 class Conversation(SQLModel, table=True):

@@ -464,8 +464,9 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
 
     @tool
     async def hand_back_conversation(client: str, runtime: ToolRuntime[AuroraContext]) -> str:
-        """PROPÕE devolver ao atendimento automático a conversa de um cliente que estava com a
-        equipe. Exemplo: hand_back_conversation(client="Sérgio")
+        """PROPÕE devolver ao atendimento automático a conversa de um cliente que está com a
+        equipe (encaminhada, ou respondida por alguém pelo celular da loja).
+        Exemplo: hand_back_conversation(client="Sérgio")
         """
         async with call(runtime) as c:
             org_id = c.owner.organization_id
@@ -475,7 +476,8 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
                     select(Conversation).where(
                         Conversation.organization_id == org_id,
                         Conversation.contact_id == contact.id,
-                        Conversation.status == "escalated",
+                        (col(Conversation.status) == "escalated")
+                        | (col(Conversation.bot_paused_until) > deps.clock()),
                     )
                 )
             ).first()

@@ -1,0 +1,244 @@
+"""The webhook bridge (DESIGN §5): authenticate, parse, store, then ask for a drain.
+
+Every accepted message is committed before the 200; the drain request after the commit may
+fail (Redis down) without losing anything, because the scheduler's sweeper re-enqueues
+pending rows. Bad input gets a 4xx with a JSON body, never a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from zapvet.bridge.cloud import parse_cloud
+from zapvet.bridge.events import Event, PayloadError
+from zapvet.bridge.evolution import parse_evolution
+from zapvet.bridge.ingest import IngestReport, ingest
+from zapvet.logging import get_logger
+from zapvet.models import WhatsAppInstance
+from zapvet.queue.drain import Enqueue
+from zapvet.queue.stats import queue_stats
+from zapvet.tools.deps import Clock, system_clock
+
+#: Larger bodies are refused with 413 (a text webhook is ~2 KB; media come as URLs).
+MAX_BODY_BYTES = 256 * 1024
+
+log = get_logger("zapvet.bridge")
+
+
+@dataclass
+class BridgeState:
+    """What the routes use, built in the server's event loop by the lifespan."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    enqueue: Enqueue
+    redis: aioredis.Redis
+    namespace: str
+    clock: Clock = system_clock
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+def _error(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _Refused(_error(413, "payload_too_large", f"bodies over {MAX_BODY_BYTES} bytes"))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Refused(_error(413, "payload_too_large", f"bodies over {MAX_BODY_BYTES} bytes"))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Refused(_error(422, "invalid_json", f"the body is not JSON: {exc}")) from None
+
+
+async def _instance(session: AsyncSession, provider: str, key: str) -> WhatsAppInstance | None:
+    return (
+        await session.exec(
+            select(WhatsAppInstance).where(
+                WhatsAppInstance.provider == provider,
+                WhatsAppInstance.instance == key,
+                col(WhatsAppInstance.is_active),
+            )
+        )
+    ).first()
+
+
+def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
+    """The FastAPI app; `make_state` runs at startup inside the server's event loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.bridge = await make_state()
+        try:
+            yield
+        finally:
+            state: BridgeState = app.state.bridge
+            if state.close is not None:
+                await state.close()
+
+    app = FastAPI(title="zapvet bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    def state_of(request: Request) -> BridgeState:
+        return request.app.state.bridge  # type: ignore[no-any-return]
+
+    async def accept(
+        state: BridgeState, instance: WhatsAppInstance, events: list[Event], session: AsyncSession
+    ) -> JSONResponse:
+        report: IngestReport = await ingest(session, instance, events, state.clock())
+        await session.commit()
+        for conversation_id, delay_ms in report.drains.items():
+            try:
+                state.enqueue.drain(conversation_id, delay_ms=delay_ms)
+            except Exception as exc:  # stored already; the sweeper will enqueue it
+                log.warning("could not enqueue a drain", error_type=type(exc).__name__)
+        return JSONResponse({"status": "ok", **report.as_json()})
+
+    async def evolution(request: Request, instance_name: str, event: str | None) -> Response:
+        state = state_of(request)
+        try:
+            raw = await _body(request)
+            async with state.sessions() as session:
+                instance = await _instance(session, "evolution", instance_name)
+                if instance is None:
+                    return _error(
+                        404, "unknown_instance", f"no Evolution instance {instance_name!r}"
+                    )
+                token = request.headers.get("x-webhook-token", "")
+                if not instance.webhook_token or not hmac.compare_digest(
+                    token.encode(), instance.webhook_token.encode()
+                ):
+                    return _error(401, "unauthorized", "missing or wrong X-Webhook-Token")
+                events = parse_evolution(_json(raw), event=event)
+                return await accept(state, instance, events, session)
+        except _Refused as refused:
+            return refused.response
+        except PayloadError as bad:
+            return _error(422, "invalid_payload", bad.message)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as down:
+            log.error("database unavailable", error_type=type(down).__name__)
+            return _error(503, "unavailable", "storage is unavailable; retry later")
+
+    @app.post("/webhooks/evolution/{instance}")
+    async def evolution_webhook(request: Request, instance: str) -> Response:
+        return await evolution(request, instance, None)
+
+    @app.post("/webhooks/evolution/{instance}/{event}")
+    async def evolution_event_webhook(request: Request, instance: str, event: str) -> Response:
+        return await evolution(request, instance, event)
+
+    @app.get("/webhooks/cloud")
+    async def cloud_verify(request: Request) -> Response:
+        params = request.query_params
+        mode, token = params.get("hub.mode"), params.get("hub.verify_token", "")
+        challenge = params.get("hub.challenge", "")
+        async with state_of(request).sessions() as session:
+            tokens = await session.exec(
+                select(WhatsAppInstance.verify_token).where(
+                    WhatsAppInstance.provider == "cloud", col(WhatsAppInstance.is_active)
+                )
+            )
+            known = [t for t in tokens if t]
+        if mode == "subscribe" and any(hmac.compare_digest(token, t) for t in known):
+            return PlainTextResponse(challenge)
+        return _error(403, "forbidden", "verification token does not match")
+
+    @app.post("/webhooks/cloud")
+    async def cloud_webhook(request: Request) -> Response:
+        state = state_of(request)
+        try:
+            raw = await _body(request)
+            grouped: dict[str, list[Event]] = {}
+            for phone_number_id, event in parse_cloud(_json(raw)):
+                grouped.setdefault(phone_number_id, []).append(event)
+            signature = request.headers.get("x-hub-signature-256", "")
+            async with state.sessions() as session:
+                instances = {}
+                for phone_number_id in grouped:
+                    instance = await _instance(session, "cloud", phone_number_id)
+                    if instance is None:
+                        return _error(
+                            404, "unknown_instance", f"no phone_number_id {phone_number_id}"
+                        )
+                    expected = (
+                        "sha256="
+                        + hmac.new(
+                            (instance.app_secret or "").encode(), raw, hashlib.sha256
+                        ).hexdigest()
+                    )
+                    if not instance.app_secret or not hmac.compare_digest(signature, expected):
+                        return _error(401, "unauthorized", "missing or wrong X-Hub-Signature-256")
+                    instances[phone_number_id] = instance
+                if not grouped:
+                    return JSONResponse({"status": "ok", "stored": 0, "duplicates": 0})
+                responses = [
+                    await accept(state, instances[key], events, session)
+                    for key, events in grouped.items()
+                ]
+                return responses[-1] if len(responses) == 1 else JSONResponse({"status": "ok"})
+        except _Refused as refused:
+            return refused.response
+        except PayloadError as bad:
+            return _error(422, "invalid_payload", bad.message)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as down:
+            log.error("database unavailable", error_type=type(down).__name__)
+            return _error(503, "unavailable", "storage is unavailable; retry later")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        state = state_of(request)
+        checks: dict[str, str] = {}
+        try:
+            async with state.sessions() as session:
+                await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            checks["database"] = "ok"
+        except Exception as exc:  # readiness reports, it does not raise
+            checks["database"] = type(exc).__name__
+        try:
+            await state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = type(exc).__name__
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    @app.get("/stats")
+    async def stats(request: Request) -> Response:
+        state = state_of(request)
+        figures = await queue_stats(state.redis, state.namespace)
+        return JSONResponse(figures.as_json())
+
+    return app

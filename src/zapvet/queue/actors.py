@@ -1,0 +1,139 @@
+"""The actors: thin, idempotent, JSON ids in, one pipeline call, retry policy on the decorator.
+
+Transient failures retry after exactly 2 s, 4 s and 8 s (Dramatiq's own backoff is
+jittered), then dead-letter; permanent ones dead-letter at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from zapvet.errors import PermanentError
+from zapvet.logging import get_logger
+from zapvet.queue.broker import INBOUND, OUTBOUND, PROACTIVE
+from zapvet.queue.drain import drain_conversation
+from zapvet.queue.outbox import send_outgoing, stage_proactive
+from zapvet.queue.resources import Resources
+
+MAX_RETRIES = 3
+#: Triggers older than this are dropped by AgeLimit: the sweeper re-enqueues what matters.
+MAX_AGE_MS = 6 * 3_600_000
+#: Longer than any turn (30 s model timeout × retries × tool rounds), shorter than forever.
+TIME_LIMIT_MS = 10 * 60_000
+
+log = get_logger("zapvet.queue.actors")
+GetResources = Callable[[], Awaitable[Resources]]
+
+
+def _retries() -> int:
+    message = CurrentMessage.get_current_message()
+    return int(message.options.get("retries", 0)) if message else 0
+
+
+def _retry_later(error: Exception) -> dramatiq.Retry:
+    retries = _retries()
+    log.warning("job failed, will retry", error_type=type(error).__name__, retries=retries)
+    return dramatiq.Retry(str(error), delay=2000 * 2**retries)
+
+
+@dataclass
+class Queue:
+    """The pipeline's queue: actors bound to one broker, and the `Enqueue` methods on them."""
+
+    broker: Any
+    drain_actor: Any
+    send_actor: Any
+    proactive_actor: Any
+
+    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
+        self.drain_actor.send_with_options(args=(conversation_id,), delay=delay_ms or None)
+
+    def send(self, message_id: int) -> None:
+        self.send_actor.send(message_id)
+
+    def proactive(self, proactive_id: int) -> None:
+        self.proactive_actor.send(proactive_id)
+
+
+def declare(broker: Any, get_resources: GetResources) -> Queue:
+    """Declare the three actors on `broker`; jobs get their resources from `get_resources`."""
+    queue: Queue
+
+    async def drain(conversation_id: int) -> None:
+        res = await get_resources()
+        try:
+            await drain_conversation(res, queue, conversation_id)
+        except PermanentError:
+            raise
+        except Exception as error:  # database or queue trouble: the drain is safe to rerun
+            raise _retry_later(error) from error
+
+    async def send_message(message_id: int) -> None:
+        res = await get_resources()
+        last = _retries() >= MAX_RETRIES
+        try:
+            await send_outgoing(res, message_id, last_attempt=last)
+        except PermanentError:
+            raise
+        except Exception as error:
+            raise _retry_later(error) from error
+
+    async def send_proactive(proactive_id: int) -> None:
+        res = await get_resources()
+        message_id = await stage_proactive(res, proactive_id)
+        if message_id is not None:
+            queue.send(message_id)
+
+    def actor(job: Callable[[int], Awaitable[None]], name: str, queue: str, **extra: int) -> Any:
+        # dramatiq's overloads do not accept its own **options alongside typed arguments.
+        decorate = cast(Any, dramatiq.actor)(
+            broker=broker,
+            actor_name=name,
+            queue_name=queue,
+            max_retries=MAX_RETRIES,
+            throws=(PermanentError,),
+            time_limit=TIME_LIMIT_MS,
+            **extra,
+        )
+        return decorate(job)
+
+    queue = Queue(
+        broker=broker,
+        drain_actor=actor(drain, "drain", INBOUND, max_age=MAX_AGE_MS),
+        send_actor=actor(send_message, "send_message", OUTBOUND),
+        proactive_actor=actor(send_proactive, "send_proactive", PROACTIVE),
+    )
+    return queue
+
+
+class ResourceHolder:
+    """Builds a process's resources once, inside the worker's event loop, on first use."""
+
+    def __init__(self, factory: Callable[[], Resources]) -> None:
+        self._factory = factory
+        self._resources: Resources | None = None
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def get(self) -> Resources:
+        if self._resources is None:
+            self._lock = self._lock or asyncio.Lock()
+            async with self._lock:
+                if self._resources is None:
+                    self._resources = self._factory()
+                    self._loop = asyncio.get_running_loop()
+        return self._resources
+
+    def close(self) -> None:
+        """Close from the worker's main thread (shutdown hook) on the resources' own loop."""
+        if self._resources is None or self._loop is None or self._loop.is_closed():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._resources.close(), self._loop)
+        future.result(timeout=30)
+        self._resources = None

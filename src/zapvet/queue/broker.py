@@ -1,0 +1,45 @@
+"""The Dramatiq broker on Redis, with its middleware, built by entrypoints (never at import)."""
+
+from __future__ import annotations
+
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AsyncIO, CurrentMessage
+
+from zapvet.queue.middleware import PoisonGuard
+
+NAMESPACE = "zapvet"
+INBOUND, OUTBOUND, PROACTIVE = "inbound", "outbound", "proactive"
+QUEUES = (INBOUND, OUTBOUND, PROACTIVE)
+#: A dead worker's messages return after this (Dramatiq's default 60 s plus a random
+#: maintenance wait measured at up to 15 minutes; research/dramatiq.md §2).
+HEARTBEAT_TIMEOUT_MS = 15_000
+#: Per-million chance that a Redis call runs maintenance (requeues dead workers' messages).
+MAINTENANCE_CHANCE = 50_000
+DEAD_MESSAGE_TTL_MS = 7 * 86_400_000
+
+
+def redis_client(redis_url: str) -> redis.Redis:
+    # Passed as a client because RedisBroker(url=…) silently drops extra connection options.
+    return redis.Redis.from_url(
+        redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def build_broker(
+    redis_url: str, *, namespace: str = NAMESPACE, max_deliveries: int = 5
+) -> RedisBroker:
+    client = redis_client(redis_url)
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
+        client=client,
+        namespace=namespace,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        maintenance_chance=MAINTENANCE_CHANCE,
+        dead_message_ttl=DEAD_MESSAGE_TTL_MS,
+    )
+    broker.add_middleware(AsyncIO())
+    broker.add_middleware(CurrentMessage())
+    broker.add_middleware(PoisonGuard(client, namespace, max_deliveries))
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    return broker

@@ -1,0 +1,256 @@
+"""Draining a conversation: answer its pending messages, once, in order, as one turn.
+
+The webhook stores each message and asks for a drain of its conversation. A drain holds the
+conversation's lock, waits out the debounce window (a burst of messages gets one answer),
+skips what it must not answer (a person took over, the conversation is escalated, a stale
+backlog replayed after a gateway reconnect), runs the right agent, and then, in one
+transaction, marks exactly those messages processed and writes the reply to the outbox.
+That transaction commits only if every one of those messages was still pending, so two
+drains can never both answer the same messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Protocol
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from zapvet.bridge.directory import owner_number_for
+from zapvet.graphs.aurora.context import AuroraContext
+from zapvet.graphs.client.context import ClientContext
+from zapvet.graphs.history import load_history
+from zapvet.graphs.turn import run_turn
+from zapvet.logging import get_logger
+from zapvet.models import AISettings, Conversation, Message
+from zapvet.proactive import alert_escalation
+from zapvet.queue.resources import Resources
+
+#: Messages older than this when first drained are not answered (backlog after a reconnect).
+STALE_AFTER = timedelta(hours=6)
+
+log = get_logger("zapvet.queue.drain")
+
+
+class Enqueue(Protocol):
+    """The queue as the pipeline sees it (Dramatiq in production, a list in tests)."""
+
+    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None: ...
+    def send(self, message_id: int) -> None: ...
+    def proactive(self, proactive_id: int) -> None: ...
+
+
+class Outcome(Enum):
+    ANSWERED = "answered"
+    NOTHING = "nothing pending"
+    BUSY = "another drain holds the conversation"
+    DEFERRED = "waiting for the burst to end"
+    PAUSED = "a person is handling the conversation"
+    RACED = "the messages changed under the turn"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    ids: list[int]
+    newest_arrival: datetime
+    instance_id: int | None
+    chat_id: str | None
+    stale: list[int]
+
+
+async def _pending(
+    session: AsyncSession, conversation: Conversation, now: datetime
+) -> _Pending | None:
+    rows = list(
+        await session.exec(
+            select(Message)
+            .where(
+                Message.organization_id == conversation.organization_id,
+                Message.conversation_id == conversation.id,
+                Message.direction == "incoming",
+                Message.status == "pending",
+            )
+            .order_by(col(Message.message_at), col(Message.id))
+        )
+    )
+    if not rows:
+        return None
+    stale = [r.id or 0 for r in rows if now - r.message_at > STALE_AFTER]
+    return _Pending(
+        ids=[r.id or 0 for r in rows],
+        newest_arrival=max(r.created_at for r in rows),
+        instance_id=rows[-1].instance_id,
+        chat_id=rows[-1].chat_id,
+        stale=stale,
+    )
+
+
+async def _close(session: AsyncSession, ids: list[int], now: datetime, status: str) -> int:
+    """Mark still-pending `ids` as `status`; returns how many were still pending."""
+    result = await session.exec(
+        update(Message)
+        .where(col(Message.id).in_(ids), col(Message.status) == "pending")
+        .values(status=status, processed_at=now)
+    )
+    return int(result.rowcount)
+
+
+async def drain_conversation(res: Resources, enqueue: Enqueue, conversation_id: int) -> Outcome:
+    """Answer `conversation_id`'s pending messages; safe to call any number of times."""
+    async with res.locks.hold(conversation_id) as got:
+        if not got:
+            return Outcome.BUSY
+        outcome = Outcome.NOTHING
+        while True:
+            step = await _drain_once(res, enqueue, conversation_id)
+            if step in (Outcome.NOTHING, Outcome.DEFERRED):
+                break
+            outcome = step
+    if step is not Outcome.DEFERRED:
+        await _recheck(res, enqueue, conversation_id)
+    return step if step is Outcome.DEFERRED else outcome
+
+
+async def _recheck(res: Resources, enqueue: Enqueue, conversation_id: int) -> None:
+    # A message stored just before the lock was released had its own drain refused as BUSY.
+    async with res.sessions() as session:
+        left = (
+            await session.exec(
+                select(Message.id)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == "incoming",
+                    Message.status == "pending",
+                )
+                .limit(1)
+            )
+        ).first()
+    if left is not None:
+        enqueue.drain(conversation_id)
+
+
+async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) -> Outcome:
+    now = res.clock()
+    async with res.sessions() as session:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            return Outcome.NOTHING
+        pending = await _pending(session, conversation, now)
+        if pending is None:
+            return Outcome.NOTHING
+        settings = await session.get(AISettings, conversation.organization_id)
+        debounce = timedelta(seconds=settings.debounce_seconds if settings else 3)
+        wait = debounce - (now - pending.newest_arrival)
+        if wait > timedelta(0):
+            enqueue.drain(conversation_id, delay_ms=max(1, int(wait.total_seconds() * 1000)))
+            return Outcome.DEFERRED
+        owner_number_id = await owner_number_for(
+            session, conversation.organization_id, conversation.contact_id
+        )
+    paused = conversation.status != "active" or (
+        conversation.bot_paused_until is not None and conversation.bot_paused_until > now
+    )
+    if paused or pending.stale:
+        async with res.sessions() as session, session.begin():
+            if pending.stale:
+                await _close(session, pending.stale, now, "ignored")
+            if paused:
+                await _close(session, pending.ids, now, "processed")
+        return Outcome.PAUSED if paused else Outcome.RACED
+    context: ClientContext | AuroraContext
+    if owner_number_id is not None:
+        graph, context = (
+            res.aurora_graph,
+            AuroraContext(
+                organization_id=conversation.organization_id,
+                owner_number_id=owner_number_id,
+                contact_id=conversation.contact_id,
+                conversation_id=conversation_id,
+            ),
+        )
+    else:
+        graph, context = (
+            res.client_graph,
+            ClientContext(
+                organization_id=conversation.organization_id,
+                contact_id=conversation.contact_id,
+                conversation_id=conversation_id,
+            ),
+        )
+    async with res.sessions() as session:
+        history = await load_history(
+            session,
+            organization_id=conversation.organization_id,
+            conversation_id=conversation_id,
+            batch=set(pending.ids),
+        )
+    result = await run_turn(graph, context, history, config=_run_config(conversation_id))
+    return await _commit(res, enqueue, conversation, pending, result.reply, result.escalated)
+
+
+def _run_config(conversation_id: int) -> dict[str, Any]:
+    # An opaque id only: GenAI instrumentation copies it into spans (never a phone number).
+    return {"metadata": {"conversation_id": str(conversation_id)}}
+
+
+async def _commit(
+    res: Resources,
+    enqueue: Enqueue,
+    conversation: Conversation,
+    pending: _Pending,
+    reply: str | None,
+    escalated: bool,
+) -> Outcome:
+    now = res.clock()
+    try:
+        async with res.sessions() as session, session.begin():
+            outgoing, alerts = await _write(session, conversation, pending, reply, escalated, now)
+    except _Raced:
+        log.warning("pending messages changed during the turn", conversation_id=conversation.id)
+        return Outcome.RACED
+    if outgoing is not None and outgoing.id is not None:
+        enqueue.send(outgoing.id)
+    for alert_id in alerts:
+        enqueue.proactive(alert_id)
+    return Outcome.ANSWERED
+
+
+class _Raced(Exception):
+    """The turn's messages were no longer all pending at commit time: roll back."""
+
+
+async def _write(
+    session: AsyncSession,
+    conversation: Conversation,
+    pending: _Pending,
+    reply: str | None,
+    escalated: bool,
+    now: datetime,
+) -> tuple[Message | None, list[int]]:
+    if await _close(session, pending.ids, now, "processed") != len(pending.ids):
+        raise _Raced
+    outgoing: Message | None = None
+    if reply:
+        outgoing = Message(
+            organization_id=conversation.organization_id,
+            conversation_id=conversation.id or 0,
+            instance_id=pending.instance_id,
+            chat_id=pending.chat_id,
+            direction="outgoing",
+            content=reply,
+            from_me=True,
+            sent_by_ai=True,
+            status="pending",
+            message_at=now,
+        )
+        session.add(outgoing)
+    alerts: list[int] = []
+    if escalated:
+        alerts = await alert_escalation(
+            session, conversation.organization_id, conversation.id or 0, now
+        )
+    await session.flush()
+    return outgoing, alerts

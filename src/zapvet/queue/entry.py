@@ -1,0 +1,41 @@
+"""What each Dramatiq worker process imports (`dramatiq zapvet.queue.entry`): the wiring.
+
+`zapvet worker` resolves the database and Redis URLs (starting embedded servers if needed)
+and passes them down; this module builds the broker, declares the actors, and leaves the
+process's resources (pools, graphs, HTTP client) to be built inside the worker's event loop
+on first use. It refuses to start without a model endpoint, naming the missing variable.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from zapvet.config import load_settings
+from zapvet.errors import ConfigError
+from zapvet.llm.openai import build_chat_model
+from zapvet.logging import setup_logging
+from zapvet.queue.actors import ResourceHolder, declare
+from zapvet.queue.broker import build_broker
+from zapvet.queue.middleware import Lifecycle
+from zapvet.queue.resources import build_resources
+
+settings = load_settings()
+setup_logging(settings)
+if settings.database_url is None or settings.redis_url is None:
+    raise ConfigError(
+        "DATABASE_URL", "workers need DATABASE_URL and REDIS_URL (zapvet worker sets them)"
+    )
+build_chat_model(settings)  # fails now, with the variable's name, rather than on the first message
+_database_url = settings.database_url
+
+broker = build_broker(settings.redis_url, namespace=settings.queue_namespace)
+dramatiq.set_broker(broker)
+holder = ResourceHolder(
+    lambda: build_resources(
+        _database_url,
+        lambda: build_chat_model(settings),
+        pool_size=settings.worker_threads + 4,
+    )
+)
+broker.add_middleware(Lifecycle(holder.close))
+queue = declare(broker, holder.get)

@@ -1,0 +1,58 @@
+"""Dramatiq middleware of our own: the poison guard and the per-process resources lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.middleware import SkipMessage
+
+from zapvet.logging import get_logger
+
+log = get_logger("zapvet.queue")
+
+
+class PoisonGuard(dramatiq.Middleware):
+    """Dead-letter a message delivered more than `max_deliveries` times at one retry count.
+
+    A message that kills its worker (OOM, segfault, SIGKILL) is redelivered without its
+    retry count changing, forever (dramatiq #213); counting deliveries in Redis stops it.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str, max_deliveries: int = 5) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.max_deliveries = max_deliveries
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        retries = message.options.get("retries", 0)
+        key = f"{self.namespace}:deliveries:{message.message_id}:{retries}"
+        try:
+            deliveries = int(self.client.incr(key))
+            self.client.expire(key, 86_400)
+        except redis.RedisError:
+            return  # never block work because the guard's own bookkeeping failed
+        if deliveries > self.max_deliveries:
+            log.error(
+                "poison message dead-lettered",
+                actor=message.actor_name,
+                message_id=message.message_id,
+                deliveries=deliveries,
+            )
+            message.fail()
+            raise SkipMessage(f"delivered {deliveries} times")
+
+
+class Lifecycle(dramatiq.Middleware):
+    """Run `on_shutdown` (close pools, flush spans) before the worker's event loop stops."""
+
+    def __init__(self, on_shutdown: Callable[[], None]) -> None:
+        self.on_shutdown = on_shutdown
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        try:
+            self.on_shutdown()
+        except Exception:  # shutting down anyway; say why it was not clean
+            log.exception("worker shutdown hook failed")

@@ -1,0 +1,258 @@
+"""Sending the outbox: stored replies go out through the instance's provider.
+
+A row is claimed (`pending` → `sending`) in a short transaction, sent outside any
+transaction, and settled in another: `sent` with the provider's id, back to `pending` for
+a retry after a transient failure, or `failed` with the reason. Texts over 4,000
+characters go out in parts; each part's id is recorded as soon as the gateway accepts it,
+so a retry resumes after the last accepted part instead of repeating the reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from zapvet.bridge.directory import open_conversation
+from zapvet.bridge.senders import RejectedSend, SendError, build_sender
+from zapvet.bridge.splitting import split_text
+from zapvet.errors import ConfigError
+from zapvet.models import (
+    AuroraOwnerNumber,
+    AuroraProactiveMessage,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Message,
+    WhatsAppInstance,
+)
+from zapvet.proactive import claim_by_id, finish, reason_not_to_send
+from zapvet.queue.resources import Resources
+
+#: A row left `sending` this long (its worker died mid-send) may be claimed again.
+SENDING_LEASE = timedelta(minutes=2)
+
+
+class Sent(Enum):
+    SENT = "sent"
+    ALREADY = "already sent or being sent"
+    GONE = "no such message"
+    FAILED = "failed permanently"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    content: str
+    chat_id: str
+    instance: WhatsAppInstance
+    done: list[str]
+
+
+async def _claim(session: AsyncSession, message_id: int, now: datetime) -> _Claim | Sent:
+    message = (
+        await session.exec(
+            select(Message).where(Message.id == message_id).with_for_update(skip_locked=True)
+        )
+    ).first()
+    if message is None or message.direction != "outgoing":
+        return Sent.GONE
+    stuck = message.status == "sending" and message.updated_at < now - SENDING_LEASE
+    if message.status != "pending" and not stuck:
+        return Sent.ALREADY
+    instance = await _instance(session, message)
+    chat_id = message.chat_id or await _address(session, message, instance)
+    if instance is None or chat_id is None:
+        message.status, message.error = "failed", "no WhatsApp instance or address to send to"
+        return Sent.FAILED
+    message.status, message.attempts, message.updated_at = "sending", message.attempts + 1, now
+    done = list((message.meta or {}).get("provider_ids", []))
+    return _Claim(message.content, chat_id, instance, done)
+
+
+async def _instance(session: AsyncSession, message: Message) -> WhatsAppInstance | None:
+    if message.instance_id is not None:
+        return await session.get(WhatsAppInstance, message.instance_id)
+    return (
+        await session.exec(
+            select(WhatsAppInstance).where(
+                WhatsAppInstance.organization_id == message.organization_id,
+                col(WhatsAppInstance.is_active),
+            )
+        )
+    ).first()
+
+
+async def _address(
+    session: AsyncSession, message: Message, instance: WhatsAppInstance | None
+) -> str | None:
+    """Where to send when the reply has no received chat id: the last one, else the phone."""
+    last = (
+        await session.exec(
+            select(Message.chat_id)
+            .where(
+                Message.conversation_id == message.conversation_id,
+                Message.direction == "incoming",
+                col(Message.chat_id).is_not(None),
+            )
+            .order_by(col(Message.message_at).desc())
+        )
+    ).first()
+    if last:
+        return last
+    conversation = await session.get(Conversation, message.conversation_id)
+    contact = await session.get(Contact, conversation.contact_id) if conversation else None
+    if contact is None:
+        return None
+    if contact.phone:
+        return contact.phone
+    bsuid = (
+        await session.exec(
+            select(ContactIdentity.value).where(
+                ContactIdentity.contact_id == contact.id, ContactIdentity.kind == "bsuid"
+            )
+        )
+    ).first()
+    return bsuid if instance is not None and instance.provider == "cloud" else None
+
+
+async def _settle(
+    res: Resources, message_id: int, *, ids: list[str], error: str | None, status: str
+) -> None:
+    async with res.sessions() as session, session.begin():
+        message = await session.get(Message, message_id, with_for_update=True)
+        if message is None:
+            return
+        message.meta = {**(message.meta or {}), "provider_ids": ids}
+        message.whatsapp_message_id = message.whatsapp_message_id or (ids[0] if ids else None)
+        message.status, message.error, message.updated_at = status, error, res.clock()  # type: ignore[assignment]
+        if status == "sent" and (message.meta or {}).get("proactive_id"):
+            proactive = await session.get(
+                AuroraProactiveMessage, message.meta["proactive_id"], with_for_update=True
+            )
+            if proactive is not None:
+                await finish(session, proactive, res.clock())
+        if status != "sent":
+            return
+        for index, provider_id in enumerate(ids[1:], start=2):
+            # Later parts get rows of their own so the gateway's echoes and statuses match.
+            session.add(
+                Message(
+                    organization_id=message.organization_id,
+                    conversation_id=message.conversation_id,
+                    instance_id=message.instance_id,
+                    whatsapp_message_id=provider_id,
+                    chat_id=message.chat_id,
+                    direction="outgoing",
+                    content="",
+                    from_me=True,
+                    sent_by_ai=message.sent_by_ai,
+                    status="sent",
+                    message_at=message.message_at,
+                    meta={"part_of": message_id, "part": index},
+                )
+            )
+
+
+async def send_outgoing(res: Resources, message_id: int, *, last_attempt: bool) -> Sent:
+    """Send one outbox row.
+
+    Raises:
+        SendError: a transient failure; the row is back to `pending` (or `failed` on the
+            last attempt) and the caller retries (or dead-letters).
+        RejectedSend: the provider refused for good; the row is `failed`.
+    """
+    async with res.sessions() as session, session.begin():
+        claim = await _claim(session, message_id, res.clock())
+    if isinstance(claim, Sent):
+        return claim
+    try:
+        sender = build_sender(claim.instance, res.http)
+    except ConfigError as missing:  # no API key or token configured: retrying cannot help
+        await _settle(res, message_id, ids=list(claim.done), error=str(missing), status="failed")
+        raise RejectedSend(None, str(missing)) from missing
+    ids = list(claim.done)
+    try:
+        for part in split_text(claim.content)[len(ids) :]:
+            ids.append(await sender.send_text(claim.chat_id, part))
+            await _settle(res, message_id, ids=ids, error=None, status="sending")
+    except SendError as failure:
+        status = "failed" if last_attempt else "pending"
+        await _settle(res, message_id, ids=ids, error=failure.detail, status=status)
+        raise
+    except RejectedSend as refused:
+        await _settle(res, message_id, ids=ids, error=refused.detail, status="failed")
+        raise
+    await _settle(res, message_id, ids=ids, error=None, status="sent")
+    return Sent.SENT
+
+
+async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
+    """Turn a due proactive message into an outbox row; the row's id, or None if skipped."""
+    now = res.clock()
+    async with res.sessions() as session, session.begin():
+        proactive = await claim_by_id(session, proactive_id, now)
+        if proactive is None:
+            return None
+        reason = await reason_not_to_send(session, proactive, now)
+        if reason is not None:
+            await finish(session, proactive, now, skipped=reason)
+            return None
+        contact_id, chat_id = await _recipient(session, proactive)
+        if contact_id is None:
+            await finish(session, proactive, now, error="no recipient")
+            return None
+        conversation = await open_conversation(session, proactive.organization_id, contact_id, now)
+        message = Message(
+            organization_id=proactive.organization_id,
+            conversation_id=conversation.id or 0,
+            chat_id=chat_id,
+            direction="outgoing",
+            content=proactive.content,
+            from_me=True,
+            sent_by_ai=True,
+            status="pending",
+            message_at=now,
+            meta={"proactive_id": proactive.id, "kind": proactive.message_type},
+        )
+        session.add(message)
+        await session.flush()
+        return message.id
+
+
+async def _recipient(
+    session: AsyncSession, proactive: AuroraProactiveMessage
+) -> tuple[int | None, str | None]:
+    if proactive.owner_number_id is None:
+        return proactive.contact_id, None
+    owner = await session.get(AuroraOwnerNumber, proactive.owner_number_id)
+    if owner is None:
+        return None, None
+    contact = (
+        await session.exec(
+            select(Contact)
+            .join(ContactIdentity, col(ContactIdentity.contact_id) == col(Contact.id))
+            .where(
+                Contact.organization_id == proactive.organization_id,
+                ContactIdentity.kind == "phone",
+                ContactIdentity.value == owner.phone_key,
+            )
+        )
+    ).first()
+    if contact is None:
+        contact = Contact(
+            organization_id=proactive.organization_id, phone=owner.phone, name=owner.name
+        )
+        session.add(contact)
+        await session.flush()
+        session.add(
+            ContactIdentity(
+                organization_id=proactive.organization_id,
+                contact_id=contact.id or 0,
+                kind="phone",
+                value=owner.phone_key,
+            )
+        )
+    return contact.id, None

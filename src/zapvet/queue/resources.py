@@ -1,0 +1,64 @@
+"""What a worker process needs, built once per process inside its event loop (arq style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph.state import CompiledStateGraph
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from zapvet import db
+from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
+from zapvet.graphs.client.graph import build_graph as build_client_graph
+from zapvet.queue.locks import ConversationLocks
+from zapvet.tools.deps import Clock, ToolDeps, system_clock
+
+ModelFactory = Callable[[], BaseChatModel]
+
+
+@dataclass
+class Resources:
+    """Engines, graphs, locks and the HTTP client one process shares across its jobs."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    locks: ConversationLocks
+    http: httpx.AsyncClient
+    client_graph: CompiledStateGraph[Any, Any, Any, Any]
+    aurora_graph: CompiledStateGraph[Any, Any, Any, Any]
+    clock: Clock = system_clock
+    enqueue: Any = field(default=None)  # set by the actors module: the queue's send functions
+
+    async def close(self) -> None:
+        await self.locks.close()
+        await self.http.aclose()
+        await self.engine.dispose()
+
+
+def build_resources(
+    database_url: str,
+    model_factory: ModelFactory,
+    *,
+    pool_size: int = 20,
+    clock: Clock = system_clock,
+    http: httpx.AsyncClient | None = None,
+) -> Resources:
+    """Build a process's resources; call it inside the event loop that will use them."""
+    engine = db.build_async_engine(database_url, pool_size=pool_size)
+    sessions = db.async_session_maker(engine)
+    deps = ToolDeps(sessions=sessions, clock=clock)
+    model = model_factory()
+    return Resources(
+        engine=engine,
+        sessions=sessions,
+        locks=ConversationLocks(database_url),
+        http=http or httpx.AsyncClient(timeout=httpx.Timeout(15.0)),
+        client_graph=build_client_graph(model, deps),
+        aurora_graph=build_aurora_graph(model, deps),
+        clock=clock,
+    )

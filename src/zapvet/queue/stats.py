@@ -1,0 +1,81 @@
+"""Queue depth from Redis, with the seed worker's alerts (Dramatiq keeps no counters)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import redis.asyncio as aioredis
+
+from zapvet.queue.broker import QUEUES
+
+#: The seed's alert thresholds (waiting > 100, failed > 50, active = 0 while work waits).
+WAITING_ALERT = 100
+FAILED_ALERT = 50
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    waiting: int
+    active: int
+    delayed: int
+    dead: int
+    failed_last_hour: int
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int
+    active: int
+    delayed: int
+    dead: int
+    failed_last_hour: int
+    queues: dict[str, QueueDepth] = field(default_factory=dict)
+
+    @property
+    def alerts(self) -> list[str]:
+        found = []
+        if self.waiting > WAITING_ALERT:
+            found.append(f"waiting > {WAITING_ALERT}: workers are overloaded")
+        if self.failed_last_hour > FAILED_ALERT:
+            found.append(f"failed in the last hour > {FAILED_ALERT}: a systemic problem")
+        if self.active == 0 and self.waiting > 0:
+            found.append("active = 0 while messages wait: no worker is consuming")
+        return found
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "waiting": self.waiting,
+            "active": self.active,
+            "delayed": self.delayed,
+            "dead": self.dead,
+            "failed_last_hour": self.failed_last_hour,
+            "alerts": self.alerts,
+            "queues": {name: asdict(depth) for name, depth in self.queues.items()},
+        }
+
+
+async def queue_stats(client: aioredis.Redis, namespace: str) -> QueueStats:
+    """Waiting (listed), active (fetched, unacked), delayed, dead and recently dead messages."""
+    now_ms = int(time.time() * 1000)
+    depths: dict[str, QueueDepth] = {}
+    for queue in QUEUES:
+        base = f"{namespace}:{queue}"
+        active = 0
+        async for key in client.scan_iter(match=f"{namespace}:__acks__.*.{queue}", count=500):
+            active += int(await client.scard(key))
+        depths[queue] = QueueDepth(
+            waiting=int(await client.llen(base)),
+            active=active,
+            delayed=int(await client.hlen(f"{base}.DQ.msgs")),
+            dead=int(await client.zcard(f"{base}.XQ")),
+            failed_last_hour=int(await client.zcount(f"{base}.XQ", now_ms - 3_600_000, "+inf")),
+        )
+    return QueueStats(
+        waiting=sum(d.waiting for d in depths.values()),
+        active=sum(d.active for d in depths.values()),
+        delayed=sum(d.delayed for d in depths.values()),
+        dead=sum(d.dead for d in depths.values()),
+        failed_last_hour=sum(d.failed_last_hour for d in depths.values()),
+        queues=depths,
+    )

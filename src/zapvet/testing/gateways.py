@@ -1,0 +1,571 @@
+"""Fake Evolution API and WhatsApp Cloud API servers on loopback, speaking each wire format.
+
+Each fake answers the provider's send-text endpoint as the real one does (status codes,
+bodies, error shapes), records every request, keeps the texts it "sent", and plays scripted
+failures. Each also builds inbound webhook payloads in its provider's format, so tests and
+the demo can post realistic messages to zapvet's webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import http
+import json
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+#: How long `start()` waits for uvicorn to listen before giving up.
+STARTUP_TIMEOUT_S = 10.0
+#: The Cloud API's limit on `text.body`.
+CLOUD_TEXT_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request as the fake received it; `body` is the parsed JSON (None if it was not JSON)
+    and header names are lower case."""
+
+    method: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+
+
+class SentText(NamedTuple):
+    """A text the fake accepted, with the message id it answered."""
+
+    chat_id: str
+    text: str
+    provider_id: str
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """A scripted answer: wait `delay` seconds, then fail with `status` (None: answer normally)."""
+
+    status: int | None
+    delay: float = 0.0
+    message: str | None = None
+    code: int | None = None
+
+
+OnSend = Callable[[SentText], None]
+
+
+class _GatewayServer:
+    """uvicorn on its own event loop in a background thread, plus recording and faults.
+
+    Every wait is asynchronous and ends early on `stop()`, so a stalled request never holds
+    up shutdown; a request cut short that way is answered 503 and nothing is sent.
+    """
+
+    _name = "fake gateway"
+
+    def __init__(self, *, latency: float, port: int, on_send: OnSend | None) -> None:
+        self._latency = latency
+        self._port = port
+        self._on_send = on_send
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._sent: list[SentText] = []
+        self._faults: deque[_Fault] = deque()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def sent(self) -> list[SentText]:
+        with self._lock:
+            return list(self._sent)
+
+    def fail_next(
+        self,
+        status: int = 500,
+        *,
+        times: int = 1,
+        message: str | None = None,
+        code: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Answer the next `times` sends with `status` (after `delay` seconds), sending nothing.
+
+        `message` replaces the provider's usual text for that status; `code` is the Cloud
+        API error code (ignored by Evolution).
+        """
+        with self._lock:
+            self._faults.extend(_Fault(status, delay, message, code) for _ in range(times))
+
+    def stall_next(self, seconds: float, *, times: int = 1) -> None:
+        """Hold the next `times` sends for `seconds` before handling them as usual."""
+        with self._lock:
+            self._faults.extend(_Fault(None, seconds) for _ in range(times))
+
+    def start(self) -> None:
+        """Listen on 127.0.0.1 and return once connections are accepted.
+
+        Raises:
+            RuntimeError: already started, or uvicorn did not come up in time.
+        """
+        if self._thread is not None:
+            raise RuntimeError(f"the {self._name} is already running")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self._port))
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            Starlette(routes=self._routes()),
+            lifespan="off",
+            ws="none",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._run, args=(server, sock), name=self._name, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                sock.close()
+                raise RuntimeError(f"the {self._name} did not start")
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        """Answer pending requests at once, close every connection and join the thread."""
+        if self._server is None or self._thread is None:
+            return
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            # The loop may close between the check and the call if uvicorn died on its own.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopping.set)
+        self._server.should_exit = True
+        self._thread.join()
+        self._server = self._thread = self._loop = self._stopping = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _origin(self) -> str:
+        if self._port == 0:
+            raise RuntimeError(f"the {self._name} has no port before start()")
+        return f"http://127.0.0.1:{self._port}"
+
+    def _routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            await server.serve(sockets=[sock])
+
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(serve())
+
+    async def _receive(self, request: Request) -> tuple[Any, _Fault | None]:
+        """Record `request`, and take the next scripted fault, if any."""
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        recorded = RecordedRequest(request.method, request.url.path, body, dict(request.headers))
+        with self._lock:
+            self._requests.append(recorded)
+            fault = self._faults.popleft() if self._faults else None
+        return body, fault
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait `seconds`; False if the server began stopping meanwhile."""
+        stopping = self._stopping
+        if stopping is None:
+            return True
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), seconds)
+        return not stopping.is_set()
+
+    def _deliver(self, chat_id: str, text: str, provider_id: str) -> None:
+        sent = SentText(chat_id, text, provider_id)
+        with self._lock:
+            self._sent.append(sent)
+        if self._on_send is not None:
+            self._on_send(sent)
+
+
+class FakeEvolutionAPI(_GatewayServer):
+    """Evolution API v2's `POST /message/sendText/{instance}`, with its guards in its order:
+    unknown instance 404, then a missing or wrong `apikey` 401, then body validation 400.
+
+    `on_send` runs on the server's thread for every accepted text and must not block.
+    """
+
+    _name = "fake Evolution API"
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "evolution-test-key",
+        instances: Iterable[str] = ("petshop-centro",),
+        number: str = "5511933334444",
+        not_on_whatsapp: Iterable[str] = (),
+        webhook_url: str = "https://bot.example.com/webhooks/evolution",
+        latency: float = 0.0,
+        port: int = 0,
+        on_send: OnSend | None = None,
+    ) -> None:
+        super().__init__(latency=latency, port=port, on_send=on_send)
+        self.api_key = api_key
+        self.instances = set(instances)
+        #: The instance's own phone: webhooks carry it as `sender`.
+        self.number = number
+        self.not_on_whatsapp = set(not_on_whatsapp)
+        self.webhook_url = webhook_url
+
+    @property
+    def base_url(self) -> str:
+        """The server URL to configure as an Evolution instance's `api_url`.
+
+        Raises:
+            RuntimeError: the port is still to be picked by `start()`.
+        """
+        return self._origin()
+
+    def incoming(
+        self,
+        instance: str,
+        phone: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        push_name: str | None = None,
+        from_me: bool = False,
+        timestamp: int | datetime | None = None,
+        lid: str | None = None,
+    ) -> dict[str, Any]:
+        """A `messages.upsert` webhook for a plain text in a 1:1 chat, as Evolution 2.3.x posts it.
+
+        `phone` is international digits; with `lid` ("203948571726354") the chat is addressed
+        by LID with the phone in `remoteJidAlt`, as Evolution 2.3.5–2.3.6 sends it.
+        `push_name` defaults to "Ana Souza", or "Você" (as Evolution names us) for `from_me`.
+        """
+        seconds = _epoch(timestamp)
+        phone_jid = _evolution_jid(phone)
+        key: dict[str, Any]
+        if lid is None:
+            key = {"remoteJid": phone_jid, "fromMe": from_me, "id": message_id}
+        else:
+            key = {
+                "remoteJid": lid if lid.endswith("@lid") else f"{lid}@lid",
+                "remoteJidAlt": phone_jid,
+                "fromMe": from_me,
+                "id": message_id,
+                "participant": "",
+                "addressingMode": "lid",
+            }
+        if message_id is None:
+            key["id"] = _evolution_id() if from_me else uuid.uuid4().hex.upper()
+        data = {
+            "key": key,
+            "pushName": push_name or ("Você" if from_me else "Ana Souza"),
+            "status": "SERVER_ACK" if from_me else "DELIVERY_ACK",
+            "message": {
+                "conversation": text,
+                "messageContextInfo": {"deviceListMetadataVersion": 2},
+            },
+            "messageType": "conversation",
+            "messageTimestamp": seconds,
+            "instanceId": _instance_id(instance),
+            "source": "web" if from_me else "android",
+        }
+        return {
+            "event": "messages.upsert",
+            "instance": instance,
+            "data": data,
+            "destination": self.webhook_url,
+            # Evolution stamps local time and appends a Z regardless.
+            "date_time": datetime.fromtimestamp(seconds).isoformat(timespec="milliseconds") + "Z",
+            "sender": f"{self.number}@s.whatsapp.net",
+            "server_url": self._origin() if self._port else "http://127.0.0.1",
+            # Null unless AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES is on, which is not the default.
+            "apikey": None,
+        }
+
+    def _routes(self) -> list[Route]:
+        return [Route("/message/sendText/{instance}", self._send_text, methods=["POST"])]
+
+    async def _send_text(self, request: Request) -> Response:
+        body, fault = await self._receive(request)
+        if not await self._pause(self._latency + (fault.delay if fault else 0.0)):
+            return _evolution_error(503, "the fake Evolution API is stopping")
+        if fault is not None and fault.status is not None:
+            return _evolution_error(fault.status, fault.message)
+        instance = request.path_params["instance"]
+        if instance not in self.instances:
+            return _evolution_error(404, [f'The "{instance}" instance does not exist'])
+        if request.headers.get("apikey") != self.api_key:
+            return _evolution_error(401, "Unauthorized")
+        if not isinstance(body, dict):
+            return _evolution_error(400, ["instance is not of a type(s) object"])
+        missing = [f'instance requires property "{k}"' for k in ("number", "text") if k not in body]
+        if missing:
+            return _evolution_error(400, missing)
+        number, text = body["number"], body["text"]
+        if not isinstance(number, str) or not isinstance(text, str) or not text:
+            return _evolution_error(400, ["number and text must be non-empty strings"])
+        jid = _evolution_jid(number)
+        if jid.split("@")[0] in self.not_on_whatsapp:
+            return _evolution_error(400, [{"jid": jid, "exists": False, "number": number}])
+        message_id = _evolution_id()
+        self._deliver(number, text, message_id)
+        answer = {
+            "key": {"remoteJid": jid, "fromMe": True, "id": message_id},
+            "status": "PENDING",
+            "message": {"conversation": text},
+            "messageType": "conversation",
+            "messageTimestamp": int(time.time()),
+            "instanceId": _instance_id(instance),
+            "source": "web",
+        }
+        return JSONResponse(answer, status_code=201)
+
+
+class FakeCloudAPI(_GatewayServer):
+    """The Graph API's `POST /{version}/{phone_number_id}/messages` for text messages.
+
+    Checks the Bearer token (401, code 190), the phone number id (400, code 100) and the body
+    (400, code 100, including the 4,096-character limit). `on_send` runs on the server's
+    thread for every accepted text and must not block.
+    """
+
+    _name = "fake Cloud API"
+
+    def __init__(
+        self,
+        *,
+        access_token: str = "cloud-test-token",
+        phone_number_ids: Iterable[str] = ("106540352242922",),
+        version: str = "v21.0",
+        display_phone_number: str = "551133334444",
+        waba_id: str = "102290129340398",
+        latency: float = 0.0,
+        port: int = 0,
+        on_send: OnSend | None = None,
+    ) -> None:
+        super().__init__(latency=latency, port=port, on_send=on_send)
+        self.access_token = access_token
+        self.phone_number_ids = set(phone_number_ids)
+        self.version = version
+        self.display_phone_number = display_phone_number
+        self.waba_id = waba_id
+
+    @property
+    def base_url(self) -> str:
+        """The Graph base URL with version, to configure as a cloud instance's `api_url`.
+
+        Raises:
+            RuntimeError: the port is still to be picked by `start()`.
+        """
+        return f"{self._origin()}/{self.version}"
+
+    def incoming(
+        self,
+        phone_number_id: str,
+        wa_id: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        name: str = "Ana Souza",
+        timestamp: int | datetime | None = None,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A `messages` webhook carrying one text from `wa_id`, as Meta posts it.
+
+        `user_id` is the contact's business-scoped id; by default one is made up from `wa_id`,
+        the same every time.
+        """
+        contact = {
+            "profile": {"name": name},
+            "wa_id": wa_id,
+            "user_id": user_id if user_id is not None else _bsuid(wa_id),
+        }
+        message = {
+            "from": wa_id,
+            "id": message_id if message_id is not None else _wamid(wa_id),
+            "timestamp": str(_epoch(timestamp)),
+            "type": "text",
+            "text": {"body": text},
+        }
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": self.display_phone_number,
+                "phone_number_id": phone_number_id,
+            },
+            "contacts": [contact],
+            "messages": [message],
+        }
+        change = {"field": "messages", "value": value}
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": self.waba_id, "changes": [change]}],
+        }
+
+    @staticmethod
+    def encode(payload: dict[str, Any]) -> bytes:
+        """`payload` serialised as Meta sends it: compact, non-ASCII escaped (`\\u00e3`)."""
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+
+    @staticmethod
+    def sign(body: bytes, app_secret: str) -> str:
+        """The `X-Hub-Signature-256` header value Meta sends with `body`."""
+        digest = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+        return f"sha256={digest}"
+
+    def _routes(self) -> list[Route]:
+        return [Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"])]
+
+    async def _messages(self, request: Request) -> Response:
+        body, fault = await self._receive(request)
+        if not await self._pause(self._latency + (fault.delay if fault else 0.0)):
+            return _cloud_error(503, "(#2) Service temporarily unavailable", 2)
+        if fault is not None and fault.status is not None:
+            code = fault.code if fault.code is not None else _default_code(fault.status)
+            return _cloud_error(fault.status, fault.message or f"(#{code}) Scripted failure", code)
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return _cloud_error(401, "Invalid OAuth access token - Cannot parse access token", 190)
+        phone_number_id = request.path_params["phone_number_id"]
+        if phone_number_id not in self.phone_number_ids:
+            return _cloud_error(
+                400,
+                f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, "
+                "cannot be loaded due to missing permissions, or does not support this operation.",
+                100,
+            )
+        problem = _cloud_problem(body)
+        if problem is not None:
+            return _cloud_error(400, f"(#100) {problem}", 100, details=problem)
+        address = "to" if isinstance(body.get("to"), str) else "recipient"
+        recipient, text = str(body[address]), str(body["text"]["body"])
+        message_id = _wamid(recipient)
+        self._deliver(recipient, text, message_id)
+        contact = {"input": recipient, "wa_id" if address == "to" else "user_id": recipient}
+        answer = {
+            "messaging_product": "whatsapp",
+            "contacts": [contact],
+            "messages": [{"id": message_id, "message_status": "accepted"}],
+        }
+        return JSONResponse(answer)
+
+
+def _cloud_problem(body: Any) -> str | None:
+    """What Meta would say is wrong with a text message body, or None."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if body.get("messaging_product") != "whatsapp":
+        return "The parameter messaging_product is required."
+    if not isinstance(body.get("to") or body.get("recipient"), str):
+        return "The parameter to is required."
+    if body.get("type", "text") != "text":
+        return "The fake Cloud API sends text messages only."
+    text = body.get("text")
+    content = text.get("body") if isinstance(text, dict) else None
+    if not isinstance(content, str) or not content:
+        return "The parameter text['body'] is required."
+    if len(content) > CLOUD_TEXT_LIMIT:
+        return f"Param text['body'] must be at most {CLOUD_TEXT_LIMIT} characters long."
+    return None
+
+
+def _evolution_error(status: int, message: str | list[Any] | None) -> Response:
+    phrase = http.HTTPStatus(status).phrase
+    error = {"status": status, "error": phrase, "response": {"message": message or [phrase]}}
+    return JSONResponse(error, status_code=status)
+
+
+def _cloud_error(status: int, message: str, code: int, *, details: str | None = None) -> Response:
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    error["fbtrace_id"] = base64.urlsafe_b64encode(secrets.token_bytes(15)).decode()
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def _default_code(status: int) -> int:
+    return {401: 190, 403: 10, 429: 130429}.get(status, 2 if status >= 500 else 100)
+
+
+def _evolution_jid(number: str) -> str:
+    """The JID Evolution resolves a `number` field to (without its Brazilian ninth-digit lookup)."""
+    if "@" in number:
+        return number
+    return f"{''.join(c for c in number if c.isdigit())}@s.whatsapp.net"
+
+
+def _evolution_id() -> str:
+    """A message id as Baileys makes them for messages sent from the API ("3EB0" + 18 hex)."""
+    return "3EB0" + secrets.token_hex(9).upper()
+
+
+def _wamid(wa_id: str) -> str:
+    """A fresh `wamid.` id in Meta's layout (the chat's number and a random key, base64)."""
+    number = wa_id.encode()[:64]
+    key = secrets.token_hex(9).upper().encode()
+    raw = b"\x1c\x18" + bytes([len(number)]) + number + b"\x15\x02\x00\x11\x18\x12" + key + b"\x00"
+    return "wamid." + base64.b64encode(raw).decode()
+
+
+def _bsuid(wa_id: str) -> str:
+    digest = hashlib.sha256(wa_id.encode()).digest()
+    return f"BR.{int.from_bytes(digest[:8], 'big')}"
+
+
+def _instance_id(instance: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"zapvet-fake-evolution:{instance}"))
+
+
+def _epoch(timestamp: int | datetime | None) -> int:
+    if timestamp is None:
+        return int(time.time())
+    if isinstance(timestamp, datetime):
+        return int(timestamp.timestamp())
+    return timestamp
