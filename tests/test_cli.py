@@ -31,11 +31,6 @@ COMMANDS = [
     ["eval"],
     ["status"],
 ]
-NOT_YET = [
-    ["dev"],
-    ["demo"],
-    ["chat", "--org", "petfeliz"],
-]
 runner = CliRunner()
 
 
@@ -65,13 +60,6 @@ def test_every_command_has_its_own_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
-
-
-@pytest.mark.parametrize("command", NOT_YET, ids=" ".join)
-def test_commands_of_later_issues_say_so_and_fail(command: list[str]) -> None:
-    result = runner.invoke(app, command)
-    assert result.exit_code == 3
-    assert "is not available yet" in result.output
 
 
 def test_an_invalid_setting_names_the_variable() -> None:

@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import typer
 
 from zapvet import __version__
@@ -36,22 +37,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(dlq_app, name="dlq")
 
-EXIT_UNAVAILABLE = 3
-
 
 def _fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     if hint:
         typer.echo(f"  → {hint}", err=True)
     raise typer.Exit(code)
-
-
-def _not_yet(command: str, issue: str) -> NoReturn:
-    _fail(
-        f"`zapvet {command}` is not available yet: it arrives with {issue}.",
-        "see `zapvet --help` for the commands that work today",
-        EXIT_UNAVAILABLE,
-    )
 
 
 def _settings() -> Settings:
@@ -246,15 +237,76 @@ def status(
 
 
 @app.command("dev")
-def dev(port: Annotated[int, typer.Option(help="Bridge port.")] = 8080) -> None:
-    """Run everything locally: embedded services, migrations, bridge, worker and scheduler."""
-    _not_yet("dev", "the message pipeline (issue #5)")
+def dev(
+    port: Annotated[int, typer.Option(help="Bridge port.")] = 8080,
+    org_file: Annotated[
+        Path, typer.Option("--org-file", help="Organization file to apply first.")
+    ] = Path("examples/petfeliz.toml"),
+    threads: Annotated[int, typer.Option(help="Worker threads.")] = 16,
+) -> None:
+    """Run everything locally: embedded services, migrations, bridge, worker and scheduler.
+
+    Replies to an instance whose api_url is local (the example's http://127.0.0.1:8081) go
+    to a built-in fake gateway that prints them. Needs OPENAI_API_KEY (any OpenAI-compatible
+    endpoint via OPENAI_BASE_URL); `zapvet demo` runs offline instead.
+    """
+    import threading
+
+    from zapvet.dev import run_dev
+    from zapvet.llm.openai import build_chat_model
+
+    settings = _settings()
+    try:
+        build_chat_model(settings)
+    except ConfigError as exc:
+        _fail(str(exc), "set OPENAI_API_KEY, or run `zapvet demo` to see the pipeline offline", 2)
+    stop = threading.Event()
+    with _services(settings) as services:
+        kinds = ", ".join(services.embedded) or "none"
+        typer.echo(f"services: {redact_url(services.database_url)} (embedded: {kinds})", err=True)
+        try:
+            run_dev(
+                settings,
+                services,
+                org_file=org_file,
+                port=port,
+                say=typer.echo,
+                stop=stop,
+                threads=threads,
+            )
+        except KeyboardInterrupt:
+            stop.set()
+        except OrgFileError as exc:
+            _fail(str(exc), "fix the organization file")
 
 
 @app.command("demo")
 def demo() -> None:
-    """Replay the Rex booking conversation offline through the real pipeline."""
-    _not_yet("demo", "the message pipeline (issue #5)")
+    """Replay the Rex booking conversation offline through the real pipeline.
+
+    Webhooks over HTTP, Redis queue, Dramatiq worker, PostgreSQL (a scratch database), the
+    client graph with the Rex scenario's scripted model, and a local fake WhatsApp gateway.
+    Prints the transcript, the time per stage and the rows written.
+    """
+    from zapvet.demo import run_demo
+
+    settings = _settings()
+    with _services(settings) as services:
+        try:
+            result = run_demo(services.database_url, services.redis_url, typer.echo)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
+    typer.echo("\nTime per stage (ms): webhook → stored · waiting (debounce + queue) · turn · send")
+    for index, stage in enumerate(result.stages, start=1):
+        typer.echo(
+            f"  message {index}: {stage.webhook:7.1f} · {stage.queued:7.1f} · "
+            f"{stage.turn:7.1f} · {stage.send:7.1f}"
+        )
+    typer.echo("\nRows written:")
+    for table, lines in result.rows.items():
+        typer.echo(f"  {table}:")
+        for line in lines:
+            typer.echo(f"    {line}")
 
 
 @app.command("chat")
@@ -264,9 +316,31 @@ def chat(
         str | None,
         typer.Option("--as", help="Phone to write from (an owner number talks to Aurora)."),
     ] = None,
+    bridge_url: Annotated[
+        str, typer.Option("--bridge", help="The running bridge (zapvet dev).")
+    ] = "http://127.0.0.1:8080",
 ) -> None:
-    """Play a customer's (or the owner's) phone against a running dev stack."""
-    _not_yet("chat", "the message pipeline (issue #5)")
+    """Play a customer's (or, with --as, the owner's) phone against a running `zapvet dev`.
+
+    Type a message and press Enter; replies appear as they are sent. Ctrl-D ends.
+    """
+    from zapvet.chat import DEFAULT_PHONE, ChatError, find_line
+    from zapvet.chat import chat as run_chat
+
+    settings = _settings()
+    with _services(settings) as services:
+        try:
+            line = find_line(services.database_url, org)
+        except ChatError as exc:
+            _fail(
+                str(exc), "start `zapvet dev` (it applies examples/petfeliz.toml) or apply an org"
+            )
+        phone = as_phone or DEFAULT_PHONE
+        typer.echo(f"you are {phone} writing to {line.name}; Ctrl-D ends", err=True)
+        try:
+            run_chat(services.database_url, bridge_url, line, phone, sys.stdin, typer.echo)
+        except httpx.ConnectError:
+            _fail(f"no bridge at {bridge_url}", "start `zapvet dev` first")
 
 
 @app.command("bridge")

@@ -245,6 +245,8 @@ async def _write(
             sent_by_ai=True,
             status="pending",
             message_at=now,
+            created_at=now,
+            updated_at=now,
         )
         session.add(outgoing)
     alerts: list[int] = []

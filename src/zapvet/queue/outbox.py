@@ -215,6 +215,8 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
             sent_by_ai=True,
             status="pending",
             message_at=now,
+            created_at=now,
+            updated_at=now,
             meta={"proactive_id": proactive.id, "kind": proactive.message_type},
         )
         session.add(message)

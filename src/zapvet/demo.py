@@ -1,0 +1,176 @@
+"""`zapvet demo`: the seed's Rex conversation, offline, through the real pipeline.
+
+The customer's three messages go to the bridge as Evolution webhooks over HTTP; the worker
+drains them from Redis, runs the client graph with the scripted model of the Rex scenario
+(scenarios/client/01-rex-booking.yaml) and sends the replies through a local fake gateway.
+The clock is pinned to the scenario's afternoon, so the booking is "tomorrow at 10:00"
+whatever day the demo runs. A scratch database keeps the demo's rows apart from yours.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import text
+
+from zapvet import db
+from zapvet.evals.runner import scripted_reply
+from zapvet.evals.scenario import Scenario, load_scenario
+from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.money import format_brl
+from zapvet.testing.stack import LocalStack, MovableClock
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO = REPO / "scenarios" / "client" / "01-rex-booking.yaml"
+
+Print = Callable[[str], None]
+
+
+@dataclass
+class Stage:
+    """Milliseconds one customer message spent in each stage of the pipeline."""
+
+    webhook: float
+    queued: float
+    turn: float
+    send: float
+
+
+@dataclass
+class DemoResult:
+    transcript: list[tuple[str, str]] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    rows: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _scenario() -> Scenario:
+    if not SCENARIO.exists():
+        raise FileNotFoundError(f"{SCENARIO} is missing: run `zapvet demo` from a zapvet checkout")
+    return load_scenario(SCENARIO)
+
+
+def _stages(database_url: str, webhook_ms: list[float]) -> list[Stage]:
+    engine = db.build_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            inbound = conn.execute(
+                text(
+                    "SELECT created_at, processed_at FROM messages "
+                    "WHERE direction = 'incoming' ORDER BY id"
+                )
+            ).all()
+            outbound = conn.execute(
+                text(
+                    "SELECT created_at, updated_at FROM messages "
+                    "WHERE direction = 'outgoing' AND meta->>'part_of' IS NULL ORDER BY id"
+                )
+            ).all()
+            turns = conn.execute(text("SELECT duration_ms FROM ai_interactions ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    stages = []
+    for index, ((arrived, processed), (written, sent), (turn_ms,)) in enumerate(
+        zip(inbound, outbound, turns, strict=False)
+    ):
+        waited = (processed - arrived).total_seconds() * 1000 - (turn_ms or 0)
+        stages.append(
+            Stage(
+                webhook=webhook_ms[index],
+                queued=max(waited, 0.0),
+                turn=float(turn_ms or 0),
+                send=(sent - written).total_seconds() * 1000,
+            )
+        )
+    return stages
+
+
+def _settled(database_url: str) -> int:
+    engine = db.build_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            sql = "SELECT count(*) FROM messages WHERE direction = 'outgoing' AND status = 'sent'"
+            return int(conn.execute(text(sql)).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def _rows(database_url: str, zone: str) -> dict[str, list[str]]:
+    engine = db.build_engine(database_url, pool_size=1)
+    queries = {
+        "contacts": "SELECT name || ' (' || phone || ')' FROM contacts ORDER BY id",
+        "pets": "SELECT name || ': ' || species || ', ' || coalesce(breed, '-') || ', ' "
+        "|| coalesce(age_years::text, '?') || ' anos' FROM pets ORDER BY id",
+        "appointments": "SELECT '#' || a.id || ' ' || s.name || ' on ' "
+        "|| to_char(a.starts_at AT TIME ZONE :zone, 'YYYY-MM-DD HH24:MI') || ' with ' || r.name "
+        "|| ', ' || a.status || ', ' || a.price_cents FROM appointments a "
+        "JOIN services s ON s.id = a.service_id JOIN resources r ON r.id = a.resource_id",
+        "messages": "SELECT direction || ' ' || status || ': ' || count(*) FROM messages "
+        "GROUP BY direction, status ORDER BY 1",
+        "ai_interactions": "SELECT ai_type || ' ' || status || ', model ' || model || ', '"
+        " || input_tokens || ' in / ' || output_tokens || ' out tokens, ' || tool_calls "
+        "|| ' tool calls' FROM ai_interactions ORDER BY id",
+    }
+    try:
+        with engine.connect() as conn:
+            found = {
+                name: [str(row[0]) for row in conn.execute(text(sql), {"zone": zone})]
+                for name, sql in queries.items()
+            }
+    finally:
+        engine.dispose()
+    found["appointments"] = [_money(line) for line in found["appointments"]]
+    return found
+
+
+def _money(line: str) -> str:
+    head, _, cents = line.rpartition(", ")
+    return f"{head}, {format_brl(int(cents))}" if cents.isdigit() else line
+
+
+def _more_than(stack: LocalStack, count: int) -> Callable[[], bool]:
+    return lambda: len(stack.gateway.sent) > count
+
+
+def run_demo(server_url: str, redis_url: str, say: Print) -> DemoResult:
+    """Play the Rex conversation through a fresh pipeline on `server_url` / `redis_url`."""
+    scenario = _scenario()
+    model = ScriptedChatModel()
+    clock = MovableClock()
+    clock.advance(scenario.now - clock())
+    result = DemoResult()
+    webhook_ms: list[float] = []
+    name = f"zapvet_demo_{os.getpid()}"
+    with db.scratch_database(server_url, name) as database_url:
+        stack = LocalStack(
+            database_url=database_url,
+            redis_url=redis_url,
+            model=model,
+            org_text=scenario.org_path().read_text(encoding="utf-8"),
+            clock=clock,
+        )
+        with stack:
+            say(f"pipeline up: bridge {stack.bridge_url}, gateway {stack.gateway.base_url}")
+            phone = scenario.contact.phone
+            for turn in scenario.turns:
+                model.add(*(scripted_reply(step, {}) for step in turn.model))
+                for text_ in turn.texts():
+                    result.transcript.append(("Cliente", text_))
+                    say(f"\n👤 Cliente: {text_}")
+                    before = len(stack.gateway.sent)
+                    started = time.perf_counter()
+                    stack.say(phone, text_, push_name=scenario.contact.name, timestamp=clock())
+                    webhook_ms.append((time.perf_counter() - started) * 1000)
+                stack.wait(_more_than(stack, before), timeout=120, what="the attendant's reply")
+                for sent in stack.gateway.sent[before:]:
+                    result.transcript.append(("Pet Feliz", sent.text))
+                    say(f"🐾 Pet Feliz: {sent.text}")
+            stack.wait(lambda: _settled(database_url) == len(webhook_ms),
+                       what="every reply to be recorded as sent")  # fmt: skip
+        result.stages = _stages(database_url, webhook_ms)
+        zone = "America/Sao_Paulo"
+        result.rows = _rows(database_url, zone)
+    return result

@@ -1,0 +1,83 @@
+"""`zapvet dev` runs the whole system; `zapvet chat` talks to it; Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import EXAMPLE_ORG
+from zapvet.testing.openai_server import FakeOpenAIServer, Reply
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
+    gateway_port, bridge_port = free_port(), free_port()
+    org = tmp_path / "org.toml"
+    org.write_text(EXAMPLE_ORG.read_text().replace("127.0.0.1:8081", f"127.0.0.1:{gateway_port}"))
+    with FakeOpenAIServer(
+        responder=lambda _: Reply(text="Olá! Abrimos sábado das 08:00 às 13:00.")
+    ) as llm:
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+            "ZAPVET_DATA_DIR": str(tmp_path / "data"),
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": llm.base_url,
+        }
+        dev = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zapvet",
+                "dev",
+                "--port",
+                str(bridge_port),
+                "--org-file",
+                str(org),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:  # a hang guard only
+                try:
+                    if httpx.get(f"http://127.0.0.1:{bridge_port}/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert dev.poll() is None and time.monotonic() < deadline, "dev did not come up"
+                time.sleep(0.3)
+            children = psutil.Process(dev.pid).children(recursive=True)
+            chat = subprocess.run(
+                [sys.executable, "-m", "zapvet", "chat", "--org", "petfeliz",
+                 "--bridge", f"http://127.0.0.1:{bridge_port}"],
+                input="Oi, vocês abrem sábado?\n",
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert chat.returncode == 0, chat.stderr
+            assert "Olá! Abrimos sábado das 08:00 às 13:00." in chat.stdout
+        finally:
+            dev.send_signal(signal.SIGINT)
+            output, _ = dev.communicate(timeout=120)
+    assert dev.returncode == 0, output
+    assert "webhook (evolution): http://127.0.0.1:" in output
+    assert "📤 to 5511912345678@s.whatsapp.net: Olá! Abrimos sábado" in output
+    psutil.wait_procs(children, timeout=30)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
