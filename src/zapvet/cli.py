@@ -243,12 +243,16 @@ def dev(
         Path, typer.Option("--org-file", help="Organization file to apply first.")
     ] = Path("examples/petfeliz.toml"),
     threads: Annotated[int, typer.Option(help="Worker threads.")] = 16,
+    phoenix: Annotated[
+        bool, typer.Option("--phoenix", help="Also run Arize Phoenix and send traces to it.")
+    ] = False,
 ) -> None:
     """Run everything locally: embedded services, migrations, bridge, worker and scheduler.
 
     Replies to an instance whose api_url is local (the example's http://127.0.0.1:8081) go
     to a built-in fake gateway that prints them. Needs OPENAI_API_KEY (any OpenAI-compatible
-    endpoint via OPENAI_BASE_URL); `zapvet demo` runs offline instead.
+    endpoint via OPENAI_BASE_URL); `zapvet demo` runs offline instead. With --phoenix, every
+    message's trace appears in Phoenix at http://127.0.0.1:6006 (installed separately).
     """
     import threading
 
@@ -261,7 +265,7 @@ def dev(
     except ConfigError as exc:
         _fail(str(exc), "set OPENAI_API_KEY, or run `zapvet demo` to see the pipeline offline", 2)
     stop = threading.Event()
-    with _services(settings) as services:
+    with _trace_viewer(phoenix) as settings, _services(settings) as services:
         kinds = ", ".join(services.embedded) or "none"
         typer.echo(f"services: {redact_url(services.database_url)} (embedded: {kinds})", err=True)
         try:
@@ -280,33 +284,74 @@ def dev(
             _fail(str(exc), "fix the organization file")
 
 
+@contextmanager
+def _trace_viewer(phoenix: bool) -> Iterator[Settings]:
+    """Settings with tracing set up for this process, exporting to Phoenix if asked."""
+    from zapvet.otel.phoenix import PhoenixError, PhoenixServer
+    from zapvet.otel.tracing import setup_tracing
+
+    viewer = PhoenixServer()
+    if phoenix:
+        typer.echo("starting Phoenix (about 7 s)…", err=True)
+        try:
+            viewer.start()
+        except PhoenixError as exc:
+            _fail(str(exc))
+        viewer.export_here()
+        typer.echo(f"traces: {viewer.url} (project {viewer.project!r})", err=True)
+    settings = _settings()
+    telemetry = setup_tracing(settings, "zapvet")
+    try:
+        yield settings
+    finally:
+        telemetry.shutdown()
+        viewer.stop()
+
+
 @app.command("demo")
-def demo() -> None:
+def demo(
+    phoenix: Annotated[
+        bool,
+        typer.Option("--phoenix", help="Send the traces to Arize Phoenix and keep it open."),
+    ] = False,
+) -> None:
     """Replay the Rex booking conversation offline through the real pipeline.
 
     Webhooks over HTTP, Redis queue, Dramatiq worker, PostgreSQL (a scratch database), the
     client graph with the Rex scenario's scripted model, and a local fake WhatsApp gateway.
-    Prints the transcript, the time per stage and the rows written.
+    Prints the transcript, the time per stage and the rows written. With --phoenix, Phoenix
+    shows one trace per message afterwards, until Ctrl-C.
     """
+    import threading
+
     from zapvet.demo import run_demo
 
-    settings = _settings()
-    with _services(settings) as services:
-        try:
-            result = run_demo(services.database_url, services.redis_url, typer.echo)
-        except FileNotFoundError as exc:
-            _fail(str(exc))
-    typer.echo("\nTime per stage (ms): webhook → stored · waiting (debounce + queue) · turn · send")
-    for index, stage in enumerate(result.stages, start=1):
+    with _trace_viewer(phoenix) as settings:
+        with _services(settings) as services:
+            try:
+                result = run_demo(services.database_url, services.redis_url, typer.echo)
+            except FileNotFoundError as exc:
+                _fail(str(exc))
         typer.echo(
-            f"  message {index}: {stage.webhook:7.1f} · {stage.queued:7.1f} · "
-            f"{stage.turn:7.1f} · {stage.send:7.1f}"
+            "\nTime per stage (ms): webhook → stored · waiting (debounce + queue) · turn · send"
         )
-    typer.echo("\nRows written:")
-    for table, lines in result.rows.items():
-        typer.echo(f"  {table}:")
-        for line in lines:
-            typer.echo(f"    {line}")
+        for index, stage in enumerate(result.stages, start=1):
+            typer.echo(
+                f"  message {index}: {stage.webhook:7.1f} · {stage.queued:7.1f} · "
+                f"{stage.turn:7.1f} · {stage.send:7.1f}"
+            )
+        typer.echo("\nRows written:")
+        for table, lines in result.rows.items():
+            typer.echo(f"  {table}:")
+            for line in lines:
+                typer.echo(f"    {line}")
+        if phoenix:
+            from zapvet.otel.tracing import flush_spans
+
+            flush_spans()
+            typer.echo("\nTraces are in Phoenix at http://127.0.0.1:6006; Ctrl-C stops it.")
+            with suppress(KeyboardInterrupt):
+                threading.Event().wait()
 
 
 @app.command("chat")
@@ -353,10 +398,12 @@ def bridge(
 
     from zapvet.bridge.app import build_app
     from zapvet.logging import setup_logging
+    from zapvet.otel.tracing import setup_tracing
     from zapvet.runtime import bridge_state_factory
 
     settings = _settings()
     setup_logging(settings)
+    telemetry = setup_tracing(settings, "zapvet-bridge")
     with _services(settings) as services:
         factory = bridge_state_factory(
             services.database_url, services.redis_url, namespace=settings.queue_namespace
@@ -365,7 +412,10 @@ def bridge(
         typer.echo(
             f"bridge listening on http://{host}:{port} (webhooks under /webhooks/)", err=True
         )
-        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, loop="uvloop")
+        try:
+            uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, loop="uvloop")
+        finally:
+            telemetry.shutdown()
 
 
 @app.command("worker")
@@ -432,10 +482,12 @@ def scheduler(
     import asyncio
 
     from zapvet.logging import setup_logging
+    from zapvet.otel.tracing import setup_tracing
     from zapvet.runtime import run_scheduler
 
     settings = _settings()
     setup_logging(settings)
+    telemetry = setup_tracing(settings, "zapvet-scheduler")
 
     async def main(database_url: str, redis_url: str) -> None:
         stop = asyncio.Event()
@@ -451,6 +503,7 @@ def scheduler(
         typer.echo(f"scheduler ticking every {interval:g} s", err=True)
         with suppress(KeyboardInterrupt):
             asyncio.run(main(services.database_url, services.redis_url))
+        telemetry.shutdown()
 
 
 @app.command("stats")

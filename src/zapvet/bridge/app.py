@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -25,11 +26,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.cloud import parse_cloud
-from zapvet.bridge.events import Event, PayloadError
+from zapvet.bridge.events import Event, Inbound, PayloadError
 from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import IngestReport, ingest
 from zapvet.logging import get_logger
 from zapvet.models import WhatsAppInstance
+from zapvet.otel.exposition import render
+from zapvet.otel.metrics import acount
+from zapvet.otel.tracing import tracer
 from zapvet.queue.drain import Enqueue
 from zapvet.queue.stats import queue_stats
 from zapvet.tools.deps import Clock, system_clock
@@ -114,13 +118,26 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
     async def accept(
         state: BridgeState, instance: WhatsAppInstance, events: list[Event], session: AsyncSession
     ) -> JSONResponse:
-        report: IngestReport = await ingest(session, instance, events, state.clock())
-        await session.commit()
-        for conversation_id, delay_ms in report.drains.items():
-            try:
-                state.enqueue.drain(conversation_id, delay_ms=delay_ms)
-            except Exception as exc:  # stored already; the sweeper will enqueue it
-                log.warning("could not enqueue a drain", error_type=type(exc).__name__)
+        with tracer().start_as_current_span(
+            f"ingest {instance.provider}", attributes=_ingest_attributes(instance, events)
+        ) as span:
+            report: IngestReport = await ingest(session, instance, events, state.clock())
+            await session.commit()
+            span.set_attributes({f"zapvet.ingest.{k}": v for k, v in report.as_json().items()})
+            for conversation_id, delay_ms in report.drains.items():
+                try:
+                    state.enqueue.drain(conversation_id, delay_ms=delay_ms)
+                except Exception as exc:  # stored already; the sweeper will enqueue it
+                    log.warning("could not enqueue a drain", error_type=type(exc).__name__)
+        for outcome, amount in report.as_json().items():
+            if amount:
+                await acount(
+                    state.redis,
+                    state.namespace,
+                    "zapvet_inbound_messages_total",
+                    {"outcome": outcome},
+                    amount,
+                )
         return JSONResponse({"status": "ok", **report.as_json()})
 
     async def evolution(request: Request, instance_name: str, event: str | None) -> Response:
@@ -241,4 +258,33 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
         figures = await queue_stats(state.redis, state.namespace)
         return JSONResponse(figures.as_json())
 
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        state = state_of(request)
+        body = await render(state.sessions, state.redis, state.namespace)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # The webhook's server span is the root of each message's trace; probes make no traces.
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=_UNTRACED, exclude_spans=["receive", "send"]
+    )
     return app
+
+
+_UNTRACED = "/healthz,/readyz,/metrics,/stats"
+
+
+def _ingest_attributes(instance: WhatsAppInstance, events: list[Event]) -> dict[str, Any]:
+    """Opaque ids and counts; text and phone are added too, but the exporter blanks them
+    unless ZAPVET_CAPTURE_CONTENT=true."""
+    attributes: dict[str, Any] = {
+        "zapvet.organization.id": instance.organization_id,
+        "zapvet.instance.id": instance.id or 0,
+        "zapvet.provider": instance.provider,
+        "zapvet.events": len(events),
+    }
+    inbound = [event for event in events if isinstance(event, Inbound)]
+    if inbound:
+        attributes["zapvet.message.text"] = "\n".join(event.text for event in inbound)
+        attributes["zapvet.sender.phone"] = inbound[0].sender.phone or ""
+    return attributes

@@ -20,8 +20,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import contact_for, open_conversation, owner_for
 from zapvet.bridge.events import Delete, Edit, Event, Ignored, Inbound, Reaction, Status
+from zapvet.logging import get_logger
 from zapvet.models import AISettings, Conversation, Message, WhatsAppInstance
 
+log = get_logger("zapvet.bridge.ingest")
 _STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 
@@ -146,6 +148,16 @@ async def _inbound(
         report.duplicates += 1
         return
     report.stored += 1
+    log.info(
+        "message stored",
+        organizationId=org_id,
+        conversationId=conversation.id,
+        contactId=contact.id,
+        kind=event.kind,
+        staff=event.from_me,
+        **{"from": event.sender.phone or event.sender.lid or event.sender.bsuid},
+        messageContent=event.text,  # these two are dropped from logs unless captured
+    )
     if event.from_me:
         # A person answered from the business phone: the bot steps back in this chat.
         conversation.bot_paused_until = now + takeover

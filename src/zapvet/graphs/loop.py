@@ -23,6 +23,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -36,6 +37,7 @@ from zapvet.graphs.tool_order import InOrder
 from zapvet.logging import get_logger
 from zapvet.models import AIInteraction
 from zapvet.models.ai import AIType
+from zapvet.otel.tracing import node_span, traced_node
 from zapvet.tools.deps import ToolDeps
 
 FALLBACK_REPLY = "Desculpe, ocorreu um erro. Por favor, tente novamente."
@@ -142,6 +144,18 @@ def _usage(answers: Sequence[AIMessage]) -> dict[str, int]:
     return totals
 
 
+class _TracedToolNode(ToolNode):
+    """ToolNode whose run is a `node tools` span (each call is an `execute_tool` child)."""
+
+    def __init__(self, graph: str, tools: Sequence[BaseTool], **options: Any) -> None:
+        super().__init__(tools, **options)
+        self._graph = graph
+
+    async def _afunc(self, input: Any, config: RunnableConfig, runtime: Runtime[Any]) -> Any:
+        with node_span(self._graph, "tools"):
+            return await super()._afunc(input, config, runtime)
+
+
 def build_tool_loop(
     *,
     model: BaseChatModel,
@@ -229,12 +243,13 @@ def build_tool_loop(
         return {"reply": reply, "ungrounded": [fact.text for fact in ungrounded]}
 
     graph = StateGraph(AgentState, context_schema=context_schema)
-    graph.add_node("prepare", cast(Any, prepare))
-    graph.add_node("agent", agent)
+    graph.add_node("prepare", cast(Any, traced_node(name, "prepare", prepare)))
+    graph.add_node("agent", traced_node(name, "agent", agent))
     graph.add_node(
-        "tools", ToolNode(tools, handle_tool_errors=tool_error_text, awrap_tool_call=InOrder())
+        "tools",
+        _TracedToolNode(name, tools, handle_tool_errors=tool_error_text, awrap_tool_call=InOrder()),
     )
-    graph.add_node("finalize", finalize)
+    graph.add_node("finalize", traced_node(name, "finalize", finalize))
     graph.add_edge(START, "prepare")
     graph.add_conditional_edges("prepare", after_prepare, ["agent", END])
     graph.add_conditional_edges("agent", after_agent, ["tools", "finalize"])

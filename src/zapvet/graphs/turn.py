@@ -9,9 +9,11 @@ from typing import Any, cast
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from opentelemetry.trace import Status, StatusCode
 
 from zapvet.graphs.loop import RECURSION_LIMIT
 from zapvet.graphs.state import AgentState
+from zapvet.otel.tracing import tracer
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,40 @@ async def run_turn(
     *,
     config: dict[str, Any] | None = None,
 ) -> TurnResult:
-    run_config = cast(RunnableConfig, {"recursion_limit": RECURSION_LIMIT, **(config or {})})
-    state = await graph.ainvoke({"messages": list(history)}, run_config, context=context)
-    silenced = bool(state.get("silenced"))
+    """Run `graph` once inside an `invoke_agent <name>` span (GenAI semantic conventions).
+
+    The span is ours, not the LangChain instrumentation's (`otel_trace: False` turns its
+    chain spans off), so that node spans nest under it and LLM and tool spans under them.
+    """
+    conversation_id = str(getattr(context, "conversation_id", "") or "")
+    extra = config or {}
+    metadata = {**extra.get("metadata", {}), "otel_trace": False}
+    metadata.setdefault("conversation_id", conversation_id)  # opaque, never a phone
+    run_config = cast(
+        RunnableConfig, {"recursion_limit": RECURSION_LIMIT, **extra, "metadata": metadata}
+    )
+    with tracer().start_as_current_span(
+        f"invoke_agent {graph.name}",
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": graph.name,
+            "gen_ai.conversation.id": conversation_id,
+            "zapvet.organization.id": int(getattr(context, "organization_id", 0) or 0),
+        },
+    ) as span:
+        state = await graph.ainvoke({"messages": list(history)}, run_config, context=context)
+        silenced = bool(state.get("silenced"))
+        span.set_attributes(
+            {
+                "zapvet.turn.silenced": silenced,
+                "zapvet.turn.escalated": bool(state.get("escalated")),
+                "zapvet.turn.ungrounded": len(state.get("ungrounded") or []),
+                "zapvet.reply.length": len(state.get("reply") or ""),
+                "zapvet.reply.text": state.get("reply") or "",
+            }
+        )
+        if state.get("error"):
+            span.set_status(Status(StatusCode.ERROR, "the model failed; the fallback was sent"))
     return TurnResult(
         reply=None if silenced else state.get("reply"),
         escalated=bool(state.get("escalated")),

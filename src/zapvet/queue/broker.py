@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AsyncIO, CurrentMessage
+from dramatiq.middleware import AsyncIO, CurrentMessage, Retries
 
-from zapvet.queue.middleware import PoisonGuard
+from zapvet.otel.metrics import JobMetrics
+from zapvet.otel.propagation import TracePropagation
+from zapvet.queue.middleware import LogContext, PoisonGuard
 
 NAMESPACE = "zapvet"
 INBOUND, OUTBOUND, PROACTIVE = "inbound", "outbound", "proactive"
@@ -37,6 +39,10 @@ def build_broker(
         maintenance_chance=MAINTENANCE_CHANCE,
         dead_message_ttl=DEAD_MESSAGE_TTL_MS,
     )
+    # Before Retries, so that its after-hooks (run in reverse order) see Retries' verdict.
+    broker.add_middleware(JobMetrics(client, namespace), before=Retries)
+    broker.add_middleware(TracePropagation())
+    broker.add_middleware(LogContext())
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(PoisonGuard(client, namespace, max_deliveries))

@@ -24,8 +24,9 @@ from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.history import load_history
 from zapvet.graphs.turn import run_turn
-from zapvet.logging import get_logger
+from zapvet.logging import bind, get_logger
 from zapvet.models import AISettings, Conversation, Message
+from zapvet.otel.tracing import tracer
 from zapvet.proactive import alert_escalation
 from zapvet.queue.resources import Resources
 
@@ -59,6 +60,7 @@ class _Pending:
     instance_id: int | None
     chat_id: str | None
     stale: list[int]
+    texts: list[str]
 
 
 async def _pending(
@@ -85,6 +87,7 @@ async def _pending(
         instance_id=rows[-1].instance_id,
         chat_id=rows[-1].chat_id,
         stale=stale,
+        texts=[r.content or "" for r in rows],
     )
 
 
@@ -160,40 +163,54 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             if paused:
                 await _close(session, pending.ids, now, "processed")
         return Outcome.PAUSED if paused else Outcome.RACED
-    context: ClientContext | AuroraContext
+    with tracer().start_as_current_span("route") as span:
+        graph, context, agent = _route(res, conversation, owner_number_id)
+        span.set_attribute("zapvet.agent", agent)
+        bind(
+            organizationId=conversation.organization_id,
+            conversationId=conversation_id,
+            contactId=conversation.contact_id,
+            type="OWNER" if agent == "aurora" else "CLIENT",
+            agentType=f"{agent}-ai",
+        )
+        async with res.sessions() as session:
+            history = await load_history(
+                session,
+                organization_id=conversation.organization_id,
+                conversation_id=conversation_id,
+                batch=set(pending.ids),
+            )
+        bind(messageContent="\n".join(pending.texts))  # dropped from logs unless captured
+    log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
+    result = await run_turn(graph, context, history)
+    outcome = await _commit(res, enqueue, conversation, pending, result.reply, result.escalated)
+    if outcome is Outcome.ANSWERED:
+        log.info(
+            f"[{agent.upper()}-AI] Response ready",
+            responseLength=len(result.reply or ""),
+            escalated=result.escalated,
+        )
+    return outcome
+
+
+def _route(
+    res: Resources, conversation: Conversation, owner_number_id: int | None
+) -> tuple[Any, ClientContext | AuroraContext, str]:
+    """Aurora for a registered owner number, the client attendant for everyone else."""
     if owner_number_id is not None:
-        graph, context = (
-            res.aurora_graph,
-            AuroraContext(
-                organization_id=conversation.organization_id,
-                owner_number_id=owner_number_id,
-                contact_id=conversation.contact_id,
-                conversation_id=conversation_id,
-            ),
-        )
-    else:
-        graph, context = (
-            res.client_graph,
-            ClientContext(
-                organization_id=conversation.organization_id,
-                contact_id=conversation.contact_id,
-                conversation_id=conversation_id,
-            ),
-        )
-    async with res.sessions() as session:
-        history = await load_history(
-            session,
+        context: ClientContext | AuroraContext = AuroraContext(
             organization_id=conversation.organization_id,
-            conversation_id=conversation_id,
-            batch=set(pending.ids),
+            owner_number_id=owner_number_id,
+            contact_id=conversation.contact_id,
+            conversation_id=conversation.id or 0,
         )
-    result = await run_turn(graph, context, history, config=_run_config(conversation_id))
-    return await _commit(res, enqueue, conversation, pending, result.reply, result.escalated)
-
-
-def _run_config(conversation_id: int) -> dict[str, Any]:
-    # An opaque id only: GenAI instrumentation copies it into spans (never a phone number).
-    return {"metadata": {"conversation_id": str(conversation_id)}}
+        return res.aurora_graph, context, "aurora"
+    context = ClientContext(
+        organization_id=conversation.organization_id,
+        contact_id=conversation.contact_id,
+        conversation_id=conversation.id or 0,
+    )
+    return res.client_graph, context, "client"
 
 
 async def _commit(

@@ -14,6 +14,7 @@ from zapvet.config import load_settings
 from zapvet.errors import ConfigError
 from zapvet.llm.openai import build_chat_model
 from zapvet.logging import setup_logging
+from zapvet.otel.tracing import setup_tracing
 from zapvet.queue.actors import ResourceHolder, declare
 from zapvet.queue.broker import build_broker
 from zapvet.queue.middleware import Lifecycle
@@ -21,6 +22,8 @@ from zapvet.queue.resources import build_resources
 
 settings = load_settings()
 setup_logging(settings)
+# Spans are flushed by TracePropagation when the worker stops (forked workers skip atexit).
+setup_tracing(settings, "zapvet-worker")
 if settings.database_url is None or settings.redis_url is None:
     raise ConfigError(
         "DATABASE_URL", "workers need DATABASE_URL and REDIS_URL (zapvet worker sets them)"

@@ -1,4 +1,4 @@
-"""Dramatiq middleware of our own: the poison guard and the per-process resources lifecycle."""
+"""Dramatiq middleware of our own: poison guard, per-job log context, resources lifecycle."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 import dramatiq
 import redis
+import structlog
 from dramatiq.middleware import SkipMessage
 
-from zapvet.logging import get_logger
+from zapvet.logging import bind_job, get_logger
 
 log = get_logger("zapvet.queue")
 
@@ -43,6 +44,25 @@ class PoisonGuard(dramatiq.Middleware):
             )
             message.fail()
             raise SkipMessage(f"delivered {deliveries} times")
+
+
+class LogContext(dramatiq.Middleware):
+    """Each job logs with its own jobId and nothing left over from the thread's last job."""
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        bind_job(message.message_id)
+
+    def after_process_message(
+        self,
+        broker: Any,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        structlog.contextvars.clear_contextvars()
+
+    after_skip_message = after_process_message
 
 
 class Lifecycle(dramatiq.Middleware):

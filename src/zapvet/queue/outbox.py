@@ -20,6 +20,7 @@ from zapvet.bridge.directory import open_conversation
 from zapvet.bridge.senders import RejectedSend, SendError, build_sender
 from zapvet.bridge.splitting import split_text
 from zapvet.errors import ConfigError
+from zapvet.logging import bind, get_logger
 from zapvet.models import (
     AuroraOwnerNumber,
     AuroraProactiveMessage,
@@ -29,8 +30,11 @@ from zapvet.models import (
     Message,
     WhatsAppInstance,
 )
+from zapvet.otel.tracing import tracer
 from zapvet.proactive import claim_by_id, finish, reason_not_to_send
 from zapvet.queue.resources import Resources
+
+log = get_logger("zapvet.queue.outbox")
 
 #: A row left `sending` this long (its worker died mid-send) may be claimed again.
 SENDING_LEASE = timedelta(minutes=2)
@@ -49,9 +53,13 @@ class _Claim:
     chat_id: str
     instance: WhatsAppInstance
     done: list[str]
+    organization_id: int
+    conversation_id: int
 
 
-async def _claim(session: AsyncSession, message_id: int, now: datetime) -> _Claim | Sent:
+async def _claim(
+    session: AsyncSession, message_id: int, now: datetime, *, retry_failed: bool
+) -> _Claim | Sent:
     message = (
         await session.exec(
             select(Message).where(Message.id == message_id).with_for_update(skip_locked=True)
@@ -60,7 +68,8 @@ async def _claim(session: AsyncSession, message_id: int, now: datetime) -> _Clai
     if message is None or message.direction != "outgoing":
         return Sent.GONE
     stuck = message.status == "sending" and message.updated_at < now - SENDING_LEASE
-    if message.status != "pending" and not stuck:
+    again = retry_failed and message.status == "failed"
+    if message.status != "pending" and not stuck and not again:
         return Sent.ALREADY
     instance = await _instance(session, message)
     chat_id = message.chat_id or await _address(session, message, instance)
@@ -69,7 +78,9 @@ async def _claim(session: AsyncSession, message_id: int, now: datetime) -> _Clai
         return Sent.FAILED
     message.status, message.attempts, message.updated_at = "sending", message.attempts + 1, now
     done = list((message.meta or {}).get("provider_ids", []))
-    return _Claim(message.content, chat_id, instance, done)
+    return _Claim(
+        message.content, chat_id, instance, done, message.organization_id, message.conversation_id
+    )
 
 
 async def _instance(session: AsyncSession, message: Message) -> WhatsAppInstance | None:
@@ -156,8 +167,10 @@ async def _settle(
             )
 
 
-async def send_outgoing(res: Resources, message_id: int, *, last_attempt: bool) -> Sent:
-    """Send one outbox row.
+async def send_outgoing(
+    res: Resources, message_id: int, *, last_attempt: bool, retry_failed: bool = False
+) -> Sent:
+    """Send one outbox row (also a `failed` one with `retry_failed`: a requeued dead letter).
 
     Raises:
         SendError: a transient failure; the row is back to `pending` (or `failed` on the
@@ -165,9 +178,28 @@ async def send_outgoing(res: Resources, message_id: int, *, last_attempt: bool) 
         RejectedSend: the provider refused for good; the row is `failed`.
     """
     async with res.sessions() as session, session.begin():
-        claim = await _claim(session, message_id, res.clock())
+        claim = await _claim(session, message_id, res.clock(), retry_failed=retry_failed)
     if isinstance(claim, Sent):
         return claim
+    bind(organizationId=claim.organization_id, conversationId=claim.conversation_id)
+    with tracer().start_as_current_span(
+        f"send {claim.instance.provider}",
+        attributes={
+            "zapvet.organization.id": claim.organization_id,
+            "zapvet.conversation.id": claim.conversation_id,
+            "zapvet.provider": claim.instance.provider,
+            "zapvet.outbox.id": message_id,
+            "zapvet.reply.length": len(claim.content),
+        },
+    ) as span:
+        parts = await _deliver(res, message_id, claim, last_attempt=last_attempt)
+        span.set_attribute("zapvet.send.parts", parts)
+    log.info("Response sent successfully", responseLength=len(claim.content), parts=parts)
+    return Sent.SENT
+
+
+async def _deliver(res: Resources, message_id: int, claim: _Claim, *, last_attempt: bool) -> int:
+    """Send the claimed row's remaining parts; how many parts it has."""
     try:
         sender = build_sender(claim.instance, res.http)
     except ConfigError as missing:  # no API key or token configured: retrying cannot help
@@ -186,7 +218,7 @@ async def send_outgoing(res: Resources, message_id: int, *, last_attempt: bool) 
         await _settle(res, message_id, ids=ids, error=refused.detail, status="failed")
         raise
     await _settle(res, message_id, ids=ids, error=None, status="sent")
-    return Sent.SENT
+    return len(ids)
 
 
 async def stage_proactive(res: Resources, proactive_id: int) -> int | None:

@@ -12,6 +12,11 @@ from zapvet.queue.broker import QUEUES
 #: The seed's alert thresholds (waiting > 100, failed > 50, active = 0 while work waits).
 WAITING_ALERT = 100
 FAILED_ALERT = 50
+_ALERT_TEXT = {
+    "waiting_high": f"waiting > {WAITING_ALERT}: workers are overloaded",
+    "failed_high": f"failed in the last hour > {FAILED_ALERT}: a systemic problem",
+    "no_active_worker": "active = 0 while messages wait: no worker is consuming",
+}
 
 
 @dataclass(frozen=True)
@@ -33,15 +38,17 @@ class QueueStats:
     queues: dict[str, QueueDepth] = field(default_factory=dict)
 
     @property
+    def firing(self) -> dict[str, bool]:
+        """Each of the seed's alerts by its metric label, firing or not."""
+        return {
+            "waiting_high": self.waiting > WAITING_ALERT,
+            "failed_high": self.failed_last_hour > FAILED_ALERT,
+            "no_active_worker": self.active == 0 and self.waiting > 0,
+        }
+
+    @property
     def alerts(self) -> list[str]:
-        found = []
-        if self.waiting > WAITING_ALERT:
-            found.append(f"waiting > {WAITING_ALERT}: workers are overloaded")
-        if self.failed_last_hour > FAILED_ALERT:
-            found.append(f"failed in the last hour > {FAILED_ALERT}: a systemic problem")
-        if self.active == 0 and self.waiting > 0:
-            found.append("active = 0 while messages wait: no worker is consuming")
-        return found
+        return [_ALERT_TEXT[name] for name, on in self.firing.items() if on]
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -1,0 +1,159 @@
+"""`GET /metrics`: the Prometheus text exposition of every zapvet metric (docs/metrics.md).
+
+Job counters and durations come from the Redis hash the workers add to (metrics.py); agent
+turns, tokens, sends, escalations and ungrounded facts from the tables that already record
+them; queue depth and the seed's alerts from the queue itself, at scrape time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from zapvet.otel.metrics import BUCKETS, key
+from zapvet.queue.stats import queue_stats
+
+
+def _parse(raw: dict[Any, Any]) -> Iterable[tuple[str, str, dict[str, str], str, float]]:
+    for field_, value in raw.items():
+        field_text = field_.decode() if isinstance(field_, bytes) else str(field_)
+        kind, name, pairs, bucket = field_text.split("|")
+        labels = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+        yield kind, name, labels, bucket, float(value)
+
+
+def _from_redis(raw: dict[Any, Any]) -> list[Metric]:
+    counters: dict[str, CounterMetricFamily] = {}
+    hists: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, float]] = {}
+    for kind, name, labels, bucket, value in _parse(raw):
+        if kind == "c":
+            counter = counters.setdefault(
+                name, CounterMetricFamily(name.removesuffix("_total"), name, labels=sorted(labels))
+            )
+            counter.add_metric([labels[k] for k in sorted(labels)], value)
+        else:
+            slot = "sum" if kind == "s" else bucket
+            entry = hists.setdefault((name, tuple(sorted(labels.items()))), {})
+            entry[slot] = entry.get(slot, 0.0) + value
+    grouped: dict[str, HistogramMetricFamily] = {}
+    for (name, pairs), entry in hists.items():
+        histogram = grouped.setdefault(
+            name, HistogramMetricFamily(name, name, labels=[k for k, _ in pairs])
+        )
+        running, buckets = 0.0, []
+        for edge in BUCKETS:
+            running += entry.get(str(edge), 0.0)
+            buckets.append(("+Inf" if math.isinf(edge) else str(edge), running))
+        histogram.add_metric([v for _, v in pairs], buckets, entry.get("sum", 0.0))
+    return [*counters.values(), *grouped.values()]
+
+
+_DB = {
+    "turns": "SELECT ai_type, status, count(*) FROM ai_interactions GROUP BY 1, 2",
+    "tokens": "SELECT coalesce(model, 'unknown'), sum(input_tokens), sum(output_tokens), "
+    "sum(cached_input_tokens) FROM ai_interactions GROUP BY 1",
+    "ungrounded": "SELECT ai_type, sum(ungrounded_facts) FROM ai_interactions GROUP BY 1",
+    "sends": "SELECT status, count(*) FROM messages WHERE direction = 'outgoing' AND sent_by_ai "
+    "AND status IN ('sent', 'delivered', 'read', 'failed') GROUP BY 1",
+    "escalations": "SELECT count(*) FROM conversations WHERE escalated_at IS NOT NULL",
+    "durations": "SELECT ai_type, duration_ms FROM ai_interactions WHERE duration_ms IS NOT NULL",
+}
+
+
+async def _from_database(sessions: async_sessionmaker[AsyncSession]) -> list[Metric]:
+    async with sessions() as session:
+        found = {
+            name: (await session.exec(text(sql))).all()  # type: ignore[call-overload]
+            for name, sql in _DB.items()
+            if name != "durations"
+        }
+        durations = await session.exec(  # type: ignore[call-overload]
+            text(
+                "SELECT ai_type, "
+                + ", ".join(
+                    f"count(*) FILTER (WHERE duration_ms <= {edge * 1000:.0f})"
+                    for edge in BUCKETS[:-1]
+                )
+                + ", count(*), coalesce(sum(duration_ms), 0) FROM ai_interactions "
+                "WHERE duration_ms IS NOT NULL GROUP BY 1"
+            )
+        )
+        duration_rows = durations.all()
+    turns = CounterMetricFamily("zapvet_turns", "agent turns", labels=["agent", "status"])
+    for agent, status, total in found["turns"]:
+        turns.add_metric([agent, status], total)
+    tokens = CounterMetricFamily("zapvet_llm_tokens", "LLM tokens", labels=["model", "type"])
+    for model, sent, received, cached in found["tokens"]:
+        tokens.add_metric([model, "input"], sent or 0)
+        tokens.add_metric([model, "output"], received or 0)
+        tokens.add_metric([model, "cached"], cached or 0)
+    ungrounded = CounterMetricFamily(
+        "zapvet_ungrounded_facts", "ungrounded facts", labels=["agent"]
+    )
+    for agent, total in found["ungrounded"]:
+        ungrounded.add_metric([agent], total or 0)
+    sends = CounterMetricFamily("zapvet_sends", "replies by outcome", labels=["outcome"])
+    outcomes = {"sent": 0, "failed": 0}
+    for status, total in found["sends"]:
+        outcomes["failed" if status == "failed" else "sent"] += total
+    for outcome, total in outcomes.items():
+        sends.add_metric([outcome], total)
+    escalations = CounterMetricFamily("zapvet_escalations", "conversations handed to a person")
+    escalations.add_metric([], found["escalations"][0][0])
+    histogram = HistogramMetricFamily(
+        "zapvet_turn_duration_seconds", "turn duration", labels=["agent"]
+    )
+    for agent, *counts in duration_rows:
+        *cumulative, total, summed = counts
+        buckets = [(str(edge), float(n)) for edge, n in zip(BUCKETS[:-1], cumulative, strict=True)]
+        buckets.append(("+Inf", float(total)))
+        histogram.add_metric([agent], buckets, float(summed) / 1000)
+    return [turns, tokens, ungrounded, sends, escalations, histogram]
+
+
+async def _queue(client: aioredis.Redis, namespace: str) -> list[Metric]:
+    figures = await queue_stats(client, namespace)
+    depth = GaugeMetricFamily(
+        "zapvet_queue_messages", "messages in the queue", labels=["queue", "state"]
+    )
+    failed = GaugeMetricFamily(
+        "zapvet_queue_failed_last_hour", "dead-lettered in the last hour", labels=["queue"]
+    )
+    for queue, d in figures.queues.items():
+        for state in ("waiting", "active", "delayed", "dead"):
+            depth.add_metric([queue, state], getattr(d, state))
+        failed.add_metric([queue], d.failed_last_hour)
+    alerts = GaugeMetricFamily("zapvet_alert", "the seed worker's alerts", labels=["alert"])
+    for alert, on in figures.firing.items():
+        alerts.add_metric([alert], 1.0 if on else 0.0)
+    return [depth, failed, alerts]
+
+
+async def render(
+    sessions: async_sessionmaker[AsyncSession], client: aioredis.Redis, namespace: str
+) -> bytes:
+    """The Prometheus text exposition of every zapvet metric."""
+    families = await _queue(client, namespace)
+    families += _from_redis(await client.hgetall(key(namespace)))
+    families += await _from_database(sessions)
+
+    class _Collected:
+        def collect(self) -> Iterable[Metric]:
+            return families
+
+    registry = CollectorRegistry()
+    registry.register(_Collected())
+    return generate_latest(registry)

@@ -1,0 +1,121 @@
+"""`GET /metrics`: the documented families, figures equal to the tables, labels free of PII."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from sqlalchemy import Engine
+
+from tests.conftest import EXAMPLE_ORG
+from tests.pipeline.conftest import scalar
+from zapvet.embedded import ServiceUrls
+from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.testing.stack import LocalStack
+
+DOCS = Path(__file__).parents[2] / "docs" / "metrics.md"
+ESCALATING = "5511944440001"
+CALM = "5511944440002"
+
+
+def _reply(messages: list[BaseMessage]) -> AIMessage:
+    """Escalate the first turn that mentions blood; answer everything else plainly."""
+    last = str(messages[-1].content)
+    if "sangue" in last:
+        call = {"name": "escalate_to_human", "args": {"reason": "sangue"}, "id": "call-1"}
+        return AIMessage("", tool_calls=[call])
+    if messages[-1].type == "tool":
+        return AIMessage("Já chamei a equipe, aguarde.")
+    return AIMessage("Olá! Como posso ajudar?")
+
+
+@pytest.fixture
+def stack(database_url: str, services: ServiceUrls) -> Iterator[LocalStack]:
+    with LocalStack(
+        database_url=database_url,
+        redis_url=services.redis_url,
+        model=ScriptedChatModel(responder=_reply),
+        org_text=EXAMPLE_ORG.read_text(),
+        debounce_seconds=0,
+    ) as local:
+        yield local
+
+
+def _scrape(stack: LocalStack) -> list[Sample]:
+    response = httpx.get(f"{stack.bridge_url}/metrics", timeout=30)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return [s for f in text_string_to_metric_families(response.text) for s in f.samples]
+
+
+def _value(samples: list[Sample], name: str, **labels: str) -> float:
+    found = [s.value for s in samples if s.name == name and s.labels == labels]
+    assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
+    return found[0]
+
+
+def test_metrics_report_the_work_done(stack: LocalStack, engine: Engine) -> None:
+    stack.gateway.fail_next(500)  # one send is retried
+    stack.say(CALM, "Oi, bom dia")
+    payload = stack.gateway.incoming("petfeliz", ESCALATING, "Meu gato está com sangue no xixi")
+    stack.post(payload).raise_for_status()
+    stack.post(payload).raise_for_status()  # the gateway redelivers: a duplicate
+    stack.wait(lambda: len(stack.gateway.sent) >= 3, what="two replies and the owner's alert")
+
+    def settled() -> bool:
+        samples = _scrape(stack)
+        return _value(samples, "zapvet_jobs_total", actor="send_message", outcome="processed") >= 3
+
+    stack.wait(settled, what="the sends to be counted")
+    samples = _scrape(stack)
+
+    assert _value(samples, "zapvet_inbound_messages_total", outcome="stored") == 2
+    assert _value(samples, "zapvet_inbound_messages_total", outcome="duplicates") == 1
+    assert _value(samples, "zapvet_jobs_total", actor="send_message", outcome="retried") == 1
+    drains = [
+        s.value
+        for s in samples
+        if s.name == "zapvet_jobs_total" and s.labels.get("actor") == "drain"
+    ]
+    assert _value(samples, "zapvet_job_duration_seconds_count", actor="drain") == sum(drains)
+    buckets = [
+        s
+        for s in samples
+        if s.name == "zapvet_job_duration_seconds_bucket" and s.labels["actor"] == "drain"
+    ]
+    assert [b.value for b in buckets] == sorted(b.value for b in buckets)
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == sum(drains)
+
+    turns = scalar(engine, "SELECT count(*) FROM ai_interactions WHERE ai_type = 'client'")
+    assert _value(samples, "zapvet_turns_total", agent="client", status="success") == turns
+    assert _value(samples, "zapvet_turn_duration_seconds_count", agent="client") == turns
+    tokens = scalar(engine, "SELECT sum(input_tokens) FROM ai_interactions")
+    assert _value(samples, "zapvet_llm_tokens_total", model="scripted", type="input") == tokens
+    assert _value(samples, "zapvet_escalations_total") == 1
+    assert _value(samples, "zapvet_sends_total", outcome="sent") == 3
+    assert _value(samples, "zapvet_ungrounded_facts_total", agent="client") == 0
+    for queue in ("inbound", "outbound", "proactive"):
+        for state in ("waiting", "active", "delayed", "dead"):
+            assert _value(samples, "zapvet_queue_messages", queue=queue, state=state) >= 0
+    assert _value(samples, "zapvet_alert", alert="no_active_worker") == 0
+
+
+def test_every_family_is_documented_and_labels_carry_no_personal_data(
+    stack: LocalStack,
+) -> None:
+    stack.say(CALM, "Oi, meu telefone é 11 98765-4321")
+    stack.wait(lambda: len(stack.gateway.sent) == 1, what="the reply")
+    samples = _scrape(stack)
+    documented = set(re.findall(r"^\| `(zapvet_[a-z_]+)`", DOCS.read_text(), re.MULTILINE))
+    exposed = {re.sub(r"_(bucket|count|sum|created)$", "", s.name) for s in samples}
+    assert exposed == documented
+    for sample in samples:
+        for name, value in sample.labels.items():
+            assert re.fullmatch(r"[a-z0-9_.+\-]+|\+Inf|[0-9.]+", value), (name, value)
+            assert not re.search(r"\d{8}", value), (name, value)
