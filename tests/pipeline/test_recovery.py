@@ -70,7 +70,8 @@ def slow_model() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-def spawn_worker(stack: LocalStack, model_url: str) -> subprocess.Popen[bytes]:
+def spawn_worker(stack: LocalStack, model_url: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    """A `dramatiq zapvet.queue.entry` worker process on `stack`'s queues, in its own group."""
     env = {
         **os.environ,
         "DATABASE_URL": stack.database_url,
@@ -80,6 +81,7 @@ def spawn_worker(stack: LocalStack, model_url: str) -> subprocess.Popen[bytes]:
         "OPENAI_BASE_URL": model_url,
         "ZAPVET_LOG_FORMAT": "json",
         "dramatiq_worker_timeout": "100",
+        **extra_env,
     }
     command = [
         sys.executable, "-m", "dramatiq", "zapvet.queue.entry",

@@ -17,6 +17,7 @@ from dramatiq.middleware import CurrentMessage
 from zapvet.errors import PermanentError
 from zapvet.logging import get_logger
 from zapvet.queue.broker import INBOUND, OUTBOUND, PROACTIVE
+from zapvet.queue.dlq import REQUEUED
 from zapvet.queue.drain import drain_conversation
 from zapvet.queue.outbox import send_outgoing, stage_proactive
 from zapvet.queue.resources import Resources
@@ -34,6 +35,11 @@ GetResources = Callable[[], Awaitable[Resources]]
 def _retries() -> int:
     message = CurrentMessage.get_current_message()
     return int(message.options.get("retries", 0)) if message else 0
+
+
+def _requeued() -> bool:
+    message = CurrentMessage.get_current_message()
+    return bool(message and message.options.get(REQUEUED))
 
 
 def _retry_later(error: Exception) -> dramatiq.Retry:
@@ -78,7 +84,7 @@ def declare(broker: Any, get_resources: GetResources) -> Queue:
         res = await get_resources()
         last = _retries() >= MAX_RETRIES
         try:
-            await send_outgoing(res, message_id, last_attempt=last)
+            await send_outgoing(res, message_id, last_attempt=last, retry_failed=_requeued())
         except PermanentError:
             raise
         except Exception as error:

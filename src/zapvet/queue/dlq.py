@@ -14,6 +14,9 @@ from zapvet.queue.broker import QUEUES
 
 #: Options that belong to a previous life of the message and must not follow it back.
 _STALE_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", "eta")
+#: Set on requeued messages: an operator asked for the work again, so a send whose row was
+#: settled `failed` is tried once more instead of being skipped as done.
+REQUEUED = "zapvet_requeued"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def requeue(broker: Any, client: redis.Redis, namespace: str, ids: list[str] | N
             if wanted and message.message_id not in wanted and raw_id.decode() not in wanted:
                 continue
             options = {k: v for k, v in message.options.items() if k not in _STALE_OPTIONS}
+            options[REQUEUED] = True
             broker.enqueue(dataclasses.replace(message, queue_name=queue, options=options))
             _forget(client, xq, raw_id)
             moved += 1

@@ -42,6 +42,8 @@ _STUCK_CONVERSATIONS = text(
      WHERE m.direction = 'incoming' AND m.status = 'pending' AND m.created_at < :before
        AND NOT EXISTS (SELECT 1 FROM pg_locks l
                         WHERE l.locktype = 'advisory' AND l.granted
+                          AND l.database = (SELECT oid FROM pg_database
+                                             WHERE datname = current_database())
                           AND l.classid = :space AND l.objid = m.conversation_id)
     """
 )
@@ -117,7 +119,11 @@ class Leadership:
             return False
 
     async def close(self) -> None:
+        """Step down: unlock before closing, since a closed connection's backend (and
+        its locks) may linger on the server for a moment after the client has left."""
         if self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.execute("SELECT pg_advisory_unlock_all()")
             await self._conn.close()
         self._conn = None
 

@@ -1,0 +1,94 @@
+"""Helpers shared by the pipeline tests: namespaces, polling, the CLI, a recording queue."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+
+def new_namespace() -> str:
+    """A Redis namespace of this test's own, so parallel runs never share queues."""
+    return f"zt{uuid.uuid4().hex[:10]}"
+
+
+def purge(redis_url: str, namespace: str) -> None:
+    """Delete every Redis key of `namespace`."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{namespace}:*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+def wait_until(done: Callable[[], bool], *, timeout: float = 60.0, what: str = "") -> None:
+    """Poll `done` until true; a hang guard, never a performance check."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what or 'the condition'}")
+        time.sleep(0.05)
+
+
+async def await_until(done: Callable[[], bool], *, timeout: float = 60.0, what: str = "") -> None:
+    """`wait_until` for coroutines: yields to the event loop between polls."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what or 'the condition'}")
+        await asyncio.sleep(0.02)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def zapvet(
+    *args: str, database_url: str, redis_url: str, namespace: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `zapvet` entrypoint against these servers and this queue namespace."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ZAPVET_QUEUE_NAMESPACE": namespace,
+        "ZAPVET_LOG_FORMAT": "json",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "zapvet", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@dataclass
+class Recorder:
+    """An `Enqueue` that remembers what it was asked to enqueue, in order."""
+
+    drains: list[int] = field(default_factory=list)
+    sends: list[int] = field(default_factory=list)
+    proactive_ids: list[int] = field(default_factory=list)
+
+    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
+        self.drains.append(conversation_id)
+
+    def send(self, message_id: int) -> None:
+        self.sends.append(message_id)
+
+    def proactive(self, proactive_id: int) -> None:
+        self.proactive_ids.append(proactive_id)

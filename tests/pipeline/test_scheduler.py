@@ -1,0 +1,332 @@
+"""The scheduler: one leader, no double sends from two schedulers, and the sweeper's rules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import Session, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tests.conftest import SAO_PAULO, libpq_url, start_conversation
+from tests.fixtures_day import add
+from tests.pipeline.conftest import rows, scalar
+from tests.pipeline.support import Recorder, await_until
+from zapvet import db
+from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.models import Message, Organization, Resource, Service
+from zapvet.queue import scheduler
+from zapvet.queue.locks import CONVERSATION_LOCKS, ConversationLocks
+from zapvet.queue.outbox import SENDING_LEASE, send_outgoing, stage_proactive
+from zapvet.queue.resources import Resources, build_resources
+from zapvet.queue.scheduler import SWEEP_AFTER, Leadership, tick
+from zapvet.testing.gateways import FakeEvolutionAPI
+from zapvet.testing.stack import API_KEY, INSTANCE
+
+pytestmark = pytest.mark.anyio
+
+#: Thursday 26 November 2026, 19:05 in São Paulo: past the example shop's 19:00 summary time,
+#: before its 21:00 quiet hours, 40 minutes before Marina's banho (a reminder is due).
+EVENING = datetime(2026, 11, 26, 19, 5, tzinfo=SAO_PAULO)
+#: The same day at 10:00: nothing proactive is due, only the sweeper has work.
+MORNING = datetime(2026, 11, 26, 10, 0, tzinfo=SAO_PAULO)
+MARINA = "5511977776666"
+OWNER = "5511988887777"
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = db.build_async_engine(database_url, pool_size=5)
+    yield db.async_session_maker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def evening_banho(session: Session, petfeliz: Organization) -> None:
+    banho = session.exec(select(Service).where(Service.name == "Banho")).one()
+    carla = session.exec(select(Resource).where(Resource.name == "Carla")).one()
+    add(
+        session,
+        petfeliz,
+        MARINA,
+        "Marina",
+        banho,
+        carla,
+        EVENING + timedelta(minutes=40),
+        "scheduled",
+    )
+    session.commit()
+
+
+@pytest.fixture
+def gateway(engine: Engine, petfeliz: Organization) -> Iterator[FakeEvolutionAPI]:
+    """The example shop's Evolution instance, pointed at a fake gateway."""
+    with FakeEvolutionAPI(api_key=API_KEY, instances=[INSTANCE]) as fake:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE whatsapp_instances SET api_url = :url"), {"url": fake.base_url}
+            )
+        yield fake
+
+
+@pytest.fixture
+async def workers(database_url: str) -> AsyncIterator[tuple[Resources, Resources]]:
+    """Two workers' resources (own pools) whose clock reads EVENING."""
+    pair = tuple(
+        build_resources(database_url, ScriptedChatModel, pool_size=4, clock=lambda: EVENING)
+        for _ in range(2)
+    )
+    yield pair[0], pair[1]
+    for res in pair:
+        await res.close()
+
+
+async def stage_and_send_from_both(
+    workers: tuple[Resources, Resources], proactive_ids: list[int]
+) -> list[int]:
+    """Each enqueued id in turn staged by both workers at once (two deliveries of one job),
+    then each staged row sent the same way, twice; the outbox ids staged."""
+    outbox: list[int] = []
+    for proactive_id in proactive_ids:
+        staged = await asyncio.gather(*(stage_proactive(res, proactive_id) for res in workers))
+        outbox += [message_id for message_id in staged if message_id is not None]
+    for _ in range(2):
+        for message_id in outbox:
+            await asyncio.gather(
+                *(send_outgoing(res, message_id, last_attempt=True) for res in workers)
+            )
+    return outbox
+
+
+def proactive_rows(engine: Engine) -> list[tuple[object, ...]]:
+    return rows(
+        engine, "SELECT id, message_type, status FROM aurora_proactive_messages ORDER BY id"
+    )
+
+
+@pytest.mark.usefixtures("evening_banho")
+async def test_scheduler_two_running_at_once_send_each_proactive_message_once(
+    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    engine: Engine,
+    gateway: FakeEvolutionAPI,
+    workers: tuple[Resources, Resources],
+) -> None:
+    stop = asyncio.Event()
+    recorders = (Recorder(), Recorder())
+    runs = [
+        asyncio.create_task(
+            scheduler.run(
+                database_url, sessions, recorder, clock=lambda: EVENING, stop=stop, interval_s=0.02
+            )
+        )
+        for recorder in recorders
+    ]
+    try:
+        # Until the leader has enqueued both messages three times (three ticks at least).
+        await await_until(
+            lambda: any(len(r.proactive_ids) >= 6 for r in recorders),
+            what="the leader to tick three times",
+        )
+    finally:
+        stop.set()
+        await asyncio.gather(*runs)
+    followers = [r for r in recorders if not r.proactive_ids]
+    assert len(followers) == 1  # only the leader ever ticked
+    (leader,) = [r for r in recorders if r.proactive_ids]
+    scheduled = proactive_rows(engine)
+    assert sorted(str(kind) for _, kind, _ in scheduled) == [
+        "appointment_reminder",
+        "daily_summary",
+    ]
+    assert set(leader.proactive_ids) == {pid for pid, _, _ in scheduled}
+
+    outbox = await stage_and_send_from_both(workers, leader.proactive_ids)
+    assert len(outbox) == 2  # one outbox row per proactive message, however often enqueued
+    per_proactive = rows(
+        engine,
+        "SELECT meta->>'proactive_id', count(*) FROM messages "
+        "WHERE direction='outgoing' GROUP BY 1 ORDER BY 1",
+    )
+    assert per_proactive == sorted((str(pid), 1) for pid, _, _ in scheduled)
+    assert sorted(sent.chat_id for sent in gateway.sent) == [MARINA, OWNER]
+    assert {status for _, _, status in proactive_rows(engine)} == {"sent"}
+
+
+@pytest.mark.usefixtures("evening_banho")
+async def test_scheduler_two_bare_ticks_at_once_schedule_and_send_once(
+    database_url: str,
+    engine: Engine,
+    gateway: FakeEvolutionAPI,
+    workers: tuple[Resources, Resources],
+) -> None:
+    # Without the leader lock (it failed, or two schedulers both believe they lead).
+    recorders = (Recorder(), Recorder())
+    reports = await asyncio.gather(
+        *(tick(res.sessions, rec, EVENING) for res, rec in zip(workers, recorders, strict=True))
+    )
+    assert sum(r.reminders for r in reports) == 1 and sum(r.summaries for r in reports) == 1
+    enqueued = recorders[0].proactive_ids + recorders[1].proactive_ids
+    assert len(set(enqueued)) == 2
+    outbox = await stage_and_send_from_both(workers, enqueued)
+    assert len(outbox) == 2
+    assert scalar(engine, "SELECT count(*) FROM messages WHERE direction='outgoing'") == 2
+    assert sorted(sent.chat_id for sent in gateway.sent) == [MARINA, OWNER]
+
+
+def lock_holder(conninfo: str) -> int | None:
+    """The backend pid holding the scheduler's leader lock, if any."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
+            "AND l.granted AND l.classid = %s AND l.objid = 0",
+            (CONVERSATION_LOCKS,),
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+async def test_leadership_is_exclusive_and_passes_on_when_the_leader_goes(
+    database_url: str,
+) -> None:
+    first, second, third = (Leadership(database_url) for _ in range(3))
+    try:
+        assert await first.acquire()
+        assert not await second.acquire()
+        assert await first.acquire()  # the leader keeps leading
+        await first.close()
+        assert await second.acquire()
+        assert not await third.acquire()
+
+        # A leader whose connection dies (a killed process) loses the lock with it.
+        conninfo = libpq_url(database_url)
+        holder = lock_holder(conninfo)
+        assert holder is not None
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (holder,))
+        await take_over(third)
+        assert not await second.acquire()  # the old leader notices and follows
+        assert not await second.acquire()
+    finally:
+        for leadership in (first, second, third):
+            await leadership.close()
+
+
+async def take_over(leadership: Leadership, *, attempts: int = 500) -> None:
+    """Acquire, retrying while the terminated backend is still going away (a hang guard)."""
+    for _ in range(attempts):
+        if await leadership.acquire():
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError("the lock never passed on")
+
+
+def outbox_row(
+    session: Session, conversation_id: int, org_id: int, status: str, age: timedelta
+) -> int:
+    stamp = MORNING - age
+    message = Message(
+        organization_id=org_id,
+        conversation_id=conversation_id,
+        direction="outgoing",
+        content="Olá!",
+        from_me=True,
+        sent_by_ai=True,
+        status=status,  # type: ignore[arg-type]
+        message_at=stamp,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    session.add(message)
+    session.commit()
+    assert message.id is not None
+    return message.id
+
+
+def incoming_row(session: Session, conversation_id: int, org_id: int, age: timedelta) -> None:
+    stamp = MORNING - age
+    session.add(
+        Message(
+            organization_id=org_id,
+            conversation_id=conversation_id,
+            direction="incoming",
+            content="Oi",
+            status="pending",
+            message_at=stamp,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+    )
+    session.commit()
+
+
+async def test_tick_re_enqueues_outbox_rows_left_pending_or_sending(
+    session: Session, petfeliz: Organization, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    org_id = petfeliz.id or 0
+    conversation_id = start_conversation(session, petfeliz, MARINA).conversation_id
+    second = timedelta(seconds=1)
+
+    def row(status: str, age: timedelta) -> int:
+        return outbox_row(session, conversation_id, org_id, status, age)
+
+    left_pending = row("pending", SWEEP_AFTER + second)
+    row("pending", SWEEP_AFTER - second)  # just written: its send job is still on its way
+    stuck_sending = row("sending", SENDING_LEASE + second)
+    row("sending", SENDING_LEASE - second)  # a live worker may still be sending it
+    row("sent", SENDING_LEASE * 10)
+    row("failed", SENDING_LEASE * 10)
+    recorder = Recorder()
+    report = await tick(sessions, recorder, MORNING)
+    assert sorted(recorder.sends) == sorted([left_pending, stuck_sending]) and report.sends == 2
+    assert recorder.drains == [] and recorder.proactive_ids == []
+
+
+async def test_tick_leaves_a_conversation_alone_while_a_drain_holds_it(
+    database_url: str,
+    session: Session,
+    petfeliz: Organization,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    org_id = petfeliz.id or 0
+    held = start_conversation(session, petfeliz, MARINA).conversation_id
+    fresh = start_conversation(session, petfeliz, "5511966665555").conversation_id
+    incoming_row(session, held, org_id, SWEEP_AFTER + timedelta(seconds=1))
+    incoming_row(session, fresh, org_id, SWEEP_AFTER - timedelta(seconds=1))  # debouncing
+    locks = ConversationLocks(database_url)
+    try:
+        async with locks.hold(held) as holding:
+            assert holding
+            during = Recorder()
+            assert (await tick(sessions, during, MORNING)).drains == 0
+            assert during.drains == []
+        after = Recorder()
+        assert (await tick(sessions, after, MORNING)).drains == 1
+        assert after.drains == [held]
+    finally:
+        await locks.close()
+
+
+async def test_tick_ignores_drain_locks_of_another_database_on_the_server(
+    empty_database_url: str,
+    session: Session,
+    petfeliz: Organization,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Conversation ids repeat across databases; a lock in another one says nothing about ours.
+    stuck = start_conversation(session, petfeliz, MARINA).conversation_id
+    incoming_row(session, stuck, petfeliz.id or 0, SWEEP_AFTER + timedelta(seconds=1))
+    elsewhere = ConversationLocks(empty_database_url)
+    try:
+        async with elsewhere.hold(stuck) as holding:
+            assert holding
+            recorder = Recorder()
+            await tick(sessions, recorder, MORNING)
+            assert recorder.drains == [stuck]
+    finally:
+        await elsewhere.close()
