@@ -30,6 +30,7 @@ COMMANDS = [
     ["dlq", "requeue"],
     ["eval"],
     ["status"],
+    ["studio-context"],
 ]
 runner = CliRunner()
 

@@ -20,7 +20,6 @@ from zapvet.models import (
     AuroraOwnerNumber,
     AuroraPendingAction,
     Contact,
-    Conversation,
     Organization,
     Pet,
 )
@@ -37,24 +36,6 @@ AURORA_ONLY = {
 
 def call(tool: str, **args: object) -> dict[str, object]:
     return {"name": tool, "args": args, "id": None, "type": "tool_call"}
-
-
-@pytest.fixture
-def owner(session: Session, petfeliz: Organization) -> AuroraContext:
-    number = session.exec(select(AuroraOwnerNumber)).one()
-    assert petfeliz.id and number.id
-    contact = Contact(organization_id=petfeliz.id, phone=number.phone, name=number.name)
-    session.add(contact)
-    session.flush()
-    conversation = Conversation(organization_id=petfeliz.id, contact_id=contact.id or 0)
-    session.add(conversation)
-    session.commit()
-    return AuroraContext(
-        organization_id=petfeliz.id,
-        owner_number_id=number.id,
-        contact_id=contact.id or 0,
-        conversation_id=conversation.id or 0,
-    )
 
 
 @pytest.fixture
