@@ -79,5 +79,9 @@ def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
     assert dev.returncode == 0, output
     assert "webhook (evolution): http://127.0.0.1:" in output
     assert "📤 to 5511912345678@s.whatsapp.net: Olá! Abrimos sábado" in output
+    # The log lines (bridge and worker) name ids, never the customer's words or number.
+    assert "[CLIENT-AI] Processing message" in output
+    logs = [line for line in output.splitlines() if not line.startswith("📤")]
+    assert not [line for line in logs if "Oi, vocês abrem" in line or "5511912345678" in line]
     psutil.wait_procs(children, timeout=30)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from collections.abc import Iterator
@@ -46,10 +47,18 @@ def _fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
 
 
 def _settings() -> Settings:
+    """The settings, with logging set up: warnings only, redacted unless capture is on.
+
+    Long-running commands raise the level to INFO with another `setup_logging` call.
+    """
+    from zapvet.logging import setup_logging
+
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         _fail(str(exc), "fix or unset that environment variable", 2)
+    setup_logging(settings, level=logging.WARNING)
+    return settings
 
 
 @contextmanager
@@ -265,7 +274,8 @@ def dev(
     except ConfigError as exc:
         _fail(str(exc), "set OPENAI_API_KEY, or run `zapvet demo` to see the pipeline offline", 2)
     stop = threading.Event()
-    with _trace_viewer(phoenix) as settings, _services(settings) as services:
+    viewer = _trace_viewer(phoenix, log_level=logging.INFO)
+    with viewer as settings, _services(settings) as services:
         kinds = ", ".join(services.embedded) or "none"
         typer.echo(f"services: {redact_url(services.database_url)} (embedded: {kinds})", err=True)
         try:
@@ -285,8 +295,10 @@ def dev(
 
 
 @contextmanager
-def _trace_viewer(phoenix: bool) -> Iterator[Settings]:
-    """Settings with tracing set up for this process, exporting to Phoenix if asked."""
+def _trace_viewer(phoenix: bool, *, log_level: int = logging.WARNING) -> Iterator[Settings]:
+    """Settings with logging and tracing set up for this process, exporting to Phoenix if
+    asked."""
+    from zapvet.logging import setup_logging
     from zapvet.otel.phoenix import PhoenixError, PhoenixServer
     from zapvet.otel.tracing import setup_tracing
 
@@ -300,6 +312,7 @@ def _trace_viewer(phoenix: bool) -> Iterator[Settings]:
         viewer.export_here()
         typer.echo(f"traces: {viewer.url} (project {viewer.project!r})", err=True)
     settings = _settings()
+    setup_logging(settings, level=log_level)
     telemetry = setup_tracing(settings, "zapvet")
     try:
         yield settings
@@ -386,6 +399,41 @@ def chat(
             run_chat(services.database_url, bridge_url, line, phone, sys.stdin, typer.echo)
         except httpx.ConnectError:
             _fail(f"no bridge at {bridge_url}", "start `zapvet dev` first")
+
+
+@app.command("studio-context")
+def studio_context(
+    org: Annotated[str, typer.Option("--org", help="Organization slug.")],
+    as_phone: Annotated[
+        str | None,
+        typer.Option("--as", help="Phone writing (an owner number gets Aurora's context)."),
+    ] = None,
+) -> None:
+    """Print the JSON context for a LangGraph Studio run as a phone writing to an organization.
+
+    Finds or creates the contact and its open conversation as a real message would; paste
+    the output into Studio's context panel (see README "Debugging flows in LangGraph Studio").
+    """
+    import asyncio
+    import json
+
+    from zapvet.chat import DEFAULT_PHONE
+    from zapvet.graphs.studio import StudioContextError
+    from zapvet.graphs.studio import studio_context as make_context
+
+    settings = _settings()
+    with _services(settings) as services:
+        try:
+            context = asyncio.run(
+                make_context(services.database_url, org, as_phone or DEFAULT_PHONE)
+            )
+        except StudioContextError as exc:
+            _fail(str(exc), "zapvet org apply examples/petfeliz.toml")
+        except ValueError as exc:
+            _fail(str(exc), 'write the phone as "+55 11 98888-7777"')
+    graph = "aurora" if "owner_number_id" in context else "client"
+    typer.echo(f"graph: {graph}", err=True)
+    typer.echo(json.dumps(context))
 
 
 @app.command("bridge")
