@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -22,6 +24,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[Any], why: Callable[[], str]) -> None:
+    """Return once `url` answers 200; fail with `why()` if `process` dies or 120 s pass."""
+    deadline = time.monotonic() + 120  # a hang guard only
+    while True:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, why()
+        time.sleep(0.3)
 
 
 @pytest.mark.slow
@@ -55,15 +70,8 @@ def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
             text=True,
         )
         try:
-            deadline = time.monotonic() + 120
-            while True:  # a hang guard only
-                try:
-                    if httpx.get(f"http://127.0.0.1:{bridge_port}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert dev.poll() is None and time.monotonic() < deadline, "dev did not come up"
-                time.sleep(0.3)
+            ready = f"http://127.0.0.1:{bridge_port}/readyz"
+            wait_until_serving(ready, dev, lambda: "dev did not come up")
             children = psutil.Process(dev.pid).children(recursive=True)
             chat = subprocess.run(
                 [sys.executable, "-m", "zapvet", "chat", "--org", "petfeliz",

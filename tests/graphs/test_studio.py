@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from sqlmodel import Session, select
 
 from tests.test_cli import zapvet
-from tests.test_dev import free_port
+from tests.test_dev import free_port, wait_until_serving
 from zapvet.embedded import ServiceUrls
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.client.context import ClientContext
@@ -89,16 +88,7 @@ def test_langgraph_dev_serves_both_graphs_and_runs_a_turn_on_each(
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 120
-            while True:  # a hang guard only
-                try:
-                    if httpx.get(f"{base}/ok").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                logged = (tmp_path / "langgraph-dev.log").read_text()
-                assert server.poll() is None and time.monotonic() < deadline, logged
-                time.sleep(0.5)
+            wait_until_serving(f"{base}/ok", server, (tmp_path / "langgraph-dev.log").read_text)
 
             assistants = httpx.post(f"{base}/assistants/search", json={}).json()
             assert {a["graph_id"] for a in assistants} >= {"client", "aurora"}
