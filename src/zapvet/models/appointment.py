@@ -56,6 +56,10 @@ class Appointment(SQLModel, table=True):
         ),
         CheckConstraint("price_cents >= 0", name="price_cents"),
         Index("ix_appointments_resource_start", "resource_id", "starts_at"),
+        # Availability asks for appointments overlapping a window (starts_at < end AND
+        # ends_at > start): by start alone that range runs back over the whole history,
+        # by end it covers only what is still ahead (bounded by the booking horizon).
+        Index("ix_appointments_resource_end", "resource_id", "ends_at"),
         Index("ix_appointments_org_start", "organization_id", "starts_at"),
         Index("ix_appointments_contact_start", "contact_id", "starts_at"),
     )

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import CheckConstraint, Index, String, Text, UniqueConstraint, column, func
+from sqlalchemy import (
+    CheckConstraint,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    column,
+    func,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from zapvet.models.base import (
@@ -31,6 +40,12 @@ class Contact(SQLModel, table=True):
         org_unique("contacts"),
         CheckConstraint("status IN ('active', 'blocked')", name="status"),
         Index("ix_contacts_org_last_contact", "organization_id", "last_contact_at"),
+        # The owner's summary counts opted-out clients: without it, a scan of every contact.
+        Index(
+            "ix_contacts_org_opted_out",
+            "organization_id",
+            postgresql_where=text("opted_out_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = id_field()

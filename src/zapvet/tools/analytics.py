@@ -96,7 +96,15 @@ async def business_summary(
             func.count(),
             func.coalesce(func.sum(col(Appointment.price_cents)), 0).cast(Integer),
         )
-        .join(Service, col(Service.id) == col(Appointment.service_id))
+        # Scoped by organization so the planner reads this organization's few services, not
+        # a hash of every organization's catalogue (bench/scale.py, organizations curve).
+        .join(
+            Service,
+            and_(
+                col(Service.id) == col(Appointment.service_id),
+                col(Service.organization_id) == org_id,
+            ),
+        )
         .where(*_in(org_id, bounds), done)
         .group_by(col(Service.name), col(Service.category))
         .order_by(func.count().desc(), col(Service.name)),

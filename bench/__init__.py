@@ -1,0 +1,1 @@
+"""zapvet benchmarks: scripts run by `bench/run`, never timed tests (docs/benchmarks.md)."""
