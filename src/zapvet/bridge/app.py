@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,8 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Refused(_error(422, "invalid_json", f"the body is not JSON: {exc}")) from None
+    except RecursionError:
+        raise _Refused(_error(422, "invalid_json", "the body nests too deeply")) from None
 
 
 async def _instance(session: AsyncSession, provider: str, key: str) -> WhatsAppInstance | None:
@@ -116,29 +118,43 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
         return request.app.state.bridge  # type: ignore[no-any-return]
 
     async def accept(
-        state: BridgeState, instance: WhatsAppInstance, events: list[Event], session: AsyncSession
+        state: BridgeState,
+        batches: list[tuple[WhatsAppInstance, list[Event]]],
+        session: AsyncSession,
     ) -> JSONResponse:
-        with tracer().start_as_current_span(
-            f"ingest {instance.provider}", attributes=_ingest_attributes(instance, events)
-        ) as span:
-            report: IngestReport = await ingest(session, instance, events, state.clock())
-            await session.commit()
-            span.set_attributes({f"zapvet.ingest.{k}": v for k, v in report.as_json().items()})
-            for conversation_id, delay_ms in report.drains.items():
-                try:
-                    state.enqueue.drain(conversation_id, delay_ms=delay_ms)
-                except Exception as exc:  # stored already; the sweeper will enqueue it
-                    log.warning("could not enqueue a drain", error_type=type(exc).__name__)
-        for outcome, amount in report.as_json().items():
-            if amount:
-                await acount(
-                    state.redis,
-                    state.namespace,
-                    "zapvet_inbound_messages_total",
-                    {"outcome": outcome},
-                    amount,
+        """Store every batch in one transaction (all or nothing), then ask for the drains."""
+        reports: list[IngestReport] = []
+        with ExitStack() as spans:
+            for instance, events in batches:
+                span = spans.enter_context(
+                    tracer().start_as_current_span(
+                        f"ingest {instance.provider}",
+                        attributes=_ingest_attributes(instance, events),
+                    )
                 )
-        return JSONResponse({"status": "ok", **report.as_json()})
+                report = await ingest(session, instance, events, state.clock())
+                span.set_attributes({f"zapvet.ingest.{k}": v for k, v in report.as_json().items()})
+                reports.append(report)
+            await session.commit()
+            for report in reports:
+                for conversation_id, delay_ms in report.drains.items():
+                    try:
+                        state.enqueue.drain(conversation_id, delay_ms=delay_ms)
+                    except Exception as exc:  # stored already; the sweeper will enqueue it
+                        log.warning("could not enqueue a drain", error_type=type(exc).__name__)
+        for report in reports:
+            for outcome, amount in report.as_json().items():
+                if amount:
+                    await acount(
+                        state.redis,
+                        state.namespace,
+                        "zapvet_inbound_messages_total",
+                        {"outcome": outcome},
+                        amount,
+                    )
+        if len(reports) != 1:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", **reports[0].as_json()})
 
     async def evolution(request: Request, instance_name: str, event: str | None) -> Response:
         state = state_of(request)
@@ -156,12 +172,20 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                 ):
                     return _error(401, "unauthorized", "missing or wrong X-Webhook-Token")
                 events = parse_evolution(_json(raw), event=event)
-                return await accept(state, instance, events, session)
+                return await accept(state, [(instance, events)], session)
         except _Refused as refused:
             return refused.response
         except PayloadError as bad:
             return _error(422, "invalid_payload", bad.message)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as down:
+        except (sa_exc.DataError, UnicodeEncodeError):  # rolled back: NUL, lone surrogate, too long
+            return _error(422, "invalid_payload", _UNSTORABLE)
+        # TimeoutError: no pooled connection within 30 s (a burst); 503 makes the gateway retry.
+        except (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.TimeoutError,
+            OSError,
+        ) as down:
             log.error("database unavailable", error_type=type(down).__name__)
             return _error(503, "unavailable", "storage is unavailable; retry later")
 
@@ -185,7 +209,9 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                 )
             )
             known = [t for t in tokens if t]
-        if mode == "subscribe" and any(hmac.compare_digest(token, t) for t in known):
+        if mode == "subscribe" and any(
+            hmac.compare_digest(token.encode(), t.encode()) for t in known
+        ):
             return PlainTextResponse(challenge)
         return _error(403, "forbidden", "verification token does not match")
 
@@ -212,21 +238,28 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                             (instance.app_secret or "").encode(), raw, hashlib.sha256
                         ).hexdigest()
                     )
-                    if not instance.app_secret or not hmac.compare_digest(signature, expected):
+                    if not instance.app_secret or not hmac.compare_digest(
+                        signature.encode(), expected.encode()
+                    ):
                         return _error(401, "unauthorized", "missing or wrong X-Hub-Signature-256")
                     instances[phone_number_id] = instance
                 if not grouped:
                     return JSONResponse({"status": "ok", "stored": 0, "duplicates": 0})
-                responses = [
-                    await accept(state, instances[key], events, session)
-                    for key, events in grouped.items()
-                ]
-                return responses[-1] if len(responses) == 1 else JSONResponse({"status": "ok"})
+                batches = [(instances[key], events) for key, events in grouped.items()]
+                return await accept(state, batches, session)
         except _Refused as refused:
             return refused.response
         except PayloadError as bad:
             return _error(422, "invalid_payload", bad.message)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as down:
+        except (sa_exc.DataError, UnicodeEncodeError):  # rolled back: NUL, lone surrogate, too long
+            return _error(422, "invalid_payload", _UNSTORABLE)
+        # TimeoutError: no pooled connection within 30 s (a burst); 503 makes the gateway retry.
+        except (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.TimeoutError,
+            OSError,
+        ) as down:
             log.error("database unavailable", error_type=type(down).__name__)
             return _error(503, "unavailable", "storage is unavailable; retry later")
 
@@ -272,6 +305,7 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
 
 
 _UNTRACED = "/healthz,/readyz,/metrics,/stats"
+_UNSTORABLE = "a value is too long for its field or holds characters that cannot be stored"
 
 
 def _ingest_attributes(instance: WhatsAppInstance, events: list[Event]) -> dict[str, Any]:
