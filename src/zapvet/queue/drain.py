@@ -23,15 +23,22 @@ from zapvet.bridge.directory import owner_number_for
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.history import load_history
+from zapvet.graphs.loop import FALLBACK_REPLY
 from zapvet.graphs.turn import run_turn
 from zapvet.logging import bind, get_logger
-from zapvet.models import AISettings, Conversation, Message
+from zapvet.models import AIInteraction, AISettings, Conversation, Message
+from zapvet.models.ai import AIType
 from zapvet.otel.tracing import tracer
 from zapvet.proactive import alert_escalation
 from zapvet.queue.resources import Resources
 
 #: Messages older than this when first drained are not answered (backlog after a reconnect).
 STALE_AFTER = timedelta(hours=6)
+#: Turns a batch may start without finishing. Each start is counted on its rows, so neither
+#: a worker dying mid-turn nor the sweeper's fresh queue messages reset the count, which
+#: Dramatiq's per-message poison guard cannot see; past it, the fallback is sent instead.
+MAX_TURN_STARTS = 3
+GAVE_UP = "gave up: the turn was started {starts} times and never finished (poison message?)"
 
 log = get_logger("zapvet.queue.drain")
 
@@ -51,6 +58,7 @@ class Outcome(Enum):
     DEFERRED = "waiting for the burst to end"
     PAUSED = "a person is handling the conversation"
     RACED = "the messages changed under the turn"
+    GAVE_UP = "the turn kept dying: the fallback reply was sent"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class _Pending:
     chat_id: str | None
     stale: list[int]
     texts: list[str]
+    #: Turns already started on these rows that never finished (a crash, a failed commit).
+    starts: int
 
 
 async def _pending(
@@ -88,6 +98,7 @@ async def _pending(
         chat_id=rows[-1].chat_id,
         stale=stale,
         texts=[r.content or "" for r in rows],
+        starts=max(r.attempts for r in rows),
     )
 
 
@@ -181,9 +192,23 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
                 batch=set(pending.ids),
             )
         bind(messageContent="\n".join(pending.texts))  # dropped from logs unless captured
-    log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
-    result = await run_turn(graph, context, history)
-    outcome = await _commit(res, enqueue, conversation, pending, result.reply, result.escalated)
+    async with res.gate.enter(alone=pending.starts > 0):  # a suspect runs alone
+        starts = await _start_turn(res, pending.ids)
+        if starts > MAX_TURN_STARTS:
+            log.error("poison batch given up", batch=len(pending.ids), starts=starts)
+            failure = AIInteraction(
+                organization_id=conversation.organization_id,
+                conversation_id=conversation_id,
+                ai_type=agent,
+                status="error",
+                error_message=GAVE_UP.format(starts=starts - 1),
+            )
+            return await _commit(
+                res, enqueue, conversation, pending, FALLBACK_REPLY, False, failure=failure
+            )
+        log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
+        result = await run_turn(graph, context, history)
+        outcome = await _commit(res, enqueue, conversation, pending, result.reply, result.escalated)
     if outcome is Outcome.ANSWERED:
         log.info(
             f"[{agent.upper()}-AI] Response ready",
@@ -193,9 +218,22 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
     return outcome
 
 
+async def _start_turn(res: Resources, ids: list[int]) -> int:
+    """Count a turn start on the batch's rows, committed before the turn runs; the most
+    starts any of them has now."""
+    async with res.sessions() as session, session.begin():
+        counts = await session.exec(
+            update(Message)
+            .where(col(Message.id).in_(ids), col(Message.status) == "pending")
+            .values(attempts=col(Message.attempts) + 1)
+            .returning(col(Message.attempts))
+        )
+        return max((int(row[0]) for row in counts), default=0)
+
+
 def _route(
     res: Resources, conversation: Conversation, owner_number_id: int | None
-) -> tuple[Any, ClientContext | AuroraContext, str]:
+) -> tuple[Any, ClientContext | AuroraContext, AIType]:
     """Aurora for a registered owner number, the client attendant for everyone else."""
     if owner_number_id is not None:
         context: ClientContext | AuroraContext = AuroraContext(
@@ -220,11 +258,18 @@ async def _commit(
     pending: _Pending,
     reply: str | None,
     escalated: bool,
+    *,
+    failure: AIInteraction | None = None,
 ) -> Outcome:
     now = res.clock()
     try:
         async with res.sessions() as session, session.begin():
-            outgoing, alerts = await _write(session, conversation, pending, reply, escalated, now)
+            closed_as = "processed" if failure is None else "failed"
+            outgoing, alerts = await _write(
+                session, conversation, pending, reply, escalated, now, closed_as
+            )
+            if failure is not None:
+                session.add(failure)
     except _Raced:
         log.warning("pending messages changed during the turn", conversation_id=conversation.id)
         return Outcome.RACED
@@ -232,7 +277,7 @@ async def _commit(
         enqueue.send(outgoing.id)
     for alert_id in alerts:
         enqueue.proactive(alert_id)
-    return Outcome.ANSWERED
+    return Outcome.ANSWERED if failure is None else Outcome.GAVE_UP
 
 
 class _Raced(Exception):
@@ -246,8 +291,9 @@ async def _write(
     reply: str | None,
     escalated: bool,
     now: datetime,
+    closed_as: str = "processed",
 ) -> tuple[Message | None, list[int]]:
-    if await _close(session, pending.ids, now, "processed") != len(pending.ids):
+    if await _close(session, pending.ids, now, closed_as) != len(pending.ids):
         raise _Raced
     outgoing: Message | None = None
     if reply:

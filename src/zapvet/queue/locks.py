@@ -4,8 +4,9 @@ Each worker process keeps one PostgreSQL connection for its conversation locks
 (`pg_try_advisory_lock`), so an LLM call in flight costs no extra connection, and a killed
 process releases all its locks with its connection. Session advisory locks are re-entrant
 within a connection, so the keeper also remembers which keys it holds, keeping two drains
-of the same process apart. If the lock connection breaks, its locks are gone: the drain's
-commit is conditional on still-pending rows, so a second drain can never answer twice.
+of the same process apart, for as long as they run, even across a reconnection. If the lock
+connection breaks, its locks are gone for other processes: the drain's commit is
+conditional on still-pending rows, so a second drain can never answer twice.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class ConversationLocks:
                     self._conn = await psycopg.AsyncConnection.connect(
                         self._conninfo, autocommit=True
                     )
-                    self._held.clear()  # a new session holds nothing
+                    # `_held` is left alone: its drains are still running in this process,
+                    # and a second drain of theirs must still be refused here.
                 try:
                     row = await (await self._conn.execute(sql, (key,))).fetchone()
                     return bool(row and row[0])
@@ -69,9 +71,11 @@ class ConversationLocks:
             got = await self._execute("SELECT pg_try_advisory_lock(%s)", key)
             yield got
         finally:
-            if got:
-                await self._execute("SELECT pg_advisory_unlock(%s)", key)
-            self._held.discard(key)
+            try:
+                if got:
+                    await self._execute("SELECT pg_advisory_unlock(%s)", key)
+            finally:  # even if the database is gone: its session, and the lock, went with it
+                self._held.discard(key)
 
     async def close(self) -> None:
         async with self._mutex:

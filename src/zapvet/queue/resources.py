@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from zapvet import db
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
+from zapvet.queue.gate import TurnGate
 from zapvet.queue.locks import ConversationLocks
 from zapvet.tools.deps import Clock, ToolDeps, system_clock
 
@@ -32,6 +33,7 @@ class Resources:
     client_graph: CompiledStateGraph[Any, Any, Any, Any]
     aurora_graph: CompiledStateGraph[Any, Any, Any, Any]
     clock: Clock = system_clock
+    gate: TurnGate = field(default_factory=TurnGate)
     enqueue: Any = field(default=None)  # set by the actors module: the queue's send functions
 
     async def close(self) -> None:
