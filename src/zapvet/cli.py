@@ -472,7 +472,7 @@ def worker(
         int | None, typer.Option(help="Worker processes (default ZAPVET_WORKER_PROCESSES, 1).")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Threads per process (default ZAPVET_WORKER_THREADS, 64).")
+        int | None, typer.Option(help="Threads per process (default ZAPVET_WORKER_THREADS, 256).")
     ] = None,
     shutdown_timeout: Annotated[
         int, typer.Option(help="Seconds a stopping worker waits for turns in flight.")

@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     worker_processes: int = Field(
         default=1, ge=1, le=64, validation_alias="ZAPVET_WORKER_PROCESSES"
     )
-    worker_threads: int = Field(default=64, ge=1, le=1024, validation_alias="ZAPVET_WORKER_THREADS")
+    # Each LLM turn in flight holds a thread: 256 lets one process wait on 200+ model calls
+    # (DESIGN §9; docs/benchmarks.md measured 32 → 32 and 64 → 64 turns in flight).
+    worker_threads: int = Field(
+        default=256, ge=1, le=1024, validation_alias="ZAPVET_WORKER_THREADS"
+    )
 
     @field_validator(
         "database_url",

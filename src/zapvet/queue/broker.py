@@ -21,11 +21,23 @@ MAINTENANCE_CHANCE = 50_000
 DEAD_MESSAGE_TTL_MS = 7 * 86_400_000
 
 
+#: Connections one process's client may open. redis-py's own pool fails with "Too many
+#: connections" past 100, which a worker's 256 threads reached (docs/benchmarks.md); this pool
+#: makes a thread wait for a free connection instead.
+MAX_REDIS_CONNECTIONS = 64
+
+
 def redis_client(redis_url: str) -> redis.Redis:
     # Passed as a client because RedisBroker(url=…) silently drops extra connection options.
-    return redis.Redis.from_url(
-        redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    pool = redis.BlockingConnectionPool.from_url(
+        redis_url,
+        max_connections=MAX_REDIS_CONNECTIONS,
+        timeout=10,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def build_broker(

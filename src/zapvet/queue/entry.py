@@ -20,6 +20,10 @@ from zapvet.queue.broker import build_broker
 from zapvet.queue.middleware import Lifecycle
 from zapvet.queue.resources import build_resources
 
+#: A turn holds a pooled connection only for its short queries, never across the model call,
+#: so the pool need not grow with the threads (256 by default): bursts wait on the pool.
+DB_POOL_LIMIT = 32
+
 settings = load_settings()
 setup_logging(settings)
 # Spans are flushed by TracePropagation when the worker stops (forked workers skip atexit).
@@ -37,7 +41,7 @@ holder = ResourceHolder(
     lambda: build_resources(
         _database_url,
         lambda: build_chat_model(settings),
-        pool_size=settings.worker_threads + 4,
+        pool_size=min(settings.worker_threads, DB_POOL_LIMIT) + 4,
     )
 )
 broker.add_middleware(Lifecycle(holder.close))
