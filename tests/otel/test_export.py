@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
 
 import pytest
 
@@ -17,9 +19,26 @@ from zapvet.testing.otlp import FakeCollector
 from zapvet.testing.stack import LocalStack
 
 
+def stop(worker: subprocess.Popen[bytes], how: str) -> None:
+    """SIGTERM the dramatiq parent (as docker does), or its worker process and then the whole
+    group (as systemd's control-group kill does): that worker then sees a second SIGTERM, the
+    parent's forward, while it is stopping, and dramatiq exits it at once."""
+    if how == "twice":
+        children = subprocess.run(
+            ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for pid in children:
+            os.kill(int(pid), signal.SIGTERM)
+        time.sleep(0.05)
+        os.killpg(worker.pid, signal.SIGTERM)
+    else:
+        os.kill(worker.pid, signal.SIGTERM)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["parent", "twice"])
 def test_a_stopping_worker_flushes_its_spans_into_the_webhooks_trace(
-    traced: Traced, database_url: str, services: ServiceUrls
+    traced: Traced, database_url: str, services: ServiceUrls, how: str
 ) -> None:
     with (
         FakeCollector() as collector,
@@ -46,8 +65,8 @@ def test_a_stopping_worker_flushes_its_spans_into_the_webhooks_trace(
             stack.wait(lambda: len(stack.gateway.sent) == 1, timeout=120, what="the reply")
             assert collector.spans == []  # batched, not yet exported
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=60)
+            stop(worker, how)
+            worker.wait(timeout=60)  # a worker signalled twice used to hang here for good
         received = collector.spans
 
     webhook = next(s for s in traced.spans if s.name == "POST /webhooks/evolution/{instance}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AsyncIO, CurrentMessage, Retries
+from dramatiq.middleware import CurrentMessage, Retries
 
 from zapvet.otel.metrics import JobMetrics
 from zapvet.otel.propagation import TracePropagation
-from zapvet.queue.middleware import LogContext, PoisonGuard
+from zapvet.queue.middleware import DaemonAsyncIO, LogContext, PoisonGuard
 
 NAMESPACE = "zapvet"
 INBOUND, OUTBOUND, PROACTIVE = "inbound", "outbound", "proactive"
@@ -55,7 +55,7 @@ def build_broker(
     broker.add_middleware(JobMetrics(client, namespace), before=Retries)
     broker.add_middleware(TracePropagation())
     broker.add_middleware(LogContext())
-    broker.add_middleware(AsyncIO())
+    broker.add_middleware(DaemonAsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(PoisonGuard(client, namespace, max_deliveries))
     for queue in QUEUES:

@@ -8,13 +8,15 @@ on first use. It refuses to start without a model endpoint, naming the missing v
 
 from __future__ import annotations
 
+from multiprocessing import util as multiprocessing_util
+
 import dramatiq
 
 from zapvet.config import load_settings
 from zapvet.errors import ConfigError
 from zapvet.llm.openai import build_chat_model
 from zapvet.logging import setup_logging
-from zapvet.otel.tracing import setup_tracing
+from zapvet.otel.tracing import flush_spans, setup_tracing
 from zapvet.queue.actors import ResourceHolder, declare
 from zapvet.queue.broker import build_broker
 from zapvet.queue.middleware import Lifecycle
@@ -26,8 +28,10 @@ DB_POOL_LIMIT = 32
 
 settings = load_settings()
 setup_logging(settings)
-# Spans are flushed by TracePropagation when the worker stops (forked workers skip atexit).
+# Spans are flushed by TracePropagation when the worker stops. Forked workers skip atexit,
+# so a worker killed by a second SIGTERM flushes through multiprocessing's exit finalizers.
 setup_tracing(settings, "zapvet-worker")
+multiprocessing_util.Finalize(None, flush_spans, exitpriority=10)
 if settings.database_url is None or settings.redis_url is None:
     raise ConfigError(
         "DATABASE_URL", "workers need DATABASE_URL and REDIS_URL (zapvet worker sets them)"

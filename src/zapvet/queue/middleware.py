@@ -1,4 +1,4 @@
-"""Dramatiq middleware of our own: poison guard, per-job log context, resources lifecycle."""
+"""Dramatiq middleware of our own: poison guard, per-job log context, lifecycle, event loop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import dramatiq
 import redis
 import structlog
-from dramatiq.middleware import SkipMessage
+from dramatiq.asyncio import EventLoopThread, set_event_loop_thread
+from dramatiq.middleware import AsyncIO, SkipMessage
 
 from zapvet.logging import bind_job, get_logger
 
@@ -76,3 +77,21 @@ class Lifecycle(dramatiq.Middleware):
             self.on_shutdown()
         except Exception:  # shutting down anyway; say why it was not clean
             log.exception("worker shutdown hook failed")
+
+
+class DaemonAsyncIO(AsyncIO):
+    """Dramatiq's AsyncIO middleware with its event-loop thread marked daemon.
+
+    Dramatiq's loop thread is not a daemon and is stopped only by `after_worker_shutdown`. A
+    second SIGTERM (systemd's control-group kill, or `kill` on the process group, on top of
+    the one the dramatiq parent forwards) makes the worker process `sys.exit` before that
+    hook runs, and the interpreter then waited on the loop thread forever. Marked daemon, the
+    process exits: spans flush at exit, and unacknowledged messages return to the queue once
+    the heartbeat lapses.
+    """
+
+    def before_worker_boot(self, broker: Any, worker: Any) -> None:
+        thread = EventLoopThread(self.logger)  # type: ignore[no-untyped-call]
+        thread.daemon = True
+        thread.start(timeout=1.0)
+        set_event_loop_thread(thread)
