@@ -91,7 +91,7 @@ class DaemonAsyncIO(AsyncIO):
     """
 
     def before_worker_boot(self, broker: Any, worker: Any) -> None:
-        thread = EventLoopThread(self.logger)  # type: ignore[no-untyped-call]
+        thread = EventLoopThread(self.logger)
         thread.daemon = True
         thread.start(timeout=1.0)
         set_event_loop_thread(thread)
