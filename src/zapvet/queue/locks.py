@@ -43,39 +43,55 @@ class ConversationLocks:
 
     async def _execute(self, sql: str, key: int) -> bool:
         async with self._mutex:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True
-                    )
-                    # `_held` is left alone: its drains are still running in this process,
-                    # and a second drain of theirs must still be refused here.
-                try:
-                    row = await (await self._conn.execute(sql, (key,))).fetchone()
-                    return bool(row and row[0])
-                except psycopg.OperationalError:
-                    log.warning("lock connection lost", attempt=attempt)
-                    self._conn = None
-            return False
+            return await self._run(sql, key)
+
+    async def _run(self, sql: str, key: int) -> bool:
+        """One lock statement, reconnecting once; raises if the database stays unreachable.
+
+        Never a silent False: a drain told "busy" by a broken connection would leave its
+        messages to the sweeper, while an error makes Dramatiq retry the drain.
+        """
+        for attempt in (1, 2):
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                # `_held` is left alone: its drains are still running in this process,
+                # and a second drain of theirs must still be refused here.
+            try:
+                row = await (await self._conn.execute(sql, (key,))).fetchone()
+                return bool(row and row[0])
+            except psycopg.OperationalError:
+                log.warning("lock connection lost", attempt=attempt)
+                self._conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _try_lock(self, key: int) -> bool:
+        # The check, the lock and the record are one step under the mutex, so a drain of this
+        # process is refused only by one that holds the database lock: that one re-checks for
+        # pending messages after letting go. A refusal on behalf of a drain that was itself
+        # refused elsewhere would have nobody re-checking behind it.
+        async with self._mutex:
+            if key in self._held:
+                return False
+            got = await self._run("SELECT pg_try_advisory_lock(%s)", key)
+            if got:
+                self._held.add(key)
+            return got
 
     @asynccontextmanager
     async def hold(self, conversation_id: int) -> AsyncIterator[bool]:
         """Yield True while this drain holds the conversation, False if another one does."""
         key = lock_key(conversation_id)
-        if key in self._held:
-            yield False
-            return
-        self._held.add(key)
-        got = False
+        got = await self._try_lock(key)
         try:
-            got = await self._execute("SELECT pg_try_advisory_lock(%s)", key)
             yield got
         finally:
-            try:
-                if got:
+            if got:
+                try:
                     await self._execute("SELECT pg_advisory_unlock(%s)", key)
-            finally:  # even if the database is gone: its session, and the lock, went with it
-                self._held.discard(key)
+                finally:  # even if the database is gone: its session, and the lock, went with it
+                    self._held.discard(key)
 
     async def close(self) -> None:
         async with self._mutex:
