@@ -478,8 +478,8 @@ def mixed(quick: bool) -> Row:
         def send() -> None:
             gap = spread / total
 
-            def one(index: int) -> None:
-                time.sleep(index * gap)
+            def one(index: int) -> None:  # message `index` goes out `index × gap` after start
+                time.sleep(max(0.0, start + index * gap - time.monotonic()))
                 r.say(*messages[index], copies=copies[index])
 
             with ThreadPoolExecutor(8) as pool:
