@@ -155,6 +155,17 @@ async def test_client_graph_ends_gracefully_when_the_model_never_stops_calling_t
     assert session.exec(select(AIInteraction)).one().status == "success"
 
 
+async def test_client_graph_invoked_directly_as_studio_does_keeps_its_step_limit(
+    deps: ToolDeps, client_context: ClientContext
+) -> None:
+    model = ScriptedChatModel(responder=lambda _: AIMessage("", tool_calls=[call("list_services")]))
+    graph = build_graph(model, deps)
+    assert graph.config is not None and graph.config["recursion_limit"] == RECURSION_LIMIT
+    state = await graph.ainvoke({"messages": [HumanMessage("Oi")]}, context=client_context)
+    assert state["reply"] == LAST_STEP_REPLY
+    assert 3 <= len(model.calls) <= RECURSION_LIMIT // 2
+
+
 async def test_client_graph_counts_ungrounded_facts(
     deps: ToolDeps, client_context: ClientContext, session: Session
 ) -> None:

@@ -255,4 +255,6 @@ def build_tool_loop(
     graph.add_conditional_edges("agent", after_agent, ["tools", "finalize"])
     graph.add_edge("tools", "agent")
     graph.add_edge("finalize", END)
-    return graph.compile(name=name)
+    # The limit travels with the graph, so that LangGraph Studio and any direct `ainvoke`
+    # get the graceful last step too, not LangGraph's default of 10,007 steps.
+    return graph.compile(name=name).with_config(recursion_limit=RECURSION_LIMIT)
