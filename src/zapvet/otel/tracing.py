@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.sdk.environment_variables import OTEL_TRACES_SAMPLER
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -71,7 +72,11 @@ def traced_node(
 class DropOrphanClientSpans(Sampler):
     """Drop client spans that start a trace: a worker's Redis polling and heartbeats would
     otherwise fill the viewer with one-span traces (research/otel.md §10). Client spans
-    inside a job have a parent and are kept by ParentBased."""
+    inside a job have a parent and are kept by ParentBased. Other roots go to `root`: always
+    on, or the sampler that OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name."""
+
+    def __init__(self, root: Sampler = ALWAYS_ON) -> None:
+        self.root = root
 
     def should_sample(
         self,
@@ -85,12 +90,23 @@ class DropOrphanClientSpans(Sampler):
     ) -> SamplingResult:
         if kind is SpanKind.CLIENT:
             return SamplingResult(Decision.DROP)
-        return ALWAYS_ON.should_sample(
+        result: SamplingResult = self.root.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
+        return result
 
     def get_description(self) -> str:
-        return "DropOrphanClientSpans"
+        return f"DropOrphanClientSpans{{{self.root.get_description()}}}"
+
+
+def build_sampler() -> Sampler:
+    """Children follow their parent; roots: no orphan client spans, then the OTEL_* sampler."""
+    # The SDK's own reader of OTEL_TRACES_SAMPLER(_ARG), as TracerProvider() would use it.
+    root = sampling._get_from_env_or_default() if os.environ.get(OTEL_TRACES_SAMPLER) else ALWAYS_ON
+    orphans = DropOrphanClientSpans(root)
+    # A caller's unsampled context (an instrumented HTTP client posting a webhook) must not
+    # switch tracing off for the message: such spans are judged as roots are.
+    return ParentBased(root=orphans, remote_parent_not_sampled=orphans)
 
 
 class RedactingSpanExporter(SpanExporter):
@@ -179,11 +195,7 @@ def setup_tracing(
     resource = Resource.create(
         {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
     )
-    # A caller's unsampled context (an instrumented HTTP client posting a webhook) must not
-    # switch tracing off for the message: such spans are judged as roots are.
-    orphans = DropOrphanClientSpans()
-    sampler = ParentBased(root=orphans, remote_parent_not_sampled=orphans)
-    provider = TracerProvider(resource=resource, sampler=sampler)
+    provider = TracerProvider(resource=resource, sampler=build_sampler())
     safe = RedactingSpanExporter(exporter, capture=settings.capture_content)
     provider.add_span_processor(
         SimpleSpanProcessor(safe) if synchronous else BatchSpanProcessor(safe)
