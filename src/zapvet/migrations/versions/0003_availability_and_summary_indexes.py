@@ -2,7 +2,7 @@
 
 `ix_appointments_resource_end` bounds the overlap query of availability by what is still
 ahead of the window; `ix_contacts_org_opted_out` lets the summary count opted-out clients
-without reading every contact (bench/scale.py, docs/benchmarks-scale-tokens.md).
+without reading every contact (bench/scale.py, docs/benchmarks.md section 4).
 
 Revision ID: 0003
 Revises: 0002
