@@ -9,6 +9,7 @@ then plays a phone against it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,7 +78,9 @@ def _worker(settings: Settings, services: ServiceUrls, threads: int) -> subproce
         "--processes", "1", "--threads", str(threads), "--queues", *QUEUES,
         "--worker-shutdown-timeout", "30000", "--skip-logging",
     ]  # fmt: skip
-    return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
+    # Its own process group: Ctrl-C reaches only `zapvet dev`, which stops the worker with one
+    # SIGTERM, and a worker that does not stop in time is killed with all its processes.
+    return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent, process_group=0)
 
 
 def _die_with_parent() -> None:
@@ -170,4 +173,11 @@ def _shutdown(
             step()
         except Exception:  # keep stopping the rest
             if step is steps[1]:
-                worker.kill()
+                _kill_group(worker)
+
+
+def _kill_group(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL dramatiq and its worker processes: an orphaned worker would keep our stdout."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
