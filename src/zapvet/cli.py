@@ -332,17 +332,18 @@ def demo(
 
     Webhooks over HTTP, Redis queue, Dramatiq worker, PostgreSQL (a scratch database), the
     client graph with the Rex scenario's scripted model, and a local fake WhatsApp gateway.
-    Prints the transcript, the time per stage and the rows written. With --phoenix, Phoenix
-    shows one trace per message afterwards, until Ctrl-C.
+    Prints the transcript, the time per stage, the rows written and the last message's trace
+    tree (recorded in memory; no OTEL_* variable needed). With --phoenix, Phoenix shows one
+    trace per message afterwards, until Ctrl-C.
     """
     import threading
 
-    from zapvet.demo import run_demo
+    from zapvet.demo import recording_spans, run_demo
 
-    with _trace_viewer(phoenix) as settings:
+    with _trace_viewer(phoenix) as settings, recording_spans(settings) as spans:
         with _services(settings) as services:
             try:
-                result = run_demo(services.database_url, services.redis_url, typer.echo)
+                result = run_demo(services.database_url, services.redis_url, typer.echo, spans)
             except FileNotFoundError as exc:
                 _fail(str(exc))
         typer.echo(
@@ -358,6 +359,13 @@ def demo(
             typer.echo(f"  {table}:")
             for line in lines:
                 typer.echo(f"    {line}")
+        if spans is None:
+            typer.echo("\nNo trace tree: tracing is off (OTEL_SDK_DISABLED).")
+        else:
+            last = len(result.stages)
+            typer.echo(f"\nTrace of message {last} (span names and durations, no content):")
+            for line in result.trace_tree or ["(none sampled: see OTEL_TRACES_SAMPLER)"]:
+                typer.echo(f"  {line}")
         if phoenix:
             from zapvet.otel.tracing import flush_spans
 

@@ -22,6 +22,9 @@ from zapvet.testing.stack import LocalStack
 DOCS = Path(__file__).parents[2] / "docs" / "metrics.md"
 ESCALATING = "5511944440001"
 CALM = "5511944440002"
+REFUSED = "5511944440003"
+PRICING = "5511944440004"
+LATE = "5511944440005"
 
 
 def _reply(messages: list[BaseMessage]) -> AIMessage:
@@ -30,6 +33,8 @@ def _reply(messages: list[BaseMessage]) -> AIMessage:
     if "sangue" in last:
         call = {"name": "escalate_to_human", "args": {"reason": "sangue"}, "id": "call-1"}
         return AIMessage("", tool_calls=[call])
+    if "custa" in last:
+        return AIMessage("O banho sai por R$ 987,65.")  # one price in no source: ungrounded
     if messages[-1].type == "tool":
         return AIMessage("Já chamei a equipe, aguarde.")
     return AIMessage("Olá! Como posso ajudar?")
@@ -60,50 +65,99 @@ def _value(samples: list[Sample], name: str, **labels: str) -> float:
     return found[0]
 
 
+def _jobs(samples: list[Sample], actor: str) -> dict[str, float]:
+    return {
+        s.labels["outcome"]: s.value
+        for s in samples
+        if s.name == "zapvet_jobs_total" and s.labels["actor"] == actor
+    }
+
+
+def _depth(samples: list[Sample]) -> dict[str, dict[str, float]]:
+    depth: dict[str, dict[str, float]] = {}
+    for s in samples:
+        if s.name == "zapvet_queue_messages":
+            depth.setdefault(s.labels["queue"], {})[s.labels["state"]] = s.value
+    return depth
+
+
+def _idle(depth: dict[str, dict[str, float]]) -> bool:
+    return all(d["waiting"] + d["active"] + d["delayed"] == 0 for d in depth.values())
+
+
 def test_metrics_report_the_work_done(stack: LocalStack, engine: Engine) -> None:
-    stack.gateway.fail_next(500)  # one send is retried
+    # One step at a time, so each gateway fault hits the send it is meant for.
+    stack.gateway.fail_next(500)  # the calm reply's first send fails and is retried
     stack.say(CALM, "Oi, bom dia")
+    stack.wait(lambda: len(stack.gateway.sent) == 1, what="the calm reply, on its retry")
+    stack.gateway.fail_next(400)  # this reply is refused for good: failed, dead-lettered
+    stack.say(REFUSED, "Oi, tudo bem?")
+    stack.wait(
+        lambda: _jobs(_scrape(stack), "send_message").get("failed") == 1,
+        what="the refused send to fail",
+    )
+    stack.say(PRICING, "Quanto custa o banho?")  # answered with a price no source backs
     payload = stack.gateway.incoming("petfeliz", ESCALATING, "Meu gato está com sangue no xixi")
     stack.post(payload).raise_for_status()
     stack.post(payload).raise_for_status()  # the gateway redelivers: a duplicate
-    stack.wait(lambda: len(stack.gateway.sent) >= 3, what="two replies and the owner's alert")
+    stack.wait(lambda: len(stack.gateway.sent) == 4, what="two more replies and the alert")
 
     def settled() -> bool:
         samples = _scrape(stack)
-        return _value(samples, "zapvet_jobs_total", actor="send_message", outcome="processed") >= 3
+        return _jobs(samples, "send_message").get("processed") == 4 and _idle(_depth(samples))
 
-    stack.wait(settled, what="the sends to be counted")
+    stack.wait(settled, what="the sends to be counted and the queues to empty")
     samples = _scrape(stack)
 
-    assert _value(samples, "zapvet_inbound_messages_total", outcome="stored") == 2
+    assert _value(samples, "zapvet_inbound_messages_total", outcome="stored") == 4
     assert _value(samples, "zapvet_inbound_messages_total", outcome="duplicates") == 1
-    assert _value(samples, "zapvet_jobs_total", actor="send_message", outcome="retried") == 1
-    drains = [
-        s.value
-        for s in samples
-        if s.name == "zapvet_jobs_total" and s.labels.get("actor") == "drain"
-    ]
-    assert _value(samples, "zapvet_job_duration_seconds_count", actor="drain") == sum(drains)
+    # Four replies and the owner's alert: one retried then sent, one refused for good.
+    assert _jobs(samples, "send_message") == {"processed": 4, "retried": 1, "failed": 1}
+    assert _jobs(samples, "drain") == {"processed": 4}  # the duplicate starts no drain
+    assert _jobs(samples, "send_proactive") == {"processed": 1}  # the owner's alert
+    drains = sum(_jobs(samples, "drain").values())
+    assert _value(samples, "zapvet_job_duration_seconds_count", actor="drain") == drains
+    assert _value(samples, "zapvet_job_duration_seconds_count", actor="send_message") == 6
     buckets = [
         s
         for s in samples
         if s.name == "zapvet_job_duration_seconds_bucket" and s.labels["actor"] == "drain"
     ]
     assert [b.value for b in buckets] == sorted(b.value for b in buckets)
-    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == sum(drains)
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == drains
 
     turns = scalar(engine, "SELECT count(*) FROM ai_interactions WHERE ai_type = 'client'")
+    assert turns == 4
     assert _value(samples, "zapvet_turns_total", agent="client", status="success") == turns
     assert _value(samples, "zapvet_turn_duration_seconds_count", agent="client") == turns
     tokens = scalar(engine, "SELECT sum(input_tokens) FROM ai_interactions")
     assert _value(samples, "zapvet_llm_tokens_total", model="scripted", type="input") == tokens
     assert _value(samples, "zapvet_escalations_total") == 1
-    assert _value(samples, "zapvet_sends_total", outcome="sent") == 3
-    assert _value(samples, "zapvet_ungrounded_facts_total", agent="client") == 0
-    for queue in ("inbound", "outbound", "proactive"):
-        for state in ("waiting", "active", "delayed", "dead"):
-            assert _value(samples, "zapvet_queue_messages", queue=queue, state=state) >= 0
+    assert _value(samples, "zapvet_sends_total", outcome="sent") == 4
+    assert _value(samples, "zapvet_sends_total", outcome="failed") == 1
+    assert _value(samples, "zapvet_ungrounded_facts_total", agent="client") == 1  # R$ 987,65
+    idle = {"waiting": 0, "active": 0, "delayed": 0, "dead": 0}
+    assert _depth(samples) == {
+        "inbound": idle,
+        "outbound": {**idle, "dead": 1},  # the refused send
+        "proactive": idle,
+    }
+    assert _value(samples, "zapvet_queue_failed_last_hour", queue="outbound") == 1
+    assert _value(samples, "zapvet_queue_failed_last_hour", queue="inbound") == 0
     assert _value(samples, "zapvet_alert", alert="no_active_worker") == 0
+
+    # With no worker consuming: one message waits, one debounced drain is delayed.
+    stack.stop_worker()
+    stack.say(LATE, "Alguém aí?")
+    stack.queue.drain(1, delay_ms=3_600_000)
+    samples = _scrape(stack)
+    assert _depth(samples) == {
+        "inbound": {**idle, "waiting": 1, "delayed": 1},
+        "outbound": {**idle, "dead": 1},
+        "proactive": idle,
+    }
+    assert _value(samples, "zapvet_alert", alert="no_active_worker") == 1
+    assert _value(samples, "zapvet_inbound_messages_total", outcome="stored") == 5
 
 
 def test_every_family_is_documented_and_labels_carry_no_personal_data(

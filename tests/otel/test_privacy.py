@@ -1,4 +1,5 @@
-"""No phone number or message text leaves the process in spans or logs, unless opted in."""
+"""No phone, message text or contact name leaves the process in spans or logs unless opted
+in; no secret ever does (redaction.py: capture keeps content, never credentials)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ from zapvet.embedded import ServiceUrls
 from zapvet.llm.openai import build_chat_model
 from zapvet.logging import setup_logging
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
-from zapvet.testing.stack import LocalStack
+from zapvet.testing.stack import API_KEY, WEBHOOK_TOKEN, LocalStack
 
 PHONE = "5511955554444"
 #: ASCII, so it reads the same in JSON-escaped span dumps.
 SENTENCE = "Minha calopsita Jurema engoliu um parafuso azul ontem"
 REPLY = "Traga a Jurema agora mesmo, por favor."
+#: The WhatsApp pushName; the attendant's prompt carries it as the customer's name.
+NAME = "Genoveva Quaresma Bittencourt"
+#: The secrets a turn handles: the gateway's API key (sent by the outbox), the webhook
+#: token (checked by the bridge) and the LLM key (sent to the model's server).
+SECRETS = {"api key": API_KEY, "webhook token": WEBHOOK_TOKEN, "llm key": "sk-privacy-Qx7vT2"}
 
 
 @pytest.fixture
@@ -49,6 +55,8 @@ def _leaks(text: str) -> dict[str, bool]:
         "phone": PHONE in text or PHONE[2:] in text,
         "sentence": SENTENCE in text,
         "reply": REPLY in text,
+        "name": NAME in text,
+        **{label: secret in text for label, secret in SECRETS.items()},
     }
 
 
@@ -65,7 +73,8 @@ def test_content_reaches_spans_and_logs_only_when_opted_in(
             Reply(tool_calls=[ToolCall("list_services", {})]),
             Reply(text=REPLY),
         )
-        model = build_chat_model(load_settings(openai_api_key="k", openai_base_url=llm.base_url))
+        settings = load_settings(openai_api_key=SECRETS["llm key"], openai_base_url=llm.base_url)
+        model = build_chat_model(settings)
         with LocalStack(
             database_url=database_url,
             redis_url=services.redis_url,
@@ -73,22 +82,33 @@ def test_content_reaches_spans_and_logs_only_when_opted_in(
             org_text=EXAMPLE_ORG.read_text(),
             debounce_seconds=0,
         ) as stack:
-            stack.say(PHONE, SENTENCE)
+            stack.say(PHONE, SENTENCE, push_name=NAME)
             stack.wait(lambda: len(stack.gateway.sent) == 1, what="the reply")
             stack.wait(
                 lambda: any(s.name == "send evolution" for s in traced.spans),
                 what="the send's span",
             )
     assert stack.gateway.sent[0].text == REPLY
+    # Each secret did its job in this turn, so each had a chance to leak.
+    assert {r.headers.get("apikey") for r in stack.gateway.requests} == {API_KEY}
+    assert {r.headers.get("authorization") for r in llm.requests} == {
+        f"Bearer {SECRETS['llm key']}"
+    }
+    assert NAME in json.dumps(llm.requests[0].body, ensure_ascii=False)  # the name was there
 
     spans = _dump(traced.spans)
     lines = [json.loads(line) for line in log_lines.getvalue().splitlines() if line]
     assert any(line["msg"] == "message stored" for line in lines)
     logs = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines)
 
-    expected = {"phone": capture, "sentence": capture, "reply": capture}
-    assert _leaks(spans) == expected
-    assert _leaks(logs) == {**expected, "reply": False}  # replies are never logged
+    never = dict.fromkeys(SECRETS, False)
+    expected = {"phone": capture, "sentence": capture, "reply": capture, "name": capture}
+    assert _leaks(spans) == {**expected, **never}
+    # Replies are never logged; a name only if captured (no log line carries one today).
+    logged, expected_logs = _leaks(logs), {**expected, "reply": False, **never}
+    if capture:
+        del logged["name"], expected_logs["name"]
+    assert logged == expected_logs
     if not capture:
         assert "<redacted>" in spans  # the attributes exist, blanked on the way out
         stored = next(line for line in lines if line["msg"] == "message stored")
