@@ -17,7 +17,7 @@ from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from zapvet.bridge.identity import digits_only, phone_variants
+from zapvet.bridge.identity import digits_only, normalise_phone, phone_variants
 from zapvet.errors import ToolError
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.models import Appointment, AuroraOwnerNumber, Contact, Conversation, Pet, Service
@@ -48,6 +48,14 @@ def _context(runtime: ToolRuntime[AuroraContext]) -> AuroraContext:
     return context
 
 
+def _phones(text: str) -> tuple[str, ...]:
+    """Stored spellings of a phone the owner typed, with or without "+55" and the ninth digit."""
+    try:
+        return phone_variants(normalise_phone(text))
+    except ValueError:
+        return phone_variants(text)
+
+
 async def resolve_client(session: AsyncSession, org_id: int, query: str) -> Contact:
     """A client named by "#id", phone (with or without the ninth digit) or (part of) name.
 
@@ -60,7 +68,7 @@ async def resolve_client(session: AsyncSession, org_id: int, query: str) -> Cont
     if by_id:
         found = (await session.exec(base.where(Contact.id == int(by_id[1])))).all()
     elif len(digits_only(text)) >= 8:
-        found = (await session.exec(base.where(col(Contact.phone).in_(phone_variants(text))))).all()
+        found = (await session.exec(base.where(col(Contact.phone).in_(_phones(text))))).all()
     else:
         wanted = fold(text)
         found = [c for c in await session.exec(base) if c.name and wanted in fold(c.name)]

@@ -108,9 +108,9 @@ async def open_proposal(
     return (await session.exec(query)).first()
 
 
-async def _audit(
-    session: AsyncSession, owner: Owner, action: str, row: Any, before: dict[str, Any] | None
-) -> None:
+async def _audit(job: Job, action: str, row: Any, before: dict[str, Any] | None) -> None:
+    """Record `job`'s change; its "when" is the job's clock, like the change it records."""
+    session, owner = job.session, job.owner
     await session.flush()
     session.add(
         AuditLog(
@@ -122,6 +122,7 @@ async def _audit(
             entity_id=row.id,
             before=before,
             after=snapshot(row),
+            created_at=job.now,
         )
     )
 
@@ -171,7 +172,7 @@ async def _create(job: Job) -> str:
         now=now,
         source="aurora",
     )
-    await _audit(session, owner, "create_appointment", appointment, None)
+    await _audit(job, "create_appointment", appointment, None)
     return f"Feito: agendamento #{appointment.id} criado."
 
 
@@ -182,7 +183,7 @@ async def _cancel(job: Job) -> str:
         raise ToolError(f"O agendamento #{appointment.id} já está '{appointment.status}'.")
     before = snapshot(appointment)
     appointment.status, appointment.cancelled_at = "cancelled", now
-    await _audit(session, owner, "cancel_appointment", appointment, before)
+    await _audit(job, "cancel_appointment", appointment, before)
     return f"Feito: agendamento #{appointment.id} cancelado."
 
 
@@ -195,7 +196,7 @@ async def _reschedule(job: Job) -> str:
     before = snapshot(appointment)
     start = datetime.fromisoformat(p["start"])
     await booking.move(session, for_owner(org), appointment, service, start, now)
-    await _audit(session, owner, "reschedule_appointment", appointment, before)
+    await _audit(job, "reschedule_appointment", appointment, before)
     when = booking.describe_moment(appointment.starts_at.astimezone(org.zone))
     return f"Feito: agendamento #{appointment.id} remarcado para {when}."
 
@@ -205,7 +206,7 @@ async def _mark(job: Job) -> str:
     appointment = await _appointment(session, owner, p["appointment_id"])
     before = snapshot(appointment)
     appointment.status = p["status"]
-    await _audit(session, owner, "mark_appointment", appointment, before)
+    await _audit(job, "mark_appointment", appointment, before)
     label = "concluído" if p["status"] == "completed" else "falta (não compareceu)"
     return f"Feito: agendamento #{appointment.id} marcado como {label}."
 
@@ -218,7 +219,7 @@ async def _update_contact(job: Job) -> str:
     before = snapshot(contact)
     for key, value in p["changes"].items():
         setattr(contact, key, value)
-    await _audit(session, owner, "update_contact", contact, before)
+    await _audit(job, "update_contact", contact, before)
     return f"Feito: cadastro de {contact.name or contact.phone} atualizado."
 
 
@@ -229,7 +230,7 @@ async def _hand_back(job: Job) -> str:
         raise ToolError("A conversa não existe mais.")
     before = snapshot(conversation)
     conversation.status, conversation.bot_paused_until = "active", None
-    await _audit(session, owner, "hand_back_conversation", conversation, before)
+    await _audit(job, "hand_back_conversation", conversation, before)
     return "Feito: a conversa voltou para o atendimento automático."
 
 
@@ -257,7 +258,7 @@ async def _send_message(job: Job) -> str:
         meta={"via": "aurora", "owner_number_id": owner.owner_number_id},
     )
     session.add(message)
-    await _audit(session, owner, "send_message", message, None)
+    await _audit(job, "send_message", message, None)
     return "Feito: a mensagem foi colocada na fila de envio para o cliente."
 
 
