@@ -51,20 +51,23 @@ class ConversationLocks:
         Never a silent False: a drain told "busy" by a broken connection would leave its
         messages to the sweeper, while an error makes Dramatiq retry the drain.
         """
-        for attempt in (1, 2):
-            if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-                # `_held` is left alone: its drains are still running in this process,
-                # and a second drain of theirs must still be refused here.
-            try:
-                row = await (await self._conn.execute(sql, (key,))).fetchone()
-                return bool(row and row[0])
-            except psycopg.OperationalError:
-                log.warning("lock connection lost", attempt=attempt)
-                self._conn = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return await self._statement(sql, key)
+        except psycopg.OperationalError:
+            log.warning("lock connection lost; reconnecting")
+        return await self._statement(sql, key)  # a second failure raises
+
+    async def _statement(self, sql: str, key: int) -> bool:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            # `_held` is left alone: its drains are still running in this process,
+            # and a second drain of theirs must still be refused here.
+        try:
+            row = await (await self._conn.execute(sql, (key,))).fetchone()
+        except psycopg.OperationalError:
+            self._conn = None  # the next statement opens a new one
+            raise
+        return bool(row and row[0])
 
     async def _try_lock(self, key: int) -> bool:
         # The check, the lock and the record are one step under the mutex, so a drain of this
