@@ -68,6 +68,8 @@ def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Started as a script's background job is: SIGINT ignored. Ctrl-C must still stop it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         try:
             ready = f"http://127.0.0.1:{bridge_port}/readyz"

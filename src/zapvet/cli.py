@@ -702,6 +702,9 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 def main() -> None:
     """Console-script entrypoint: SIGTERM unwinds like Ctrl-C so embedded servers stop."""
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C too, even when started as a background job of a script: such jobs inherit SIGINT
+    # ignored, and `zapvet dev` would then never stop on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
     except ZapvetError as exc:
