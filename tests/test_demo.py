@@ -12,8 +12,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from zapvet.config import load_settings
-from zapvet.demo import SpanRecord, SpanRecorder, recording_spans, render_trace, roots
 from zapvet.embedded import ServiceUrls
+from zapvet.otel.tree import SpanRecord, SpanRecorder, recording_spans, render_trace, roots
 
 PHONE = "5511999999999"  # the Rex scenario's customer
 TEXTS = ("Rex", "Golden Retriever", "agendar", "10h")

@@ -338,7 +338,8 @@ def demo(
     """
     import threading
 
-    from zapvet.demo import recording_spans, run_demo
+    from zapvet.demo import run_demo
+    from zapvet.otel.tree import recording_spans
 
     with _trace_viewer(phoenix) as settings, recording_spans(settings) as spans:
         with _services(settings) as services:
