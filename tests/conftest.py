@@ -26,7 +26,7 @@ from zapvet.config import Settings, load_settings
 from zapvet.embedded import ServiceUrls, running_services
 from zapvet.graphs.client.context import ClientContext
 from zapvet.models import Contact, Conversation, Organization
-from zapvet.org import apply_spec, load_spec
+from zapvet.org import apply_spec, load_spec, parse_spec
 from zapvet.tools.deps import ToolDeps
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +123,19 @@ def petfeliz(session: Session) -> Organization:
     report = apply_spec(session, load_spec(EXAMPLE_ORG))
     session.commit()
     org = session.get(Organization, report.organization_id)
+    assert org is not None
+    return org
+
+
+def second_shop(session: Session) -> Organization:
+    """The example shop again as "outra" (same catalogue, same owner phone): a second tenant."""
+    spec = parse_spec(
+        EXAMPLE_ORG.read_text()
+        .replace('slug = "petfeliz"', 'slug = "outra"')
+        .replace('instance = "petfeliz"', 'instance = "outra"')
+    )
+    org = session.get(Organization, apply_spec(session, spec).organization_id)
+    session.commit()
     assert org is not None
     return org
 

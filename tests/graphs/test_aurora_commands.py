@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel, col, select
 
-from tests.conftest import EXAMPLE_ORG, NOW, SAO_PAULO
+from tests.conftest import NOW, SAO_PAULO, second_shop
 from tests.fixtures_day import add, seed_day
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.aurora.graph import build_graph
@@ -32,7 +32,6 @@ from zapvet.models import (
     Service,
 )
 from zapvet.money import format_brl
-from zapvet.org import apply_spec, parse_spec
 from zapvet.proactive import schedule_daily_summaries
 from zapvet.tools.deps import ToolDeps
 
@@ -55,15 +54,7 @@ def at(day: datetime, hour: int, minute: int = 0) -> datetime:
 @pytest.fixture
 def other_org(session: Session) -> Organization:
     """A second shop (same catalogue, same owner phone): its rows must never count."""
-    spec = parse_spec(
-        EXAMPLE_ORG.read_text()
-        .replace('slug = "petfeliz"', 'slug = "outra"')
-        .replace('instance = "petfeliz"', 'instance = "outra"')
-    )
-    org = session.get(Organization, apply_spec(session, spec).organization_id)
-    session.commit()
-    assert org is not None
-    return org
+    return second_shop(session)
 
 
 @pytest.fixture

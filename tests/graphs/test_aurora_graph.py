@@ -8,7 +8,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from sqlmodel import Session, select
 
-from tests.conftest import EXAMPLE_ORG
+from tests.conftest import second_shop
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.aurora.graph import NOT_AN_OWNER, build_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
@@ -23,7 +23,6 @@ from zapvet.models import (
     Organization,
     Pet,
 )
-from zapvet.org import apply_spec, parse_spec
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio
@@ -72,13 +71,8 @@ async def test_aurora_refuses_an_inactive_owner_number(
 async def test_aurora_refuses_an_owner_number_of_another_organization(
     deps: ToolDeps, owner: AuroraContext, session: Session
 ) -> None:
-    spec = parse_spec(
-        EXAMPLE_ORG.read_text()
-        .replace('slug = "petfeliz"', 'slug = "outra"')
-        .replace('instance = "petfeliz"', 'instance = "outra"')
-    )
-    other_org = apply_spec(session, spec).organization_id
-    session.commit()
+    other_org = second_shop(session).id
+    assert other_org is not None
     forged = AuroraContext(
         organization_id=other_org,
         owner_number_id=owner.owner_number_id,  # petfeliz's owner claiming the other shop
@@ -145,12 +139,8 @@ async def test_two_simultaneous_yeses_execute_once(
 async def test_aurora_tools_never_reach_another_organization(
     deps: ToolDeps, owner: AuroraContext, session: Session
 ) -> None:
-    spec = parse_spec(
-        EXAMPLE_ORG.read_text()
-        .replace('slug = "petfeliz"', 'slug = "outra"')
-        .replace('instance = "petfeliz"', 'instance = "outra"')
-    )
-    other = apply_spec(session, spec).organization_id
+    other = second_shop(session).id
+    assert other is not None
     stranger = Contact(organization_id=other, phone="5511933332222", name="Estranha")
     session.add(stranger)
     session.commit()

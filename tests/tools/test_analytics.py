@@ -8,12 +8,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from tests.conftest import EXAMPLE_ORG, SAO_PAULO
+from tests.conftest import SAO_PAULO, second_shop
 from tests.fixtures_day import seed_day
 from zapvet import db
 from zapvet.models import Organization
 from zapvet.money import format_brl
-from zapvet.org import apply_spec, parse_spec
 from zapvet.tools import analytics
 
 pytestmark = pytest.mark.anyio
@@ -39,14 +38,7 @@ SELECT s.category, count(*) FROM appointments a JOIN services s ON s.id = a.serv
 @pytest.fixture
 def other_org(session: Session) -> Organization:
     """A second shop with its own busy day: its rows must never leak into the first's figures."""
-    spec = parse_spec(
-        EXAMPLE_ORG.read_text()
-        .replace('slug = "petfeliz"', 'slug = "outra"')
-        .replace('instance = "petfeliz"', 'instance = "outra"')
-    )
-    org = session.get(Organization, apply_spec(session, spec).organization_id)
-    session.commit()
-    assert org is not None
+    org = second_shop(session)
     seed_day(session, org)
     return org
 
