@@ -19,7 +19,6 @@ from tests.pipeline.conftest import scalar
 from zapvet import db
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
-from zapvet.queue.broker import QUEUES
 from zapvet.queue.drain import Enqueue
 from zapvet.queue.scheduler import SWEEP_AFTER, TickReport, tick
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply
@@ -71,7 +70,7 @@ def slow_model() -> Iterator[FakeOpenAIServer]:
 
 
 def spawn_worker(stack: LocalStack, model_url: str, **extra_env: str) -> subprocess.Popen[bytes]:
-    """A `dramatiq zapvet.queue.entry` worker process on `stack`'s queues, in its own group."""
+    """`zapvet worker` on `stack`'s queues, in its own group (dramatiq replaces the CLI)."""
     env = {
         **os.environ,
         "DATABASE_URL": stack.database_url,
@@ -84,9 +83,8 @@ def spawn_worker(stack: LocalStack, model_url: str, **extra_env: str) -> subproc
         **extra_env,
     }
     command = [
-        sys.executable, "-m", "dramatiq", "zapvet.queue.entry",
-        "--processes", "1", "--threads", "4", "--queues", *QUEUES, "--skip-logging",
-        "--worker-shutdown-timeout", "5000",
+        sys.executable, "-m", "zapvet.cli", "worker",
+        "--processes", "1", "--threads", "4", "--shutdown-timeout", "5",
     ]  # fmt: skip
     return subprocess.Popen(
         command,
@@ -131,6 +129,8 @@ def test_a_worker_killed_mid_turn_is_recovered_and_answers_once(
                 ),
                 what="the reply to be recorded",
             )
+            os.killpg(second.pid, signal.SIGTERM)  # as a container stop: a clean exit
+            assert second.wait(timeout=60) == 0
         finally:
             for worker in (first, second):
                 if worker is not None and worker.poll() is None:
