@@ -68,7 +68,7 @@ def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            # Started as a script's background job is: SIGINT ignored. Ctrl-C must still stop it.
+            # As a script's background job starts it: SIGINT ignored. Ctrl-C must still stop it.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         try:
