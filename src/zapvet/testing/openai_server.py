@@ -56,6 +56,8 @@ class Reply:
     delay: float = 0.0
     #: Sent as `retry-after-ms` on errors, so client retries need not back off for real.
     retry_after: float | None = None
+    #: Overrides the finish reason ("content_filter", "length"); default: stop or tool_calls.
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ class FakeOpenAIServer:
                 options = body.get("stream_options") or {}
                 chunks = completion.sse(include_usage=bool(options.get("include_usage")))
                 return StreamingResponse(chunks, media_type="text/event-stream")
-            return JSONResponse(completion.message())
+            return _json(completion.message())
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -260,6 +262,7 @@ class _Completion:
     text: str | None
     tool_calls: list[dict[str, Any]]
     usage: dict[str, Any]
+    finish: str | None = None
 
     @classmethod
     def build(cls, reply: Reply, body: dict[str, Any], id_: str) -> _Completion:
@@ -286,11 +289,11 @@ class _Completion:
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
         model = str(body.get("model", "unknown"))
-        return cls(id_, model, reply.text, tool_calls, usage)
+        return cls(id_, model, reply.text, tool_calls, usage, reply.finish_reason)
 
     @property
     def finish_reason(self) -> str:
-        return "tool_calls" if self.tool_calls else "stop"
+        return self.finish or ("tool_calls" if self.tool_calls else "stop")
 
     def message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None}
@@ -344,7 +347,12 @@ def _tool_delta(index: int, head: dict[str, Any], function: dict[str, Any]) -> d
 
 
 def _event(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+    # ASCII escapes, as a provider's JSON would carry a lone surrogate ("\\ud83d").
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    return Response(json.dumps(payload), media_type="application/json")
 
 
 def _arguments(call: ToolCall) -> str:
