@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from zapvet.cleaning import clean_text
+
 
 class ZapvetError(Exception):
     """Root of every error zapvet raises on purpose."""
@@ -88,3 +90,9 @@ class SlotTakenError(ToolError):
     def __init__(self, message: str, alternatives: list[str]) -> None:
         self.alternatives = alternatives
         super().__init__(message)
+
+
+def describe(error: BaseException) -> str:
+    """A short, single-line account of `error` for a record such as `ai_interactions`."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return clean_text(f"{type(error).__name__}: {first}", limit=500)

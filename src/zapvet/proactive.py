@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet import db
+from zapvet.cleaning import clean_text
 from zapvet.models import (
     UPCOMING_STATUSES,
     AISettings,
@@ -88,6 +89,8 @@ async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> list[
     """Insert rows, skipping any whose dedupe key exists; returns the new rows' ids."""
     if not rows:
         return []
+    # Names and reasons in these texts were typed by customers or written by a model.
+    rows = [{**row, "content": clean_text(str(row["content"]))} for row in rows]
     statement = (
         insert(AuroraProactiveMessage)
         .values(rows)
@@ -108,6 +111,22 @@ async def _owners(session: AsyncSession, org_id: int) -> list[AuroraOwnerNumber]
         )
     )
     return list(rows)
+
+
+async def escalate(
+    session: AsyncSession, conversation: Conversation, reason: str, now: datetime
+) -> list[int]:
+    """Hand `conversation` (a row locked by the caller) to a person and queue the owners'
+    alerts in the caller's transaction, so no failure can separate the two; the alerts' ids.
+
+    Escalating an escalated conversation again keeps its time, so the alerts are not repeated.
+    """
+    if conversation.status != "escalated" or conversation.escalated_at is None:
+        conversation.escalated_at = now
+    conversation.status = "escalated"
+    conversation.escalation_reason = clean_text(reason, limit=1000) or "sem motivo informado"
+    await session.flush()
+    return await alert_escalation(session, conversation.organization_id, conversation.id or 0, now)
 
 
 async def alert_escalation(

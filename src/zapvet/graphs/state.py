@@ -12,12 +12,16 @@ from langgraph.managed import RemainingSteps
 class AgentState(MessagesState, total=False):
     """`messages` holds the conversation history in, and this turn's model and tool messages.
 
-    `prepare` fills the prompts; when it can answer on its own (a confirmation, an opt-out)
-    it sets `reply` and the model is not called. `escalated` is or-reduced so parallel
-    tool calls may both set it.
+        `prepare` fills the prompts; when it can answer on its own (a confirmation, an opt-out)
+        it sets `reply` and the model is not called. `escalated` is or-reduced so parallel
+        tool calls may both set it. `alerts` are the ids of the staff alerts an escalation
+        committed, for the drain to send once the turn is over. `handoff` asks the drain to
+    escalate the conversation when the turn gives up (its step limit).
     """
 
     escalated: Annotated[bool, operator.or_]
+    handoff: bool
+    alerts: Annotated[list[int], operator.add]
     remaining_steps: RemainingSteps
     silenced: bool
     system_prompt: str

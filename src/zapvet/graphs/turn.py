@@ -22,6 +22,10 @@ class TurnResult:
 
     reply: str | None
     escalated: bool = False
+    #: Staff alerts the turn's escalation committed (the drain sends them).
+    alerts: list[int] = field(default_factory=list)
+    #: The turn gave up (step limit) and promised the customer a person.
+    handoff: bool = False
     error: str | None = None
     ungrounded: list[str] = field(default_factory=list)
     messages: list[BaseMessage] = field(default_factory=list)
@@ -73,6 +77,8 @@ async def run_turn(
     return TurnResult(
         reply=None if silenced else state.get("reply"),
         escalated=bool(state.get("escalated")),
+        alerts=list(state.get("alerts") or []),
+        handoff=bool(state.get("handoff")),
         error=state.get("error"),
         ungrounded=list(state.get("ungrounded") or []),
         messages=list(state["messages"]),

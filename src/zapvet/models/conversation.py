@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from zapvet.cleaning import clean_text
 from zapvet.models.base import (
     created_field,
     id_field,
@@ -120,3 +121,32 @@ class Message(SQLModel, table=True):
     meta: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     created_at: datetime = created_field()
     updated_at: datetime = updated_field()
+
+
+def outgoing_message(
+    *,
+    organization_id: int,
+    conversation_id: int,
+    content: str,
+    now: datetime,
+    sent_by_ai: bool,
+    instance_id: int | None = None,
+    chat_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """A pending outbox row: the one way a text to send is written, always cleaned first."""
+    return Message(
+        organization_id=organization_id,
+        conversation_id=conversation_id,
+        instance_id=instance_id,
+        chat_id=chat_id,
+        direction="outgoing",
+        content=clean_text(content),
+        from_me=True,
+        sent_by_ai=sent_by_ai,
+        status="pending",
+        message_at=now,
+        created_at=now,
+        updated_at=now,
+        meta=meta,
+    )

@@ -20,16 +20,18 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import owner_number_for
+from zapvet.errors import describe
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.history import load_history
-from zapvet.graphs.loop import FALLBACK_REPLY
+from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
 from zapvet.graphs.turn import run_turn
 from zapvet.logging import bind, get_logger
-from zapvet.models import AIInteraction, AISettings, Conversation, Message
+from zapvet.models import AIInteraction, AISettings, Conversation, Message, outgoing_message
 from zapvet.models.ai import AIType
 from zapvet.otel.tracing import tracer
-from zapvet.proactive import alert_escalation
+from zapvet.proactive import escalate
+from zapvet.queue.failures import is_transient
 from zapvet.queue.resources import Resources
 
 #: Messages older than this when first drained are not answered (backlog after a reconnect).
@@ -39,6 +41,7 @@ STALE_AFTER = timedelta(hours=6)
 #: Dramatiq's per-message poison guard cannot see; past it, the fallback is sent instead.
 MAX_TURN_STARTS = 3
 GAVE_UP = "gave up: the turn was started {starts} times and never finished (poison message?)"
+HANDOFF_REASON = "o assistente não conseguiu concluir o pedido do cliente"
 
 log = get_logger("zapvet.queue.drain")
 
@@ -58,7 +61,7 @@ class Outcome(Enum):
     DEFERRED = "waiting for the burst to end"
     PAUSED = "a person is handling the conversation"
     RACED = "the messages changed under the turn"
-    GAVE_UP = "the turn kept dying: the fallback reply was sent"
+    GAVE_UP = "the turn failed or kept dying: the fallback reply was sent"
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,10 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
     paused = conversation.status != "active" or (
         conversation.bot_paused_until is not None and conversation.bot_paused_until > now
     )
+    if conversation.status == "escalated" and pending.starts > 0:
+        # A turn on these rows escalated and then died before its reply was stored: the
+        # staff alert went out with the escalation; the customer still needs to hear back.
+        return await _commit(res, enqueue, conversation, pending, Turn(HANDOFF_REPLY))
     if paused or pending.stale:
         async with res.sessions() as session, session.begin():
             if pending.stale:
@@ -196,19 +203,28 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
         starts = await _start_turn(res, pending.ids)
         if starts > MAX_TURN_STARTS:
             log.error("poison batch given up", batch=len(pending.ids), starts=starts)
-            failure = AIInteraction(
-                organization_id=conversation.organization_id,
-                conversation_id=conversation_id,
-                ai_type=agent,
-                status="error",
-                error_message=GAVE_UP.format(starts=starts - 1),
-            )
-            return await _commit(
-                res, enqueue, conversation, pending, FALLBACK_REPLY, False, failure=failure
-            )
+            reason = GAVE_UP.format(starts=starts - 1)
+            return await _give_up(res, enqueue, conversation, pending, agent, reason)
         log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
-        result = await run_turn(graph, context, history)
-        outcome = await _commit(res, enqueue, conversation, pending, result.reply, result.escalated)
+        try:
+            result = await run_turn(graph, context, history)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.error("turn failed for good", error_type=type(error).__name__, exc_info=error)
+            reason = f"the turn failed: {describe(error)}"
+            return await _give_up(res, enqueue, conversation, pending, agent, reason)
+        for alert_id in result.alerts:  # committed with the escalation, whatever happens next
+            enqueue.proactive(alert_id)
+        turn = Turn(result.reply, handoff=result.handoff and agent == "client")
+        try:
+            outcome = await _commit(res, enqueue, conversation, pending, turn)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.error("reply could not be stored", error_type=type(error).__name__)
+            reason = f"the reply could not be stored: {describe(error)}"
+            return await _give_up(res, enqueue, conversation, pending, agent, reason)
     if outcome is Outcome.ANSWERED:
         log.info(
             f"[{agent.upper()}-AI] Response ready",
@@ -216,6 +232,26 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             escalated=result.escalated,
         )
     return outcome
+
+
+async def _give_up(
+    res: Resources,
+    enqueue: Enqueue,
+    conversation: Conversation,
+    pending: _Pending,
+    agent: AIType,
+    reason: str,
+) -> Outcome:
+    """Answer the batch with the fallback (the hand-off text if it was escalated), mark it
+    failed and record `reason`: for failures that running the turn again cannot fix."""
+    failure = AIInteraction(
+        organization_id=conversation.organization_id,
+        conversation_id=conversation.id,
+        ai_type=agent,
+        status="error",
+        error_message=reason,
+    )
+    return await _commit(res, enqueue, conversation, pending, Turn(None, failure=failure))
 
 
 async def _start_turn(res: Resources, ids: list[int]) -> int:
@@ -251,25 +287,24 @@ def _route(
     return res.client_graph, context, "client"
 
 
+@dataclass(frozen=True)
+class Turn:
+    """What a turn leaves to commit: its reply (None: silent), and what else must happen."""
+
+    reply: str | None
+    #: The turn gave up and promised a person: escalate in the same transaction.
+    handoff: bool = False
+    #: A turn that failed: the batch gets the fallback and is marked failed.
+    failure: AIInteraction | None = None
+
+
 async def _commit(
-    res: Resources,
-    enqueue: Enqueue,
-    conversation: Conversation,
-    pending: _Pending,
-    reply: str | None,
-    escalated: bool,
-    *,
-    failure: AIInteraction | None = None,
+    res: Resources, enqueue: Enqueue, conversation: Conversation, pending: _Pending, turn: Turn
 ) -> Outcome:
     now = res.clock()
     try:
         async with res.sessions() as session, session.begin():
-            closed_as = "processed" if failure is None else "failed"
-            outgoing, alerts = await _write(
-                session, conversation, pending, reply, escalated, now, closed_as
-            )
-            if failure is not None:
-                session.add(failure)
+            outgoing, alerts = await _write(session, conversation, pending, turn, now)
     except _Raced:
         log.warning("pending messages changed during the turn", conversation_id=conversation.id)
         return Outcome.RACED
@@ -277,7 +312,7 @@ async def _commit(
         enqueue.send(outgoing.id)
     for alert_id in alerts:
         enqueue.proactive(alert_id)
-    return Outcome.ANSWERED if failure is None else Outcome.GAVE_UP
+    return Outcome.ANSWERED if turn.failure is None else Outcome.GAVE_UP
 
 
 class _Raced(Exception):
@@ -285,37 +320,33 @@ class _Raced(Exception):
 
 
 async def _write(
-    session: AsyncSession,
-    conversation: Conversation,
-    pending: _Pending,
-    reply: str | None,
-    escalated: bool,
-    now: datetime,
-    closed_as: str = "processed",
+    session: AsyncSession, conversation: Conversation, pending: _Pending, turn: Turn, now: datetime
 ) -> tuple[Message | None, list[int]]:
+    closed_as = "processed" if turn.failure is None else "failed"
     if await _close(session, pending.ids, now, closed_as) != len(pending.ids):
         raise _Raced
+    reply, alerts = turn.reply, []
+    if turn.failure is not None or turn.handoff:
+        current = await session.get(Conversation, conversation.id, with_for_update=True)
+        if current is not None and turn.handoff:
+            alerts = await escalate(session, current, HANDOFF_REASON, now)
+        escalated = current is not None and current.status == "escalated"
+        if turn.failure is not None:
+            reply = HANDOFF_REPLY if escalated else FALLBACK_REPLY
+            session.add(turn.failure)
     outgoing: Message | None = None
-    if reply:
-        outgoing = Message(
+    if reply is not None:
+        outgoing = outgoing_message(
             organization_id=conversation.organization_id,
             conversation_id=conversation.id or 0,
             instance_id=pending.instance_id,
             chat_id=pending.chat_id,
-            direction="outgoing",
             content=reply,
-            from_me=True,
+            now=now,
             sent_by_ai=True,
-            status="pending",
-            message_at=now,
-            created_at=now,
-            updated_at=now,
         )
+        if not outgoing.content:  # nothing visible was left: the customer still hears back
+            outgoing.content = FALLBACK_REPLY
         session.add(outgoing)
-    alerts: list[int] = []
-    if escalated:
-        alerts = await alert_escalation(
-            session, conversation.organization_id, conversation.id or 0, now
-        )
     await session.flush()
     return outgoing, alerts

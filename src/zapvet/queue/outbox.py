@@ -29,6 +29,7 @@ from zapvet.models import (
     Conversation,
     Message,
     WhatsAppInstance,
+    outgoing_message,
 )
 from zapvet.otel.tracing import tracer
 from zapvet.proactive import claim_by_id, finish, reason_not_to_send
@@ -237,18 +238,13 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
             await finish(session, proactive, now, error="no recipient")
             return None
         conversation = await open_conversation(session, proactive.organization_id, contact_id, now)
-        message = Message(
+        message = outgoing_message(
             organization_id=proactive.organization_id,
             conversation_id=conversation.id or 0,
             chat_id=chat_id,
-            direction="outgoing",
             content=proactive.content,
-            from_me=True,
+            now=now,
             sent_by_ai=True,
-            status="pending",
-            message_at=now,
-            created_at=now,
-            updated_at=now,
             meta={"proactive_id": proactive.id, "kind": proactive.message_type},
         )
         session.add(message)

@@ -26,6 +26,7 @@ from zapvet.errors import ToolError
 from zapvet.graphs.client.context import ClientContext
 from zapvet.models import UPCOMING_STATUSES, Appointment, Conversation, Pet, Resource, Service
 from zapvet.money import format_brl
+from zapvet.proactive import escalate
 from zapvet.tools import booking
 from zapvet.tools.availability import group_by_period, is_open_day
 from zapvet.tools.deps import ToolDeps
@@ -357,9 +358,7 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             ).first()
             if conversation is None:
                 raise ToolError("Conversa não encontrada.")
-            conversation.status = "escalated"
-            conversation.escalation_reason = reason.strip()[:1000] or "sem motivo informado"
-            conversation.escalated_at = deps.clock()
+            alerts = await escalate(session, conversation, reason, deps.clock())
         text = result(
             status="encaminhado para a equipe",
             note="Avise o cliente que uma pessoa da equipe vai continuar o atendimento.",
@@ -367,6 +366,7 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
         return Command(
             update={
                 "escalated": True,
+                "alerts": alerts,
                 "messages": [ToolMessage(text, tool_call_id=runtime.tool_call_id or "")],
             }
         )

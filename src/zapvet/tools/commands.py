@@ -25,9 +25,9 @@ from zapvet.models import (
     AuroraPendingAction,
     Contact,
     Conversation,
-    Message,
     Service,
     WhatsAppInstance,
+    outgoing_message,
 )
 from zapvet.tools import booking
 
@@ -245,16 +245,13 @@ async def _send_message(job: Job) -> str:
             )
         )
     ).first()
-    message = Message(
+    message = outgoing_message(
         organization_id=owner.organization_id,
         conversation_id=conversation.id or 0,
         instance_id=instance.id if instance else None,
-        direction="outgoing",
         content=p["text"],
-        from_me=True,
+        now=now,
         sent_by_ai=False,
-        status="pending",
-        message_at=now,
         meta={"via": "aurora", "owner_number_id": owner.owner_number_id},
     )
     session.add(message)
