@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any, Literal, Protocol, cast
+from uuid import uuid4
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -21,6 +22,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolCall,
     ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig
@@ -29,11 +31,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
+from sqlalchemy import exc as sa_exc
 
-from zapvet.errors import SlotTakenError, ToolError
+from zapvet.cleaning import clean_arguments, clean_text
+from zapvet.errors import SlotTakenError, ToolError, describe
 from zapvet.graphs.grounding import ungrounded_facts
 from zapvet.graphs.state import AgentState
-from zapvet.graphs.tool_order import InOrder
+from zapvet.graphs.tool_guard import ToolGuard
 from zapvet.logging import get_logger
 from zapvet.models import AIInteraction
 from zapvet.models.ai import AIType
@@ -41,12 +45,17 @@ from zapvet.otel.tracing import node_span, traced_node
 from zapvet.tools.deps import ToolDeps
 
 FALLBACK_REPLY = "Desculpe, ocorreu um erro. Por favor, tente novamente."
+#: To a customer whose conversation was handed to a person when the turn's own reply was lost.
+HANDOFF_REPLY = "Uma pessoa da nossa equipe vai continuar o seu atendimento por aqui. 🙂"
 LAST_STEP_REPLY = (
     "Desculpe, não consegui concluir seu pedido agora. "
     "Vou pedir para alguém da equipe continuar o atendimento."
 )
 #: Graph steps per turn: prepare + finalize + up to 11 model/tool rounds.
 RECURSION_LIMIT = 24
+STEP_LIMIT_ERROR = "the turn reached its step limit (a tool loop?): handed to a person"
+#: Finish reasons of an answer that was stopped before the model finished it.
+CUT_SHORT = frozenset({"content_filter", "length"})
 
 log = get_logger("zapvet.graphs")
 
@@ -63,6 +72,46 @@ class TurnContext(Protocol):
 Prepare = Callable[[AgentState, Runtime[Any]], Awaitable[dict[str, Any]]]
 
 
+def unusable_answer(response: BaseMessage) -> str | None:
+    """Why the model's `response` cannot be used (the fallback is sent instead), or None.
+
+    A content filter or the token limit cut the answer short; a tool call whose arguments
+    are not JSON cannot run (the message is refused whole: its other calls could depend on
+    it); an answer with no tool call and no visible text has nothing to send.
+    """
+    if not isinstance(response, AIMessage):
+        return f"the model answered with a {type(response).__name__}"
+    finish = response.response_metadata.get("finish_reason")
+    if finish in CUT_SHORT:
+        return f"the model's answer was cut short (finish_reason={finish})"
+    if response.invalid_tool_calls:
+        bad = ", ".join(str(call.get("name")) for call in response.invalid_tool_calls)
+        return f"malformed tool call from the model: {bad}"
+    if not response.tool_calls and not clean_text(response.text):
+        return "the model's answer was empty"
+    return None
+
+
+def cleaned_answer(response: AIMessage) -> AIMessage:
+    """`response` with its text and every tool call's arguments cleaned (`clean_text`), and
+    every call with an id of its own.
+
+    Before anything reads it: the tools store the arguments, the drain the text, and the
+    answer goes back to the model in the next request of the turn, which a lone surrogate
+    in it would make impossible to encode.
+    """
+    seen: set[str] = set()
+    calls = []
+    for call in response.tool_calls:
+        # Tool results are matched to calls by id: a missing or repeated id gets its own.
+        call_id = call["id"] if call["id"] and call["id"] not in seen else f"call_{uuid4().hex}"
+        seen.add(call_id)
+        calls.append(ToolCall(name=call["name"], args=clean_arguments(call["args"]), id=call_id))
+    return response.model_copy(
+        update={"content": clean_arguments(response.content), "tool_calls": calls}
+    )
+
+
 def tool_error_text(error: Exception) -> str:
     """What the model reads when a tool fails: the refusal, or a safe generic message."""
     if isinstance(error, SlotTakenError):
@@ -72,6 +121,14 @@ def tool_error_text(error: Exception) -> str:
         return error.message
     if type(error).__name__ in {"ToolInvocationError", "ValidationError"}:
         return f"Argumentos inválidos para a ferramenta: {error}"
+    if isinstance(error, sa_exc.DataError | OverflowError):
+        # A value the model made up that the database or the calendar cannot hold (a
+        # name too long, a number or date out of range): the transaction was rolled back.
+        log.warning("tool argument out of range", error_type=type(error).__name__)
+        return (
+            "Algum valor informado é inválido (longo demais ou fora do intervalo); "
+            "nada foi alterado. Confira os dados com o cliente."
+        )
     log.error("tool failed", error_type=type(error).__name__, exc_info=error)
     return (
         "Erro interno ao executar a ferramenta; nada foi alterado. "
@@ -90,6 +147,7 @@ def turn_fields(
         "temperature": temperature,
         "started": time.perf_counter(),
         "escalated": False,
+        "handoff": False,
         "silenced": False,
         "error": None,
         "reply": None,
@@ -126,11 +184,6 @@ def build_prompt(state: AgentState) -> list[BaseMessage]:
         *history[split:],
         *produced,
     ]
-
-
-def _describe(error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}"[:500]
 
 
 def _usage(answers: Sequence[AIMessage]) -> dict[str, int]:
@@ -171,7 +224,12 @@ def build_tool_loop(
 
     async def agent(state: AgentState) -> dict[str, Any]:
         if state["remaining_steps"] <= 3:
-            return {"messages": [AIMessage(LAST_STEP_REPLY)]}
+            log.warning("turn reached its step limit", steps=RECURSION_LIMIT)
+            return {
+                "messages": [AIMessage(LAST_STEP_REPLY)],
+                "error": STEP_LIMIT_ERROR,
+                "handoff": True,
+            }
         overrides: dict[str, Any] = {"temperature": state.get("temperature", 0.3)}
         if state.get("model"):
             overrides["model"] = state["model"]
@@ -179,15 +237,12 @@ def build_tool_loop(
             response = await llm.bind(**overrides).ainvoke(build_prompt(state))
         except Exception as error:  # every model failure becomes the fallback reply
             log.warning("model call failed", error_type=type(error).__name__)
-            return {"messages": [AIMessage(FALLBACK_REPLY)], "error": _describe(error)}
-        malformed = isinstance(response, AIMessage) and not response.tool_calls
-        if malformed and response.invalid_tool_calls:
-            bad = ", ".join(str(call.get("name")) for call in response.invalid_tool_calls)
-            return {
-                "messages": [AIMessage(FALLBACK_REPLY)],
-                "error": f"malformed tool call from the model: {bad}",
-            }
-        return {"messages": [response]}
+            return {"messages": [AIMessage(FALLBACK_REPLY)], "error": describe(error)}
+        refused = unusable_answer(response)
+        if refused is not None:
+            log.warning("unusable model answer", reason=refused)
+            return {"messages": [AIMessage(FALLBACK_REPLY)], "error": refused}
+        return {"messages": [cleaned_answer(response)]}
 
     def after_prepare(state: AgentState) -> Literal["agent", "__end__"]:
         return "__end__" if state.get("silenced") or state.get("reply") else "agent"
@@ -202,7 +257,7 @@ def build_tool_loop(
         context: TurnContext = runtime.context
         produced = state["messages"][state.get("turn_start", 0) :]
         answers = [m for m in produced if isinstance(m, AIMessage)]
-        reply = str(answers[-1].content) if answers else FALLBACK_REPLY
+        reply = (clean_text(answers[-1].text) if answers else "") or FALLBACK_REPLY
         error = state.get("error")
         sources = [state.get("system_prompt", ""), state.get("context_prompt", "")]
         sources += [str(m.content) for m in produced if isinstance(m, ToolMessage)]
@@ -247,7 +302,9 @@ def build_tool_loop(
     graph.add_node("agent", traced_node(name, "agent", agent))
     graph.add_node(
         "tools",
-        _TracedToolNode(name, tools, handle_tool_errors=tool_error_text, awrap_tool_call=InOrder()),
+        _TracedToolNode(
+            name, tools, handle_tool_errors=tool_error_text, awrap_tool_call=ToolGuard()
+        ),
     )
     graph.add_node("finalize", traced_node(name, "finalize", finalize))
     graph.add_edge(START, "prepare")

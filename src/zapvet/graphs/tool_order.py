@@ -27,15 +27,20 @@ class _Batch:
 
 
 class InOrder:
-    """An `awrap_tool_call` interceptor for ToolNode that serialises one message's calls."""
+    """An `awrap_tool_call` interceptor for ToolNode that serialises one message's calls.
 
-    def __init__(self) -> None:
+    Only the first `limit` calls of a message take part (the caller refuses the others
+    before they get here), so a batch always completes and is forgotten.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
         self._batches: dict[tuple[str, ...], _Batch] = {}
+        self._limit = limit
 
     async def __call__(
         self, request: ToolCallRequest, execute: Execute
     ) -> ToolMessage | Command[Any]:
-        calls = _calls_of_last_message(request.state)
+        calls = calls_of_last_message(request.state)[: self._limit]
         key = tuple(str(call.get("id")) for call in calls)
         mine = str(request.tool_call.get("id"))
         if len(calls) < 2 or mine not in key:
@@ -54,7 +59,7 @@ class InOrder:
                 self._batches.pop(key, None)
 
 
-def _calls_of_last_message(state: Any) -> list[dict[str, Any]]:
+def calls_of_last_message(state: Any) -> list[dict[str, Any]]:
     messages = state.get("messages", []) if isinstance(state, dict) else state
     if not messages:
         return []

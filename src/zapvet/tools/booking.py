@@ -8,6 +8,7 @@ double booking.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -241,6 +242,13 @@ def describe_moment(local: datetime) -> str:
     return f"{describe_day(local.date())} às {local:%H:%M}"
 
 
+#: Dates a model may name: anything else is a typo or an attack, and would overflow the
+#: calendar arithmetic (9999-12-31 plus a day) instead of being refused.
+FIRST_YEAR, LAST_YEAR = 1900, 2100
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
+
+
 def parse_local(org: OrgPolicy, day_text: str, time_text: str | None = None) -> datetime:
     """A local date (and time) typed by the model as YYYY-MM-DD and HH:MM, as an aware instant.
 
@@ -248,15 +256,26 @@ def parse_local(org: OrgPolicy, day_text: str, time_text: str | None = None) -> 
         ToolError: malformed or nonexistent.
     """
     try:
+        if not _DATE.fullmatch(day_text.strip()):
+            raise ValueError(day_text)
         day = date.fromisoformat(day_text.strip())
     except ValueError:
-        raise ToolError(f"Data inválida '{day_text}': use o formato AAAA-MM-DD.") from None
+        raise ToolError(f"Data inválida '{day_text[:40]}': use o formato AAAA-MM-DD.") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise ToolError(
+            f"Data fora do intervalo: {day:%d/%m/%Y}. "
+            f"Use uma data entre {FIRST_YEAR} e {LAST_YEAR}."
+        )
     wall = time(0)
     if time_text is not None:
         try:
-            wall = time.fromisoformat(time_text.strip())
+            if not _TIME.fullmatch(time_text.strip()):
+                raise ValueError(time_text)
+            wall = time.fromisoformat(time_text.strip().zfill(5))
         except ValueError:
-            raise ToolError(f"Horário inválido '{time_text}': use o formato HH:MM.") from None
+            raise ToolError(
+                f"Horário inválido '{time_text[:40]}': use o formato HH:MM (00:00 a 23:59)."
+            ) from None
     return datetime.combine(day, wall, tzinfo=org.zone)
 
 
