@@ -56,7 +56,7 @@ def _settings() -> Settings:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        _fail(str(exc), "fix or unset that environment variable", 2)
+        _fail(str(exc), "fix or unset that variable (in the environment or in .env)", 2)
     setup_logging(settings, level=logging.WARNING)
     return settings
 
