@@ -652,8 +652,10 @@ def eval_(
     """Run conversation scenarios on a scratch database and print a pass^k table.
 
     With a real model the scripted outputs are ignored and only each scenario's end state
-    and facts are checked. Exits 1 unless every scenario passes all k runs.
+    and facts are checked. Progress (run i of N, elapsed time) goes to stderr: a bar on a
+    terminal, a line per run otherwise. Exits 1 unless every scenario passes all k runs.
     """
+    from zapvet.evals.progress import eval_progress
     from zapvet.evals.report import render
     from zapvet.evals.runner import ModelFactory
     from zapvet.evals.scenario import ScenarioError, expand_paths, load_scenario
@@ -683,11 +685,7 @@ def eval_(
         def factory() -> Any:
             return build_chat_model(settings, model=name, temperature=None)
 
-    def progress(scenario: Any, attempt: int, run: Any) -> None:
-        mark = "✓" if run.passed else "✗"
-        typer.echo(f"{mark} {scenario.name} ({attempt + 1}/{k})", err=True)
-
-    with _services(settings) as services:
+    with _services(settings) as services, eval_progress(len(loaded) * k, k) as progress:
         summaries = evaluate(
             loaded, services.database_url, k=k, model_factory=factory, progress=progress
         )
