@@ -22,7 +22,8 @@ from zapvet.errors import ConfigError, EmbeddedServiceError, OrgFileError, Zapve
 
 app = typer.Typer(
     name="zapvet",
-    help="WhatsApp attendant for pet shops and veterinary clinics.",
+    help="WhatsApp attendant for pet shops and veterinary clinics.\n\n"
+    "Settings come from the environment and from ./.env (see .env.example).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -478,10 +479,20 @@ def bridge(
 @app.command("worker")
 def worker(
     processes: Annotated[
-        int | None, typer.Option(help="Worker processes (default ZAPVET_WORKER_PROCESSES, 1).")
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="ZAPVET_WORKER_PROCESSES",
+            help="Worker processes (default 1; the variable is also read from .env).",
+        ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Threads per process (default ZAPVET_WORKER_THREADS, 256).")
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="ZAPVET_WORKER_THREADS",
+            help="Threads per process (default 256; the variable is also read from .env).",
+        ),
     ] = None,
     shutdown_timeout: Annotated[
         int, typer.Option(help="Seconds a stopping worker waits for turns in flight.")
