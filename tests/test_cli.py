@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+import typer
+from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_ORG, libpq_url
@@ -61,6 +65,37 @@ def test_every_command_has_its_own_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+def _commands(group: TyperGroup, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        if isinstance(command, TyperGroup):
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name)
+
+
+def test_options_that_read_an_environment_variable_say_so_in_help() -> None:
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    shown = set()
+    for path in _commands(root):
+        command: Any = root
+        for name in path:
+            command = command.commands[name]
+        names = [p.envvar for p in command.params if isinstance(p, TyperOption) and p.envvar]
+        if names:
+            result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+            for name in names:
+                assert f"[env var: {name}]" in result.output, (path, name)
+                shown.add(name)
+    assert {"ZAPVET_WORKER_PROCESSES", "ZAPVET_WORKER_THREADS"} <= shown
+
+
+def test_a_bad_option_variable_names_it_before_anything_starts() -> None:
+    result = runner.invoke(app, ["worker"], env={"ZAPVET_WORKER_THREADS": "0", "COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "(env var: 'ZAPVET_WORKER_THREADS')" in result.output
 
 
 def test_an_invalid_setting_names_the_variable() -> None:

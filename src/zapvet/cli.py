@@ -22,7 +22,8 @@ from zapvet.errors import ConfigError, EmbeddedServiceError, OrgFileError, Zapve
 
 app = typer.Typer(
     name="zapvet",
-    help="WhatsApp attendant for pet shops and veterinary clinics.",
+    help="WhatsApp attendant for pet shops and veterinary clinics.\n\n"
+    "Settings come from the environment and from ./.env (see .env.example).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -56,7 +57,7 @@ def _settings() -> Settings:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        _fail(str(exc), "fix or unset that environment variable", 2)
+        _fail(str(exc), "fix or unset that variable (in the environment or in .env)", 2)
     setup_logging(settings, level=logging.WARNING)
     return settings
 
@@ -478,10 +479,20 @@ def bridge(
 @app.command("worker")
 def worker(
     processes: Annotated[
-        int | None, typer.Option(help="Worker processes (default ZAPVET_WORKER_PROCESSES, 1).")
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="ZAPVET_WORKER_PROCESSES",
+            help="Worker processes (default 1; the variable is also read from .env).",
+        ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Threads per process (default ZAPVET_WORKER_THREADS, 256).")
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="ZAPVET_WORKER_THREADS",
+            help="Threads per process (default 256; the variable is also read from .env).",
+        ),
     ] = None,
     shutdown_timeout: Annotated[
         int, typer.Option(help="Seconds a stopping worker waits for turns in flight.")
@@ -652,8 +663,10 @@ def eval_(
     """Run conversation scenarios on a scratch database and print a pass^k table.
 
     With a real model the scripted outputs are ignored and only each scenario's end state
-    and facts are checked. Exits 1 unless every scenario passes all k runs.
+    and facts are checked. Progress (run i of N, elapsed time) goes to stderr: a bar on a
+    terminal, a line per run otherwise. Exits 1 unless every scenario passes all k runs.
     """
+    from zapvet.evals.progress import eval_progress
     from zapvet.evals.report import render
     from zapvet.evals.runner import ModelFactory
     from zapvet.evals.scenario import ScenarioError, expand_paths, load_scenario
@@ -683,11 +696,7 @@ def eval_(
         def factory() -> Any:
             return build_chat_model(settings, model=name, temperature=None)
 
-    def progress(scenario: Any, attempt: int, run: Any) -> None:
-        mark = "✓" if run.passed else "✗"
-        typer.echo(f"{mark} {scenario.name} ({attempt + 1}/{k})", err=True)
-
-    with _services(settings) as services:
+    with _services(settings) as services, eval_progress(len(loaded) * k, k) as progress:
         summaries = evaluate(
             loaded, services.database_url, k=k, model_factory=factory, progress=progress
         )

