@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Sourced by the other scripts: make .venv (Python >= 3.11) and install zapvet into it,
-# again only when pyproject.toml changed since the last install.
+# Sourced by the other scripts: make .venv (Python 3.11 to 3.14, as requires-python in
+# pyproject.toml says) and install zapvet into it, again only when pyproject.toml changed
+# since the last install.
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-  echo "error: zapvet needs Python 3.11 or newer as \$PYTHON (now: $("$PYTHON" --version 2>&1))" >&2
+if ! "$PYTHON" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 14))' 2>/dev/null; then
+  echo "error: zapvet needs Python 3.11 to 3.14 as \$PYTHON (now: $("$PYTHON" --version 2>&1))" >&2
   exit 1
 fi
 if [ ! -x .venv/bin/python ]; then
