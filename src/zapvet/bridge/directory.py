@@ -133,7 +133,12 @@ async def owner_number_for(session: AsyncSession, org_id: int, contact_id: int) 
 async def open_conversation(
     session: AsyncSession, org_id: int, contact_id: int, now: datetime
 ) -> Conversation:
-    """The contact's conversation that is not closed, opened now if there is none."""
+    """The contact's conversation that is not closed, opened now if there is none.
+
+    The one way to open a conversation: a webhook and an owner's message to the same client
+    may both find none and insert; the loser of the one-open-conversation index takes the
+    winner's row.
+    """
     for _ in range(3):
         found = (
             await session.exec(
@@ -156,5 +161,5 @@ async def open_conversation(
                 await session.flush()
             return created
         except sa_exc.IntegrityError:
-            continue  # opened concurrently by another webhook
+            continue  # opened concurrently (a webhook, an owner's message): look again
     raise RuntimeError("could not open the conversation")

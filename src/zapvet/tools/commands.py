@@ -17,6 +17,7 @@ from typing import Any
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.bridge.directory import open_conversation
 from zapvet.errors import ToolError
 from zapvet.models import (
     AISettings,
@@ -236,7 +237,7 @@ async def _hand_back(job: Job) -> str:
 
 async def _send_message(job: Job) -> str:
     session, owner, p, now = job.session, job.owner, job.payload, job.now
-    conversation = await client_conversation(session, owner.organization_id, p["contact_id"])
+    conversation = await open_conversation(session, owner.organization_id, p["contact_id"], now)
     instance = (
         await session.exec(
             select(WhatsAppInstance).where(
@@ -257,24 +258,6 @@ async def _send_message(job: Job) -> str:
     session.add(message)
     await _audit(job, "send_message", message, None)
     return "Feito: a mensagem foi colocada na fila de envio para o cliente."
-
-
-async def client_conversation(session: AsyncSession, org_id: int, contact_id: int) -> Conversation:
-    """The contact's open conversation, opened now if there is none."""
-    found = (
-        await session.exec(
-            select(Conversation).where(
-                Conversation.organization_id == org_id,
-                Conversation.contact_id == contact_id,
-                Conversation.status != "closed",
-            )
-        )
-    ).first()
-    if found is None:
-        found = Conversation(organization_id=org_id, contact_id=contact_id)
-        session.add(found)
-        await session.flush()
-    return found
 
 
 EXECUTORS: dict[str, Executor] = {
