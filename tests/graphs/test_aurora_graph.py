@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from tests.conftest import second_shop
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.aurora.graph import NOT_AN_OWNER, build_graph
+from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
@@ -117,6 +118,45 @@ async def test_a_command_runs_only_after_the_owners_yes(
         owner.owner_number_id,
     )
     assert audit.before is None and audit.after is not None and audit.after["id"] == booked.id
+
+
+@pytest.mark.parametrize(("registered", "said"), [("Ônix", "Onix"), ("Onix", "ônix")])
+async def test_owner_and_customer_name_a_pet_by_the_same_rule(
+    deps: ToolDeps,
+    owner: AuroraContext,
+    client_context: ClientContext,
+    session: Session,
+    registered: str,
+    said: str,
+) -> None:
+    """ "Onix" and "Ônix" are one pet for the customer's tools and for Aurora's."""
+
+    async def customer(tool: str, **args: object) -> str:
+        model = ScriptedChatModel(
+            script=[AIMessage("", tool_calls=[call(tool, **args)]), AIMessage("ok")]
+        )
+        turn = await run_turn(build_client_graph(model, deps), client_context, [HumanMessage("Oi")])
+        (answer,) = [m for m in turn.messages if m.type == "tool"]
+        assert getattr(answer, "status", "success") == "success", answer.content
+        return str(answer.content)
+
+    await customer("register_pet", name=registered, species="gato")
+    again = await customer("register_pet", name=said, species="gato", age_years=2)
+    slot = {"service_type": "banho", "preferred_date": "2026-11-26", "preferred_time": "11:00"}
+    await customer("book_appointment", pet_name=said, **slot)
+    args = {"client": f"#{client_context.contact_id}", "pet_name": said, "service_type": "banho",
+            "date": "2026-11-26", "time": "10:00"}  # fmt: skip
+    model = ScriptedChatModel(
+        script=[AIMessage("", tool_calls=[call("create_appointment", **args)]), AIMessage("Ok?")]
+    )
+    await run_turn(build_graph(model, deps), owner, [HumanMessage("Agenda banho amanhã 10h")])
+
+    assert "já cadastrado" in again
+    (pet,) = session.exec(select(Pet).where(Pet.contact_id == client_context.contact_id)).all()
+    assert (pet.name, pet.age_years) == (registered, 2)
+    assert [a.pet_id for a in session.exec(select(Appointment)).all()] == [pet.id]
+    (proposal,) = session.exec(select(AuroraPendingAction)).all()
+    assert proposal.payload["pet_id"] == pet.id
 
 
 async def test_two_simultaneous_yeses_execute_once(

@@ -354,18 +354,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         async with call(runtime) as c:
             org_id = c.owner.organization_id
             contact = await resolve_client(c.session, org_id, client)
-            pet = next(
-                (
-                    p
-                    for p in await c.session.exec(
-                        select(Pet).where(
-                            Pet.organization_id == org_id, Pet.contact_id == contact.id
-                        )
-                    )
-                    if fold(p.name) == fold(pet_name)
-                ),
-                None,
-            )
+            pet = await booking.find_pet(c.session, org_id, contact.id or 0, pet_name)
             if pet is None:
                 raise ToolError(f"{contact.name or 'O cliente'} não tem pet chamado '{pet_name}'.")
             service = await booking.resolve_service(c.session, org_id, service_type)

@@ -25,6 +25,7 @@ from zapvet.models import (
     BusinessHours,
     Closure,
     Organization,
+    Pet,
     Resource,
     ResourceService,
     Service,
@@ -38,7 +39,7 @@ from zapvet.tools.availability import (
     free_slots,
     nearest_slots,
 )
-from zapvet.tools.catalog import match_services
+from zapvet.tools.catalog import fold, match_services
 
 WEEKDAY_NAMES = (
     "segunda-feira",
@@ -114,6 +115,23 @@ async def resolve_service(session: AsyncSession, organization_id: int, query: st
     if not found:
         raise ToolError(f"Não oferecemos '{query}'. Serviços disponíveis: {names}.")
     raise ToolError(f"'{query}' pode ser: {names}. Pergunte ao cliente qual deles.")
+
+
+async def find_pet(
+    session: AsyncSession, organization_id: int, contact_id: int, name: str
+) -> Pet | None:
+    """The contact's pet called `name`, whatever its case and accents ("onix" is "Ônix").
+
+    The one rule for pet names, for the customer and the owner alike. Compared in Python:
+    SQL lower() leaves "Ô" alone under the C locale, and PostgreSQL has no unaccent here.
+    """
+    wanted = fold(name)
+    rows = await session.exec(
+        select(Pet)
+        .where(Pet.organization_id == organization_id, Pet.contact_id == contact_id)
+        .order_by(col(Pet.id))
+    )
+    return next((pet for pet in rows if fold(pet.name) == wanted), None)
 
 
 async def resource_loads(

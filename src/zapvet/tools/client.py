@@ -102,17 +102,6 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             raise ToolError(f"O agendamento #{appointment_id} não está mais ativo.")
         return found
 
-    async def own_pet(session: AsyncSession, ctx: ClientContext, name: str) -> Pet | None:
-        # Compared in Python: SQL lower() leaves "Ô" alone under the C locale, so "Ônix"
-        # would never match itself and registering it twice would hit the unique index.
-        wanted = name.strip().casefold()
-        rows = await session.exec(
-            select(Pet).where(
-                Pet.organization_id == ctx.organization_id, Pet.contact_id == ctx.contact_id
-            )
-        )
-        return next((pet for pet in rows if pet.name.casefold() == wanted), None)
-
     def not_past(org: booking.OrgPolicy, start: datetime, now: datetime) -> None:
         # Also bounds the search for alternatives, which walks day by day from `start`.
         day = start.astimezone(org.zone).date()
@@ -150,7 +139,7 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             raise ToolError("Idade inválida: informe a idade em anos (0 a 40).")
         kind = _SPECIES.get(species.strip().casefold(), species.strip().casefold())
         async with transaction() as session:
-            pet = await own_pet(session, ctx, name)
+            pet = await booking.find_pet(session, ctx.organization_id, ctx.contact_id, name)
             created = pet is None
             if pet is None:
                 pet = Pet(
@@ -249,7 +238,7 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             org = await booking.load_policy(session, ctx.organization_id)
             start = booking.parse_local(org, preferred_date, preferred_time)
             not_past(org, start, now)
-            pet = await own_pet(session, ctx, pet_name)
+            pet = await booking.find_pet(session, ctx.organization_id, ctx.contact_id, pet_name)
             if pet is None:
                 raise ToolError(
                     f"O pet '{pet_name}' não está cadastrado para este cliente. "
