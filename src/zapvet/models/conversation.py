@@ -134,7 +134,14 @@ def outgoing_message(
     chat_id: str | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Message:
-    """A pending outbox row: the one way a text to send is written, always cleaned first."""
+    """A pending outbox row: the one way a text to send is written, always cleaned first.
+
+    The drain's replies, Aurora's messages to clients and proactive messages all come
+    through here. Two other kinds of outgoing row are not sends and are written where they
+    happen: a staff message typed on the business phone (stored by `bridge.ingest` as
+    received, already `sent`) and the later parts of a split send (`queue.outbox`, `sent`
+    with the provider's ids, pointing at the row they belong to).
+    """
     return Message(
         organization_id=organization_id,
         conversation_id=conversation_id,
