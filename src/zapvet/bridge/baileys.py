@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from zapvet.bridge.events import MessageKind
 from zapvet.bridge.payload import compact, integer, number, objects, sub, text
+from zapvet.models.conversation import MessageType
 
 WRAPPERS = (
     "ephemeralMessage",
@@ -51,7 +51,7 @@ _WAID = re.compile(r"waid=(\d+)", re.IGNORECASE)
 class Content:
     """What a message says, in the shape of `Inbound`'s kind, text and media."""
 
-    kind: MessageKind
+    kind: MessageType
     text: str = ""
     media: dict[str, Any] | None = None
 

@@ -11,18 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-MessageKind = Literal[
-    "text",
-    "image",
-    "audio",
-    "video",
-    "document",
-    "sticker",
-    "location",
-    "contact",
-    "interactive",
-    "other",
-]
+from zapvet.models.conversation import MessageType
+
 DeliveryStatus = Literal["sent", "delivered", "read", "played", "failed"]
 
 
@@ -51,7 +41,7 @@ class Inbound:
     sender: Sender
     from_me: bool
     sent_at: datetime
-    kind: MessageKind
+    kind: MessageType
     text: str = ""
     media: dict[str, Any] | None = None
     reply_to: str | None = None

@@ -23,6 +23,8 @@ from zapvet.models.base import (
 
 ConversationStatus = Literal["active", "escalated", "closed"]
 Direction = Literal["incoming", "outgoing"]
+#: What a message carries, as the parsers read it and the `messages` row stores it; a
+#: "reaction" is only ever a stored row (the parsers report reactions as `Reaction` events).
 MessageType = Literal[
     "text",
     "image",
