@@ -20,13 +20,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from zapvet.bridge.identity import digits_only, normalise_phone, phone_variants
 from zapvet.errors import ToolError
 from zapvet.graphs.aurora.context import AuroraContext
-from zapvet.models import Appointment, AuroraOwnerNumber, Contact, Conversation, Pet, Service
+from zapvet.models import Appointment, Contact, Conversation, Pet, Service
 from zapvet.money import format_brl
 from zapvet.tools import analytics, booking
 from zapvet.tools.availability import group_by_period
 from zapvet.tools.catalog import fold
 from zapvet.tools.client import result
-from zapvet.tools.commands import Owner, for_owner, propose
+from zapvet.tools.commands import Owner, for_owner, owner_number, propose
 from zapvet.tools.deps import ToolDeps
 
 _ID = re.compile(r"^#?(\d{1,9})$")
@@ -93,16 +93,12 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
     @asynccontextmanager
     async def call(runtime: ToolRuntime[AuroraContext]) -> AsyncIterator[_Call]:
         context = _context(runtime)
+        owner = Owner(context.organization_id, context.owner_number_id)
         async with deps.sessions() as session, session.begin():
-            number = await session.get(AuroraOwnerNumber, context.owner_number_id)
-            if (
-                number is None
-                or number.organization_id != context.organization_id
-                or not number.is_active
-            ):
+            if await owner_number(session, owner) is None:
                 raise ToolError("Este número não está autorizado a usar a Aurora.")
             org = await booking.load_policy(session, context.organization_id)
-            yield _Call(session, Owner(context.organization_id, context.owner_number_id), org)
+            yield _Call(session, owner, org)
 
     def day_of(org: booking.OrgPolicy, text: str) -> Any:
         return booking.parse_local(org, text).date()

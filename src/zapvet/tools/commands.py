@@ -23,6 +23,7 @@ from zapvet.models import (
     AISettings,
     Appointment,
     AuditLog,
+    AuroraOwnerNumber,
     AuroraPendingAction,
     Contact,
     Conversation,
@@ -39,6 +40,18 @@ class Owner:
 
     organization_id: int
     owner_number_id: int
+
+
+async def owner_number(session: AsyncSession, owner: Owner) -> AuroraOwnerNumber | None:
+    """The owner's number while it is active in that organization; None when it is not.
+
+    Checked on every Aurora turn and every Aurora tool call: a number deactivated (or
+    forged into another organization's context) mid-conversation loses access at once.
+    """
+    number = await session.get(AuroraOwnerNumber, owner.owner_number_id)
+    if number is None or number.organization_id != owner.organization_id:
+        return None
+    return number if number.is_active else None
 
 
 def for_owner(org: booking.OrgPolicy) -> booking.OrgPolicy:

@@ -19,7 +19,7 @@ from zapvet.graphs.aurora.prompts import AuroraSnapshot, render_context, render_
 from zapvet.graphs.loop import build_tool_loop, latest_text, turn_fields
 from zapvet.graphs.replies import confirmation
 from zapvet.graphs.state import AgentState
-from zapvet.models import AISettings, AuroraOwnerNumber, Conversation
+from zapvet.models import AISettings, Conversation
 from zapvet.tools import booking, commands
 from zapvet.tools.aurora import make_aurora_tools
 from zapvet.tools.deps import ToolDeps
@@ -39,12 +39,8 @@ def build_graph(
         now = deps.clock()
         owner = commands.Owner(context.organization_id, context.owner_number_id)
         async with deps.sessions() as session, session.begin():
-            number = await session.get(AuroraOwnerNumber, context.owner_number_id)
-            if (
-                number is None
-                or number.organization_id != owner.organization_id
-                or not number.is_active
-            ):
+            number = await commands.owner_number(session, owner)
+            if number is None:
                 return {"reply": NOT_AN_OWNER, "turn_start": len(state["messages"])}
             org = await booking.load_policy(session, owner.organization_id)
             fields = turn_fields(
