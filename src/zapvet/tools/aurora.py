@@ -81,6 +81,7 @@ async def resolve_client(session: AsyncSession, org_id: int, query: str) -> Cont
 
 
 def _loosely_matches(contact: Contact, query: str) -> bool:
+    """Part of the name (any case and accents) or part of the phone's digits."""
     digits = digits_only(query)
     if fold(query) and fold(query) in fold(contact.name or ""):
         return True
@@ -270,16 +271,10 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
             try:
                 contacts = [await resolve_client(c.session, org_id, query)]
             except ToolError:
-                wanted = fold(query)
-                contacts = [
-                    x
-                    for x in await c.session.exec(
-                        select(Contact).where(Contact.organization_id == org_id)
-                    )
-                    if wanted in fold(x.name or "")
-                    or digits_only(query)
-                    and digits_only(query) in (x.phone or "")
-                ][:10]
+                everyone = await c.session.exec(
+                    select(Contact).where(Contact.organization_id == org_id)
+                )
+                contacts = [x for x in everyone if _loosely_matches(x, query)][:10]
             found = []
             for contact in contacts:
                 pets = await c.session.exec(
