@@ -87,6 +87,27 @@ def _json(raw: bytes) -> Any:
         raise _Refused(_error(422, "invalid_json", "the body nests too deeply")) from None
 
 
+async def _answered(webhook: Awaitable[Response]) -> Response:
+    """The webhook's response, or the 4xx/503 that each failure it may meet deserves."""
+    try:
+        return await webhook
+    except _Refused as refused:
+        return refused.response
+    except PayloadError as bad:
+        return _error(422, "invalid_payload", bad.message)
+    except (sa_exc.DataError, UnicodeEncodeError):  # rolled back: NUL, lone surrogate, too long
+        return _error(422, "invalid_payload", _UNSTORABLE)
+    # TimeoutError: no pooled connection within 30 s (a burst); 503 makes the gateway retry.
+    except (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        OSError,
+    ) as down:
+        log.error("database unavailable", error_type=type(down).__name__)
+        return _error(503, "unavailable", "storage is unavailable; retry later")
+
+
 async def _instance(session: AsyncSession, provider: str, key: str) -> WhatsAppInstance | None:
     return (
         await session.exec(
@@ -158,44 +179,26 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
 
     async def evolution(request: Request, instance_name: str, event: str | None) -> Response:
         state = state_of(request)
-        try:
-            raw = await _body(request)
-            async with state.sessions() as session:
-                instance = await _instance(session, "evolution", instance_name)
-                if instance is None:
-                    return _error(
-                        404, "unknown_instance", f"no Evolution instance {instance_name!r}"
-                    )
-                token = request.headers.get("x-webhook-token", "")
-                if not instance.webhook_token or not hmac.compare_digest(
-                    token.encode(), instance.webhook_token.encode()
-                ):
-                    return _error(401, "unauthorized", "missing or wrong X-Webhook-Token")
-                events = parse_evolution(_json(raw), event=event)
-                return await accept(state, [(instance, events)], session)
-        except _Refused as refused:
-            return refused.response
-        except PayloadError as bad:
-            return _error(422, "invalid_payload", bad.message)
-        except (sa_exc.DataError, UnicodeEncodeError):  # rolled back: NUL, lone surrogate, too long
-            return _error(422, "invalid_payload", _UNSTORABLE)
-        # TimeoutError: no pooled connection within 30 s (a burst); 503 makes the gateway retry.
-        except (
-            sa_exc.OperationalError,
-            sa_exc.InterfaceError,
-            sa_exc.TimeoutError,
-            OSError,
-        ) as down:
-            log.error("database unavailable", error_type=type(down).__name__)
-            return _error(503, "unavailable", "storage is unavailable; retry later")
+        raw = await _body(request)
+        async with state.sessions() as session:
+            instance = await _instance(session, "evolution", instance_name)
+            if instance is None:
+                return _error(404, "unknown_instance", f"no Evolution instance {instance_name!r}")
+            token = request.headers.get("x-webhook-token", "")
+            if not instance.webhook_token or not hmac.compare_digest(
+                token.encode(), instance.webhook_token.encode()
+            ):
+                return _error(401, "unauthorized", "missing or wrong X-Webhook-Token")
+            events = parse_evolution(_json(raw), event=event)
+            return await accept(state, [(instance, events)], session)
 
     @app.post("/webhooks/evolution/{instance}")
     async def evolution_webhook(request: Request, instance: str) -> Response:
-        return await evolution(request, instance, None)
+        return await _answered(evolution(request, instance, None))
 
     @app.post("/webhooks/evolution/{instance}/{event}")
     async def evolution_event_webhook(request: Request, instance: str, event: str) -> Response:
-        return await evolution(request, instance, event)
+        return await _answered(evolution(request, instance, event))
 
     @app.get("/webhooks/cloud")
     async def cloud_verify(request: Request) -> Response:
@@ -215,53 +218,38 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
             return PlainTextResponse(challenge)
         return _error(403, "forbidden", "verification token does not match")
 
+    async def cloud(request: Request) -> Response:
+        state = state_of(request)
+        raw = await _body(request)
+        grouped: dict[str, list[Event]] = {}
+        for phone_number_id, event in parse_cloud(_json(raw)):
+            grouped.setdefault(phone_number_id, []).append(event)
+        signature = request.headers.get("x-hub-signature-256", "")
+        async with state.sessions() as session:
+            instances = {}
+            for phone_number_id in grouped:
+                instance = await _instance(session, "cloud", phone_number_id)
+                if instance is None:
+                    return _error(404, "unknown_instance", f"no phone_number_id {phone_number_id}")
+                expected = (
+                    "sha256="
+                    + hmac.new(
+                        (instance.app_secret or "").encode(), raw, hashlib.sha256
+                    ).hexdigest()
+                )
+                if not instance.app_secret or not hmac.compare_digest(
+                    signature.encode(), expected.encode()
+                ):
+                    return _error(401, "unauthorized", "missing or wrong X-Hub-Signature-256")
+                instances[phone_number_id] = instance
+            if not grouped:
+                return JSONResponse({"status": "ok", "stored": 0, "duplicates": 0})
+            batches = [(instances[key], events) for key, events in grouped.items()]
+            return await accept(state, batches, session)
+
     @app.post("/webhooks/cloud")
     async def cloud_webhook(request: Request) -> Response:
-        state = state_of(request)
-        try:
-            raw = await _body(request)
-            grouped: dict[str, list[Event]] = {}
-            for phone_number_id, event in parse_cloud(_json(raw)):
-                grouped.setdefault(phone_number_id, []).append(event)
-            signature = request.headers.get("x-hub-signature-256", "")
-            async with state.sessions() as session:
-                instances = {}
-                for phone_number_id in grouped:
-                    instance = await _instance(session, "cloud", phone_number_id)
-                    if instance is None:
-                        return _error(
-                            404, "unknown_instance", f"no phone_number_id {phone_number_id}"
-                        )
-                    expected = (
-                        "sha256="
-                        + hmac.new(
-                            (instance.app_secret or "").encode(), raw, hashlib.sha256
-                        ).hexdigest()
-                    )
-                    if not instance.app_secret or not hmac.compare_digest(
-                        signature.encode(), expected.encode()
-                    ):
-                        return _error(401, "unauthorized", "missing or wrong X-Hub-Signature-256")
-                    instances[phone_number_id] = instance
-                if not grouped:
-                    return JSONResponse({"status": "ok", "stored": 0, "duplicates": 0})
-                batches = [(instances[key], events) for key, events in grouped.items()]
-                return await accept(state, batches, session)
-        except _Refused as refused:
-            return refused.response
-        except PayloadError as bad:
-            return _error(422, "invalid_payload", bad.message)
-        except (sa_exc.DataError, UnicodeEncodeError):  # rolled back: NUL, lone surrogate, too long
-            return _error(422, "invalid_payload", _UNSTORABLE)
-        # TimeoutError: no pooled connection within 30 s (a burst); 503 makes the gateway retry.
-        except (
-            sa_exc.OperationalError,
-            sa_exc.InterfaceError,
-            sa_exc.TimeoutError,
-            OSError,
-        ) as down:
-            log.error("database unavailable", error_type=type(down).__name__)
-            return _error(503, "unavailable", "storage is unavailable; retry later")
+        return await _answered(cloud(request))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
