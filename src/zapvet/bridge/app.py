@@ -7,7 +7,6 @@ pending rows. Bad input gets a 4xx with a JSON body, never a 500.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from zapvet.bridge.cloud import parse_cloud
+from zapvet.bridge.cloud import parse_cloud, signed
 from zapvet.bridge.events import Event, Inbound, PayloadError
 from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import IngestReport, ingest
@@ -231,15 +230,7 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                 instance = await _instance(session, "cloud", phone_number_id)
                 if instance is None:
                     return _error(404, "unknown_instance", f"no phone_number_id {phone_number_id}")
-                expected = (
-                    "sha256="
-                    + hmac.new(
-                        (instance.app_secret or "").encode(), raw, hashlib.sha256
-                    ).hexdigest()
-                )
-                if not instance.app_secret or not hmac.compare_digest(
-                    signature.encode(), expected.encode()
-                ):
+                if not signed(raw, signature, instance.app_secret):
                     return _error(401, "unauthorized", "missing or wrong X-Hub-Signature-256")
                 instances[phone_number_id] = instance
             if not grouped:

@@ -3,10 +3,14 @@
 One webhook may carry several entries and changes, for several of our numbers; each event
 comes back paired with the `metadata.phone_number_id` it belongs to, which names the
 instance. Changes without a phone number id (account or template news) yield nothing.
+Meta signs each body with the app secret (`X-Hub-Signature-256`); `signature` is that
+header, computed here only, for the bridge that checks it and the fake that sends it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +40,19 @@ from zapvet.bridge.payload import (
     text,
     timestamp,
 )
+
+
+def signature(body: bytes, app_secret: str) -> str:
+    """The `X-Hub-Signature-256` value Meta sends with `body`: "sha256=" and the hex HMAC."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed(body: bytes, header: str, app_secret: str | None) -> bool:
+    """Whether `header` is `body`'s signature with `app_secret`; never without a secret."""
+    if not app_secret:
+        return False
+    return hmac.compare_digest(header.encode(), signature(body, app_secret).encode())
+
 
 _DELIVERY: dict[str, DeliveryStatus] = {
     "sent": "sent",

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import hmac
 import http
 import json
 import secrets
@@ -32,6 +31,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from zapvet.bridge.cloud import signature
 
 #: How long `start()` waits for uvicorn to listen before giving up.
 STARTUP_TIMEOUT_S = 10.0
@@ -455,11 +456,8 @@ class FakeCloudAPI(_GatewayServer):
         """`payload` serialised as Meta sends it: compact, non-ASCII escaped (`\\u00e3`)."""
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
 
-    @staticmethod
-    def sign(body: bytes, app_secret: str) -> str:
-        """The `X-Hub-Signature-256` header value Meta sends with `body`."""
-        digest = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-        return f"sha256={digest}"
+    #: The `X-Hub-Signature-256` header value Meta sends with a body: the bridge's own rule.
+    sign = staticmethod(signature)
 
     def _routes(self) -> list[Route]:
         return [Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"])]
