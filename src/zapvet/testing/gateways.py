@@ -15,7 +15,6 @@ import hashlib
 import http
 import json
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -26,16 +25,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from zapvet.bridge.cloud import signature
+from zapvet.testing.serving import BackgroundServer
 
-#: How long `start()` waits for uvicorn to listen before giving up.
-STARTUP_TIMEOUT_S = 10.0
 #: The Cloud API's limit on `text.body`.
 CLOUD_TEXT_LIMIT = 4096
 
@@ -73,7 +70,7 @@ OnSend = Callable[[SentText], None]
 
 
 class _GatewayServer:
-    """uvicorn on its own event loop in a background thread, plus recording and faults.
+    """A `BackgroundServer` (uvicorn on its own loop and thread), plus recording and faults.
 
     Every wait is asynchronous and ends early on `stop()`, so a stalled request never holds
     up shutdown; a request cut short that way is answered 503 and nothing is sent.
@@ -89,9 +86,7 @@ class _GatewayServer:
         self._requests: list[RecordedRequest] = []
         self._sent: list[SentText] = []
         self._faults: deque[_Fault] = deque()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: BackgroundServer | None = None
         self._stopping: asyncio.Event | None = None
 
     @property
@@ -132,46 +127,31 @@ class _GatewayServer:
         Raises:
             RuntimeError: already started, or uvicorn did not come up in time.
         """
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError(f"the {self._name} is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        # Bound to the server's loop by its first wait; `on_stop` sets it on that loop.
+        stopping = asyncio.Event()
+        server = BackgroundServer(
             Starlette(routes=self._routes()),
+            port=self._port,
+            name=self._name,
             lifespan="off",
-            ws="none",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            timeout_graceful_shutdown=2,
+            on_stop=stopping.set,
         )
-        self._server = server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._run, args=(server, sock), name=self._name, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                sock.close()
-                raise RuntimeError(f"the {self._name} did not start")
-            time.sleep(0.005)
+        self._stopping = stopping
+        try:
+            server.start()
+        except RuntimeError:
+            self._stopping = None
+            raise
+        self._server, self._port = server, server.port
 
     def stop(self) -> None:
         """Answer pending requests at once, close every connection and join the thread."""
-        if self._server is None or self._thread is None:
-            return
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
-            # The loop may close between the check and the call if uvicorn died on its own.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-        self._server.should_exit = True
-        self._thread.join()
-        self._server = self._thread = self._loop = self._stopping = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        self._stopping = None
 
     def __enter__(self) -> Self:
         self.start()
@@ -192,15 +172,6 @@ class _GatewayServer:
 
     def _routes(self) -> list[Route]:
         raise NotImplementedError
-
-    def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            await server.serve(sockets=[sock])
-
-        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(serve())
 
     async def _receive(self, request: Request) -> tuple[Any, _Fault | None]:
         """Record `request`, and take the next scripted fault, if any."""

@@ -9,7 +9,6 @@ import itertools
 import json
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -20,14 +19,13 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-#: How long `start()` waits for uvicorn to listen before giving up.
-STARTUP_TIMEOUT_S = 10.0
+from zapvet.testing.serving import BackgroundServer
+
 #: Characters of tool-call arguments per streamed chunk; small enough that clients must join.
 _ARGUMENT_CHUNK = 16
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
@@ -97,9 +95,7 @@ class FakeOpenAIServer:
         self._in_flight = 0
         self._peak_in_flight = 0
         self._ids = itertools.count(1)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: BackgroundServer | None = None
         self._stopping: asyncio.Event | None = None
 
     def enqueue(self, *replies: Reply) -> None:
@@ -138,46 +134,31 @@ class FakeOpenAIServer:
         Raises:
             RuntimeError: already started, or uvicorn did not come up in time.
         """
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError("the fake OpenAI server is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        # Bound to the server's loop by its first wait; `on_stop` sets it on that loop.
+        stopping = asyncio.Event()
+        server = BackgroundServer(
             self._app(),
+            port=self._port,
+            name="fake-openai-server",
             lifespan="off",
-            ws="none",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            timeout_graceful_shutdown=2,
+            on_stop=stopping.set,
         )
-        self._server = server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._run, args=(server, sock), name="fake-openai-server", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                sock.close()
-                raise RuntimeError("the fake OpenAI server did not start")
-            time.sleep(0.005)
+        self._stopping = stopping
+        try:
+            server.start()
+        except RuntimeError:
+            self._stopping = None
+            raise
+        self._server, self._port = server, server.port
 
     def stop(self) -> None:
         """Answer pending requests at once, close every connection and join the thread."""
-        if self._server is None or self._thread is None:
-            return
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
-            # The loop may close between the check and the call if uvicorn died on its own.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-        self._server.should_exit = True
-        self._thread.join()
-        self._server = self._thread = self._loop = self._stopping = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        self._stopping = None
 
     def __enter__(self) -> Self:
         self.start()
@@ -190,15 +171,6 @@ class FakeOpenAIServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            await server.serve(sockets=[sock])
-
-        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(serve())
 
     def _app(self) -> Starlette:
         return Starlette(
