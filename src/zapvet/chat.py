@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from zapvet import db
 from zapvet.bridge.identity import normalise_phone, phone_key
-from zapvet.errors import ZapvetError
+from zapvet.errors import ChatError as ChatError
 from zapvet.models import Organization, WhatsAppInstance
 from zapvet.testing.gateways import FakeEvolutionAPI
 
@@ -47,10 +47,6 @@ _IN_FLIGHT = text(
             OR (m.direction = 'outgoing' AND m.status IN ('pending', 'sending')))
     """
 )
-
-
-class ChatError(ZapvetError):
-    """The organization or its Evolution instance cannot be found."""
 
 
 @dataclass(frozen=True)

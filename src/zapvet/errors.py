@@ -1,13 +1,27 @@
 """The one exception tree of zapvet.
 
     ZapvetError
-    ├── ConfigError            a setting is missing or invalid (names the variable)
-    ├── EmbeddedServiceError   an embedded PostgreSQL or Redis could not start or stop
-    ├── OrgFileError           an organization file is invalid (one or more OrgFileProblem)
-    ├── TransientError         worth retrying: the world may be different in a moment
-    └── PermanentError         retrying cannot help; fail the work at once
-        └── ToolError          an agent tool refused; `message` is pt-BR text for the model
-            └── SlotTakenError the requested time is not (or no longer) free; has alternatives
+    ├── ConfigError              a setting is missing or invalid (names the variable)
+    ├── EmbeddedServiceError     an embedded PostgreSQL or Redis could not start or stop
+    ├── OrgFileError             an organization file is invalid (one or more OrgFileProblem)
+    ├── ScenarioError            a scenario file for `zapvet eval` is missing or invalid
+    ├── ChatError                `zapvet chat` finds no such organization or Evolution instance
+    ├── StudioContextError       no organization for a LangGraph Studio context
+    ├── PhoenixError             Phoenix is not installed or did not start
+    ├── TransientError           worth retrying: the world may be different in a moment
+    │   └── SendError            a send failed on the way (timeout, 5xx, 429); status, detail
+    └── PermanentError           retrying cannot help; fail the work at once
+        ├── RejectedSend         the provider refused a send for good; status, detail
+        ├── PayloadError         a webhook body is not what the provider sends (422); message
+        ├── ScriptExhaustedError a scripted model was called more often than it has replies
+        └── ToolError            an agent tool refused; `message` is pt-BR text for the model
+            └── SlotTakenError   the requested time is not (or no longer) free; has alternatives
+
+Two private signals, each caught where it is raised, subclass it too:
+`bridge.app._Refused` (PermanentError: a body refused before parsing, with its response)
+and `queue.drain._Raced` (ZapvetError: another drain answered first; roll back).
+The leaves are re-exported where they are raised (`bridge.senders`, `bridge.events`,
+`llm.scripted`, `chat`, `evals.scenario`, `graphs.studio`, `otel.phoenix`).
 
 Errors carry fields, not formatted strings; `str(error)` renders them for people.
 HTTP status mapping lives in `zapvet.bridge` only.
@@ -68,12 +82,62 @@ class OrgFileError(ZapvetError):
         super().__init__(f"{self.path} is not a valid organization file:\n{listing}")
 
 
+class ScenarioError(ZapvetError):
+    """A scenario file is missing or invalid."""
+
+
+class ChatError(ZapvetError):
+    """The organization or its Evolution instance cannot be found."""
+
+
+class StudioContextError(ZapvetError):
+    """The organization named for a Studio context does not exist."""
+
+
+class PhoenixError(ZapvetError):
+    """Phoenix is missing or did not start."""
+
+
 class TransientError(ZapvetError):
     """A failure that may succeed when retried (timeouts, 5xx, lost connections)."""
 
 
+def _http(status: int | None, detail: str) -> str:
+    return f"HTTP {status}: {detail}" if status is not None else detail
+
+
+class SendError(TransientError):
+    """The send may succeed if retried: no answer in time, a dropped connection, 5xx or 429."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(_http(status, detail))
+
+
 class PermanentError(ZapvetError):
     """A failure that retrying cannot fix (bad input, 4xx, missing rows)."""
+
+
+class RejectedSend(PermanentError):
+    """The provider refused the message and will refuse it again; do not retry."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(_http(status, detail))
+
+
+class PayloadError(PermanentError):
+    """The payload is not what the provider sends; the webhook answers 422 with `message`."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class ScriptExhaustedError(PermanentError):
+    """The model was called more often than its script has replies."""
 
 
 class ToolError(PermanentError):

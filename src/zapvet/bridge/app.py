@@ -28,6 +28,7 @@ from zapvet.bridge.cloud import parse_cloud, signed
 from zapvet.bridge.events import Event, Inbound, PayloadError
 from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import IngestReport, ingest
+from zapvet.errors import PermanentError
 from zapvet.logging import get_logger
 from zapvet.models import WhatsAppInstance
 from zapvet.otel.exposition import render
@@ -59,7 +60,9 @@ def _error(status: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status)
 
 
-class _Refused(Exception):
+class _Refused(PermanentError):
+    """A body refused before parsing (too large, not JSON); `response` says why."""
+
     def __init__(self, response: Response) -> None:
         self.response = response
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from zapvet.errors import PayloadError as PayloadError
 from zapvet.models.conversation import MessageType
 
 DeliveryStatus = Literal["sent", "delivered", "read", "played", "failed"]
@@ -96,11 +97,3 @@ class Ignored:
 
 
 Event = Inbound | Edit | Delete | Reaction | Status | Ignored
-
-
-class PayloadError(ValueError):
-    """The payload is not what the provider sends; the webhook answers 422 with `message`."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)

@@ -4,7 +4,8 @@
     RejectedSend(PermanentError)  the provider refused for good: bad key, unknown instance or
                                   number, invalid body (other 4xx), or a reply with no id
 
-Both carry the HTTP `status` (None when no response came) and the provider's own `detail`.
+Both live in `zapvet.errors` and carry the HTTP `status` (None when no response came) and
+the provider's own `detail`.
 Neither the credentials nor the message text ever appear in them: the detail is scrubbed of
 both, because a provider may echo what it was sent.
 """
@@ -17,7 +18,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from zapvet.errors import ConfigError, PermanentError, TransientError
+from zapvet.errors import ConfigError
+from zapvet.errors import RejectedSend as RejectedSend
+from zapvet.errors import SendError as SendError
 from zapvet.models.whatsapp import WhatsAppInstance
 
 #: Seconds for the whole request; a hung gateway must fail the attempt, not the worker.
@@ -28,24 +31,6 @@ _REDACTED = "[redacted]"
 _BSUID = re.compile(r"[A-Z]{2}\.\w+")
 # Meta answers throttling and outages with these codes, often under HTTP 400.
 _CLOUD_TRANSIENT_CODES = frozenset({2, 4, 80007, 130429, 131000, 131016, 131056, 133004})
-
-
-class SendError(TransientError):
-    """The send may succeed if retried: no answer in time, a dropped connection, 5xx or 429."""
-
-    def __init__(self, status: int | None, detail: str) -> None:
-        self.status = status
-        self.detail = detail
-        super().__init__(_describe(status, detail))
-
-
-class RejectedSend(PermanentError):
-    """The provider refused the message and will refuse it again; do not retry."""
-
-    def __init__(self, status: int | None, detail: str) -> None:
-        self.status = status
-        self.detail = detail
-        super().__init__(_describe(status, detail))
 
 
 class Sender(Protocol):
@@ -262,10 +247,6 @@ def _scrub(detail: str, secrets: tuple[str, ...]) -> str:
     if len(detail) > _DETAIL_LIMIT:
         detail = detail[:_DETAIL_LIMIT] + "…"
     return detail
-
-
-def _describe(status: int | None, detail: str) -> str:
-    return f"HTTP {status}: {detail}" if status is not None else detail
 
 
 def _setting(instance: WhatsAppInstance, field: str) -> str:

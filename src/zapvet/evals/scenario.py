@@ -34,11 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from zapvet.errors import ZapvetError
-
-
-class ScenarioError(ZapvetError):
-    """A scenario file is missing or invalid."""
+from zapvet.errors import ScenarioError as ScenarioError
 
 
 class _Strict(BaseModel):

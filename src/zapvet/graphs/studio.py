@@ -27,7 +27,7 @@ from zapvet.bridge.events import Sender
 from zapvet.bridge.identity import normalise_phone
 from zapvet.config import load_settings, normalise_database_url
 from zapvet.embedded import running_services
-from zapvet.errors import ZapvetError
+from zapvet.errors import StudioContextError as StudioContextError
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.llm.openai import build_chat_model
@@ -69,10 +69,6 @@ def client() -> Graph:
 def aurora() -> Graph:
     """Aurora, the owner's assistant, as the worker runs it."""
     return build_aurora_graph(build_chat_model(load_settings()), _tool_deps())
-
-
-class StudioContextError(ZapvetError):
-    """The organization named for a Studio context does not exist."""
 
 
 async def studio_context(database_url: str, slug: str, phone: str) -> dict[str, int]:

@@ -21,14 +21,11 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation
 
+from zapvet.errors import ScriptExhaustedError as ScriptExhaustedError
 from zapvet.llm.tokens import count_message_tokens, count_tokens
 
 ScriptItem = AIMessage | Exception
 Responder = Callable[[Sequence[BaseMessage]], ScriptItem]
-
-
-class ScriptExhaustedError(RuntimeError):
-    """The model was called more often than its script has replies."""
 
 
 class ScriptedChatModel(BaseChatModel):

@@ -20,7 +20,7 @@ from typing import Self
 
 import httpx
 
-from zapvet.errors import ZapvetError
+from zapvet.errors import PhoenixError as PhoenixError
 
 DEFAULT_PORT = 6006
 PROJECT = "zapvet"
@@ -29,10 +29,6 @@ START_TIMEOUT_S = 90.0
 INSTALL_HINT = (
     "python3.11 -m venv .venv-phoenix && .venv-phoenix/bin/pip install arize-phoenix==20.26.1"
 )
-
-
-class PhoenixError(ZapvetError):
-    """Phoenix is missing or did not start."""
 
 
 def find_phoenix() -> Path | None:

@@ -20,7 +20,7 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import owner_number_for
-from zapvet.errors import describe
+from zapvet.errors import ZapvetError, describe
 from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.history import load_history
@@ -315,7 +315,7 @@ async def _commit(
     return Outcome.ANSWERED if turn.failure is None else Outcome.GAVE_UP
 
 
-class _Raced(Exception):
+class _Raced(ZapvetError):
     """The turn's messages were no longer all pending at commit time: roll back."""
 
 
