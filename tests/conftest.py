@@ -24,9 +24,9 @@ from sqlmodel import Session
 from zapvet import db
 from zapvet.config import Settings, load_settings
 from zapvet.embedded import ServiceUrls, running_services
-from zapvet.graphs.client.context import ClientContext
 from zapvet.models import Contact, Conversation, Organization
 from zapvet.org import apply_spec, load_spec, parse_spec
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,11 +10,11 @@ import redis.asyncio as aioredis
 
 from zapvet import db
 from zapvet.bridge.app import BridgeState
+from zapvet.clock import Clock, system_clock
 from zapvet.queue import scheduler
 from zapvet.queue.actors import Queue, declare
 from zapvet.queue.broker import NAMESPACE, build_broker, redis_client
 from zapvet.queue.resources import Resources
-from zapvet.tools.deps import Clock, system_clock
 
 
 async def _not_a_worker() -> Resources:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.models import AuroraOwnerNumber, Contact, Conversation, Organization
+from zapvet.tools.context import AuroraContext
 
 
 @pytest.fixture

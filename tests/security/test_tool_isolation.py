@@ -34,13 +34,12 @@ from tests.security.conftest import (
     restore,
 )
 from zapvet.graphs import loop
-from zapvet.graphs.aurora.context import AuroraContext
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.loop import tool_error_text
 from zapvet.graphs.state import AgentState
 from zapvet.tools import commands
 from zapvet.tools.aurora import make_aurora_tools
 from zapvet.tools.client import make_client_tools
+from zapvet.tools.context import AuroraContext, ClientContext
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio

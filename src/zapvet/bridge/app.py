@@ -29,6 +29,7 @@ from zapvet.bridge.cloud import parse_cloud
 from zapvet.bridge.events import Event, Inbound, PayloadError
 from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import IngestReport, ingest
+from zapvet.clock import Clock, system_clock
 from zapvet.logging import get_logger
 from zapvet.models import WhatsAppInstance
 from zapvet.otel.exposition import render
@@ -36,7 +37,6 @@ from zapvet.otel.metrics import acount
 from zapvet.otel.tracing import tracer
 from zapvet.queue.drain import Enqueue
 from zapvet.queue.stats import queue_stats
-from zapvet.tools.deps import Clock, system_clock
 
 #: Larger bodies are refused with 413 (a text webhook is ~2 KB; media come as URLs).
 MAX_BODY_BYTES = 256 * 1024

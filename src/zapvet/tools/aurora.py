@@ -19,7 +19,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.identity import digits_only, normalise_phone, phone_variants
 from zapvet.errors import ToolError
-from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.models import Appointment, AuroraOwnerNumber, Contact, Conversation, Pet, Service
 from zapvet.money import format_brl
 from zapvet.tools import analytics, booking
@@ -27,6 +26,7 @@ from zapvet.tools.availability import group_by_period
 from zapvet.tools.catalog import fold
 from zapvet.tools.client import result
 from zapvet.tools.commands import Owner, for_owner, propose
+from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
 
 _ID = re.compile(r"^#?(\d{1,9})$")

@@ -14,7 +14,6 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from sqlmodel import func, select
 
-from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.aurora.prompts import AuroraSnapshot, render_context, render_static
 from zapvet.graphs.loop import build_tool_loop, latest_text, turn_fields
 from zapvet.graphs.replies import confirmation
@@ -22,6 +21,7 @@ from zapvet.graphs.state import AgentState
 from zapvet.models import AISettings, AuroraOwnerNumber, Conversation
 from zapvet.tools import booking, commands
 from zapvet.tools.aurora import make_aurora_tools
+from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
 
 NOT_AN_OWNER = "Este número não está autorizado a falar com a Aurora."
