@@ -31,7 +31,7 @@ from zapvet.models import (
     Service,
 )
 from zapvet.money import format_brl
-from zapvet.proactive import schedule_daily_summaries
+from zapvet.proactive.planning import schedule_daily_summaries
 from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
 

@@ -20,7 +20,7 @@ from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import Appointment, Conversation, Organization, Pet, Resource, Service
 from zapvet.org import apply_spec, parse_spec
-from zapvet.tools import booking
+from zapvet.scheduling import booking
 from zapvet.tools.client import make_client_tools
 from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps

@@ -28,7 +28,7 @@ from zapvet.logging import bind, get_logger
 from zapvet.models import AIInteraction, AISettings, Conversation, Message, outgoing_message
 from zapvet.models.ai import AIType
 from zapvet.otel.tracing import tracer
-from zapvet.proactive import escalate
+from zapvet.proactive.escalation import escalate
 from zapvet.queue.failures import is_transient
 from zapvet.queue.resources import Resources
 from zapvet.tools.context import AuroraContext, ClientContext

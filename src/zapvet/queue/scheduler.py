@@ -23,7 +23,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from zapvet.clock import Clock
 from zapvet.db import libpq_url
 from zapvet.logging import get_logger
-from zapvet.proactive import due_ids, schedule_daily_summaries, schedule_reminders
+from zapvet.proactive.delivery import due_ids
+from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.queue import dlq
 from zapvet.queue.drain import Enqueue
 from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK

@@ -17,15 +17,16 @@ from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.analytics import figures
 from zapvet.bridge.identity import digits_only, normalise_phone, phone_variants
+from zapvet.commands.proposals import Owner, for_owner, propose
 from zapvet.errors import ToolError
 from zapvet.models import Appointment, AuroraOwnerNumber, Contact, Conversation, Pet, Service
 from zapvet.money import format_brl
-from zapvet.tools import analytics, booking
-from zapvet.tools.availability import group_by_period
-from zapvet.tools.catalog import fold
+from zapvet.scheduling import booking
+from zapvet.scheduling.availability import group_by_period
+from zapvet.scheduling.catalogue import fold
 from zapvet.tools.client import result
-from zapvet.tools.commands import Owner, for_owner, propose
 from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
 
@@ -120,7 +121,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
             start, end = day_of(c.org, start_date), day_of(c.org, end_date)
             if end < start:
                 raise ToolError("A data final vem antes da inicial.")
-            s = await analytics.business_summary(
+            s = await figures.business_summary(
                 c.session, c.owner.organization_id, c.org.zone, start, end
             )
         return result(
@@ -144,7 +145,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         """
         async with call(runtime) as c:
             day = day_of(c.org, date)
-            items = await analytics.day_appointments(
+            items = await figures.day_appointments(
                 c.session, c.owner.organization_id, c.org.zone, day
             )
         return result(
@@ -197,7 +198,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         Exemplo: top_services(start_date="2026-11-01", end_date="2026-11-30")
         """
         async with call(runtime) as c:
-            ranked = await analytics.top_services(
+            ranked = await figures.top_services(
                 c.session,
                 c.owner.organization_id,
                 c.org.zone,
@@ -220,7 +221,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         Exemplo: new_clients(start_date="2026-11-01", end_date="2026-11-25")
         """
         async with call(runtime) as c:
-            rows = await analytics.new_clients(
+            rows = await figures.new_clients(
                 c.session,
                 c.owner.organization_id,
                 c.org.zone,
@@ -242,7 +243,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         if days < 1:
             raise ToolError("Informe um número de dias maior que zero.")
         async with call(runtime) as c:
-            rows = await analytics.inactive_clients(
+            rows = await figures.inactive_clients(
                 c.session, c.owner.organization_id, deps.clock(), days
             )
             zone = c.org.zone

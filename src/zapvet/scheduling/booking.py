@@ -30,7 +30,7 @@ from zapvet.models import (
     Service,
 )
 from zapvet.models.appointment import AppointmentSource
-from zapvet.tools.availability import (
+from zapvet.scheduling.availability import (
     Policy,
     ResourceLoad,
     Slot,
@@ -38,7 +38,7 @@ from zapvet.tools.availability import (
     free_slots,
     nearest_slots,
 )
-from zapvet.tools.catalog import match_services
+from zapvet.scheduling.catalogue import match_services
 
 WEEKDAY_NAMES = (
     "segunda-feira",
