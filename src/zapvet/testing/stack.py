@@ -28,8 +28,8 @@ from zapvet.queue.broker import build_broker
 from zapvet.queue.middleware import Lifecycle
 from zapvet.queue.resources import build_resources
 from zapvet.runtime import bridge_state_factory
+from zapvet.serving import BackgroundServer
 from zapvet.testing.gateways import FakeEvolutionAPI
-from zapvet.testing.serving import BackgroundServer
 
 
 class MovableClock:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from tests.test_cli import zapvet
-from tests.test_dev import free_port, wait_until_serving
+from tests.cli.test_cli import zapvet
+from tests.cli.test_dev import free_port, wait_until_serving
 from zapvet.embedded import ServiceUrls
 from zapvet.models import AIInteraction, Organization
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
