@@ -10,7 +10,8 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import date as Day
+from typing import Literal
 
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
@@ -105,7 +106,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
             org = await booking.load_policy(session, context.organization_id)
             yield _Call(session, Owner(context.organization_id, context.owner_number_id), org)
 
-    def day_of(org: booking.OrgPolicy, text: str) -> Any:
+    def day_of(org: booking.OrgPolicy, text: str) -> Day:
         return booking.parse_local(org, text).date()
 
     @tool
@@ -285,38 +286,42 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
                     or digits_only(query)
                     and digits_only(query) in (x.phone or "")
                 ][:10]
-            found = []
-            for contact in contacts:
-                pets = await c.session.exec(
-                    select(Pet.name).where(
-                        Pet.organization_id == org_id, Pet.contact_id == contact.id
-                    )
+            ids = [contact.id for contact in contacts]
+            pets: dict[int | None, list[str]] = {}
+            for owner_id, name in await c.session.exec(
+                select(Pet.contact_id, Pet.name)
+                .where(Pet.organization_id == org_id, col(Pet.contact_id).in_(ids))
+                .order_by(col(Pet.id))
+            ):
+                pets.setdefault(owner_id, []).append(name)
+            upcoming: dict[int | None, list[Appointment]] = {}
+            for a in await c.session.exec(
+                select(Appointment)
+                .where(
+                    Appointment.organization_id == org_id,
+                    col(Appointment.contact_id).in_(ids),
+                    col(Appointment.status).in_(("scheduled", "confirmed")),
+                    col(Appointment.starts_at) >= deps.clock(),
                 )
-                upcoming = await c.session.exec(
-                    select(Appointment)
-                    .where(
-                        Appointment.organization_id == org_id,
-                        Appointment.contact_id == contact.id,
-                        col(Appointment.status).in_(("scheduled", "confirmed")),
-                        col(Appointment.starts_at) >= deps.clock(),
-                    )
-                    .order_by(col(Appointment.starts_at))
-                )
-                found.append(
-                    {
-                        "client_id": contact.id,
-                        "name": contact.name,
-                        "phone": contact.phone,
-                        "pets": list(pets),
-                        "upcoming": [
-                            {
-                                "appointment_id": a.id,
-                                "when": booking.describe_moment(a.starts_at.astimezone(c.org.zone)),
-                            }
-                            for a in upcoming
-                        ],
-                    }
-                )
+                .order_by(col(Appointment.starts_at))
+            ):
+                upcoming.setdefault(a.contact_id, []).append(a)
+            found = [
+                {
+                    "client_id": contact.id,
+                    "name": contact.name,
+                    "phone": contact.phone,
+                    "pets": pets.get(contact.id, []),
+                    "upcoming": [
+                        {
+                            "appointment_id": a.id,
+                            "when": booking.describe_moment(a.starts_at.astimezone(c.org.zone)),
+                        }
+                        for a in upcoming.get(contact.id, [])
+                    ],
+                }
+                for contact in contacts
+            ]
         return result(clients=found)
 
     async def appointment_for(c: _Call, appointment_id: int) -> tuple[Appointment, str]:
