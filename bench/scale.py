@@ -45,8 +45,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from zapvet import db
 from zapvet.config import load_settings
 from zapvet.embedded import running_services
-from zapvet.graphs.aurora.context import AuroraContext
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import build_graph
 from zapvet.graphs.history import load_history
 from zapvet.graphs.turn import run_turn
@@ -55,6 +53,7 @@ from zapvet.llm.tokens import count_message_tokens
 from zapvet.logging import setup_logging
 from zapvet.tools.aurora import make_aurora_tools
 from zapvet.tools.client import make_client_tools
+from zapvet.tools.context import AuroraContext, ClientContext
 from zapvet.tools.deps import ToolDeps
 
 ZONE = ZoneInfo("America/Sao_Paulo")

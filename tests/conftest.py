@@ -19,14 +19,14 @@ import psutil
 import psycopg
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from zapvet import db
 from zapvet.config import Settings, load_settings
 from zapvet.embedded import ServiceUrls, running_services
-from zapvet.graphs.client.context import ClientContext
-from zapvet.models import Contact, Conversation, Organization
+from zapvet.models import AuroraOwnerNumber, Contact, Conversation, Organization
 from zapvet.org import apply_spec, load_spec, parse_spec
+from zapvet.tools.context import AuroraContext, ClientContext
 from zapvet.tools.deps import ToolDeps
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,3 +165,21 @@ async def deps(database_url: str) -> AsyncIterator[ToolDeps]:
     engine = db.build_async_engine(database_url, pool_size=5)
     yield ToolDeps(sessions=db.async_session_maker(engine), clock=lambda: NOW)
     await engine.dispose()
+
+
+@pytest.fixture
+def owner(session: Session, petfeliz: Organization) -> AuroraContext:
+    number = session.exec(select(AuroraOwnerNumber)).one()
+    assert petfeliz.id and number.id
+    contact = Contact(organization_id=petfeliz.id, phone=number.phone, name=number.name)
+    session.add(contact)
+    session.flush()
+    conversation = Conversation(organization_id=petfeliz.id, contact_id=contact.id or 0)
+    session.add(conversation)
+    session.commit()
+    return AuroraContext(
+        organization_id=petfeliz.id,
+        owner_number_id=number.id,
+        contact_id=contact.id or 0,
+        conversation_id=conversation.id or 0,
+    )

@@ -24,15 +24,10 @@ from zapvet.models import (
     Resource,
     Service,
 )
-from zapvet.proactive import (
-    alert_escalation,
-    claim_due,
-    finish,
-    in_quiet_hours,
-    reason_not_to_send,
-    schedule_daily_summaries,
-    schedule_reminders,
-)
+from zapvet.proactive.delivery import claim_due, finish, reason_not_to_send
+from zapvet.proactive.escalation import alert_escalation
+from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
+from zapvet.proactive.wording import in_quiet_hours
 
 pytestmark = pytest.mark.anyio
 THURSDAY = datetime(2026, 11, 26, tzinfo=SAO_PAULO)

@@ -10,11 +10,13 @@ import redis.asyncio as aioredis
 
 from zapvet import db
 from zapvet.bridge.app import BridgeState
+from zapvet.clock import Clock, system_clock
+from zapvet.otel.exposition import render
 from zapvet.queue import scheduler
 from zapvet.queue.actors import Queue, declare
 from zapvet.queue.broker import NAMESPACE, build_broker, redis_client
 from zapvet.queue.resources import Resources
-from zapvet.tools.deps import Clock, system_clock
+from zapvet.queue.stats import queue_metrics, queue_stats
 
 
 async def _not_a_worker() -> Resources:
@@ -45,11 +47,22 @@ def bridge_state_factory(
             await client.aclose()
             await engine.dispose()
 
+        sessions = db.async_session_maker(engine)
+
+        async def stats() -> dict[str, Any]:
+            return (await queue_stats(client, namespace)).as_json()
+
+        async def metrics() -> bytes:
+            gauges = await queue_metrics(client, namespace)
+            return await render(sessions, client, namespace, queue=gauges)
+
         return BridgeState(
-            sessions=db.async_session_maker(engine),
+            sessions=sessions,
             enqueue=queue or producer_queue(redis_url, namespace=namespace),
             redis=client,
             namespace=namespace,
+            stats=stats,
+            metrics=metrics,
             clock=clock,
             close=close,
         )

@@ -16,7 +16,6 @@ from sqlmodel import Session, SQLModel, col, select
 
 from tests.conftest import NOW, SAO_PAULO, second_shop
 from tests.fixtures_day import add, seed_day
-from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.aurora.graph import build_graph
 from zapvet.graphs.turn import TurnResult, run_turn
 from zapvet.llm.scripted import ScriptedChatModel
@@ -32,7 +31,8 @@ from zapvet.models import (
     Service,
 )
 from zapvet.money import format_brl
-from zapvet.proactive import schedule_daily_summaries
+from zapvet.proactive.planning import schedule_daily_summaries
+from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio

@@ -9,9 +9,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from sqlmodel import Session, select
 
 from tests.conftest import second_shop
-from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.aurora.graph import NOT_AN_OWNER, build_graph
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
@@ -24,6 +22,7 @@ from zapvet.models import (
     Organization,
     Pet,
 )
+from zapvet.tools.context import AuroraContext, ClientContext
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio

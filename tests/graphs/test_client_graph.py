@@ -9,17 +9,17 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from sqlmodel import Session, select
 
 from tests.conftest import SAO_PAULO
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import (
     FALLBACK_REPLY,
     LAST_STEP_REPLY,
     RECURSION_LIMIT,
     build_graph,
 )
-from zapvet.graphs.client.turn import run_turn
 from zapvet.graphs.loop import STEP_LIMIT_ERROR
+from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import AIInteraction, Appointment, Conversation, Pet
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio

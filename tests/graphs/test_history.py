@@ -8,9 +8,9 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from sqlmodel import Session
 
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.history import STAFF_PREFIX, load_history, trim
 from zapvet.models import Message
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 

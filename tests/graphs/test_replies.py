@@ -6,12 +6,12 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from sqlmodel import Session
 
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import OPTED_IN, OPTED_OUT, build_graph
 from zapvet.graphs.replies import confirmation, subscription
 from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import Contact
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 

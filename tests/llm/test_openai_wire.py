@@ -11,12 +11,12 @@ from sqlmodel import Session, select
 
 from tests.conftest import NOW
 from zapvet.config import load_settings
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import FALLBACK_REPLY, build_graph
-from zapvet.graphs.client.turn import run_turn
+from zapvet.graphs.turn import run_turn
 from zapvet.llm.openai import MAX_RETRIES, REQUEST_TIMEOUT_S, build_chat_model
 from zapvet.models import AIInteraction, Appointment
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio

@@ -27,8 +27,8 @@ from zapvet.queue.broker import build_broker
 from zapvet.queue.middleware import Lifecycle
 from zapvet.queue.resources import build_resources
 from zapvet.runtime import bridge_state_factory
+from zapvet.serving import BackgroundServer
 from zapvet.testing.gateways import FakeCloudAPI
-from zapvet.testing.serving import BackgroundServer
 from zapvet.testing.stack import MovableClock
 
 PHONE_NUMBER_ID = "106540352242922"

@@ -21,7 +21,7 @@ from zapvet.embedded import ServiceUrls
 from zapvet.queue import dlq
 from zapvet.queue.broker import INBOUND, OUTBOUND
 from zapvet.runtime import bridge_state_factory
-from zapvet.testing.serving import BackgroundServer
+from zapvet.serving import BackgroundServer
 from zapvet.testing.stack import LocalStack
 
 ANA = "5511977776666"

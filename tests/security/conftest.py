@@ -40,7 +40,7 @@ from zapvet.models import (
 )
 from zapvet.org import apply_spec, parse_spec
 from zapvet.runtime import bridge_state_factory
-from zapvet.testing.serving import BackgroundServer
+from zapvet.serving import BackgroundServer
 from zapvet.tools.deps import ToolDeps
 
 

@@ -19,11 +19,11 @@ from sqlalchemy import Engine, text
 from tests.pipeline.support import Recorder
 from tests.security.conftest import A_INSTANCE, A_TOKEN, Bridge, World, org_snapshot
 from tests.security.test_tool_isolation import AURORA_TOOLS, CLIENT_TOOLS
+from zapvet.clock import system_clock
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.queue.drain import Outcome, drain_conversation
 from zapvet.queue.resources import build_resources
 from zapvet.testing.gateways import FakeEvolutionAPI
-from zapvet.tools.deps import system_clock
 
 pytestmark = pytest.mark.anyio
 AURORA_ONLY = set(AURORA_TOOLS) - set(CLIENT_TOOLS)

@@ -33,14 +33,14 @@ from tests.security.conftest import (
     org_snapshot,
     restore,
 )
+from zapvet.commands.confirmation import resolve
+from zapvet.commands.proposals import Owner
 from zapvet.graphs import loop
-from zapvet.graphs.aurora.context import AuroraContext
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.loop import tool_error_text
 from zapvet.graphs.state import AgentState
-from zapvet.tools import commands
 from zapvet.tools.aurora import make_aurora_tools
 from zapvet.tools.client import make_client_tools
+from zapvet.tools.context import AuroraContext, ClientContext
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio
@@ -283,9 +283,9 @@ async def confirm_any_proposal(deps: ToolDeps, engine: Engine, world: World) -> 
         return None
     assert payload.get("contact_id") not in world.b.contacts, payload
     assert payload.get("appointment_id") not in world.b.appointments, payload
-    owner = commands.Owner(world.a.org_id, world.a.owner_number_id)
+    owner = Owner(world.a.org_id, world.a.owner_number_id)
     async with deps.sessions() as session, session.begin():
-        reply = await commands.resolve(session, owner, "yes", NOW)
+        reply = await resolve(session, owner, "yes", NOW)
     return reply
 
 

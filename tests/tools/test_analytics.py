@@ -11,9 +11,9 @@ from sqlmodel import Session
 from tests.conftest import SAO_PAULO, second_shop
 from tests.fixtures_day import seed_day
 from zapvet import db
+from zapvet.analytics import figures
 from zapvet.models import Organization
 from zapvet.money import format_brl
-from zapvet.tools import analytics
 
 pytestmark = pytest.mark.anyio
 DAY = date(2026, 11, 25)
@@ -50,7 +50,7 @@ async def test_today_summary_equals_direct_sql(
     assert petfeliz.id is not None
     engine = db.build_async_engine(database_url, pool_size=1)
     async with db.async_session_maker(engine)() as async_session:
-        summary = await analytics.business_summary(async_session, petfeliz.id, SAO_PAULO, DAY, DAY)
+        summary = await figures.business_summary(async_session, petfeliz.id, SAO_PAULO, DAY, DAY)
     await engine.dispose()
 
     params = {"org": petfeliz.id, "day": DAY}
@@ -66,6 +66,6 @@ async def test_today_summary_equals_direct_sql(
 
 
 def test_average_ticket_rounds_half_up() -> None:
-    assert analytics.average_cents(85000, 12) == 7083  # 7083.33
-    assert analytics.average_cents(1001, 2) == 501  # 500.5
-    assert analytics.average_cents(0, 0) == 0
+    assert figures.average_cents(85000, 12) == 7083  # 7083.33
+    assert figures.average_cents(1001, 2) == 501  # 500.5
+    assert figures.average_cents(0, 0) == 0

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zapvet.tools.availability import (
+from zapvet.scheduling.availability import (
     Interval,
     Policy,
     ResourceLoad,

@@ -29,8 +29,8 @@ from zapvet.models import (
     ResourceService,
     Service,
 )
-from zapvet.tools import booking
-from zapvet.tools.availability import Slot
+from zapvet.scheduling import booking
+from zapvet.scheduling.availability import Slot
 from zapvet.tools.deps import ToolDeps
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -14,15 +14,15 @@ from langgraph.prebuilt import ToolNode
 from sqlmodel import Session, col, select
 
 from tests.conftest import EXAMPLE_ORG, NOW, SAO_PAULO, start_conversation
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import build_graph, tool_error_text
-from zapvet.graphs.client.state import ClientState
-from zapvet.graphs.client.turn import run_turn
+from zapvet.graphs.state import AgentState
+from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import Appointment, Conversation, Organization, Pet, Resource, Service
 from zapvet.org import apply_spec, parse_spec
-from zapvet.tools import booking
+from zapvet.scheduling import booking
 from zapvet.tools.client import make_client_tools
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio
@@ -94,7 +94,7 @@ async def refuse(deps: ToolDeps, context: ClientContext, tool: str, **args: obje
 
 def bare_tool_graph(deps: ToolDeps) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Just the tools, so that no `prepare` node silences a turn without context."""
-    graph = StateGraph(ClientState, context_schema=ClientContext)
+    graph = StateGraph(AgentState, context_schema=ClientContext)
     graph.add_node("tools", ToolNode(make_client_tools(deps), handle_tool_errors=tool_error_text))
     graph.add_edge(START, "tools")
     graph.add_edge("tools", END)

@@ -17,6 +17,8 @@ from tests.conftest import NOW
 from zapvet.bridge.events import Inbound, Sender
 from zapvet.bridge.identity import phone_key
 from zapvet.bridge.ingest import ingest
+from zapvet.commands.confirmation import resolve
+from zapvet.commands.proposals import Owner
 from zapvet.models import (
     AuroraOwnerNumber,
     AuroraPendingAction,
@@ -27,7 +29,6 @@ from zapvet.models import (
     Organization,
     WhatsAppInstance,
 )
-from zapvet.tools import commands
 from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio
@@ -81,7 +82,7 @@ async def test_send_message_and_a_webhook_open_one_conversation_at_once(
         )
     )
     session.commit()
-    owner = commands.Owner(org_id, number.id)
+    owner = Owner(org_id, number.id)
     message = Inbound(
         provider_id="wamid.race",
         chat_id=f"{PHONE}@s.whatsapp.net",
@@ -96,7 +97,7 @@ async def test_send_message_and_a_webhook_open_one_conversation_at_once(
         return (await ingest(s, instance, [message], NOW)).stored
 
     async def owner_yes(s: AsyncSession) -> object:
-        return await commands.resolve(s, owner, "yes", NOW)
+        return await resolve(s, owner, "yes", NOW)
 
     sides: dict[str, Side] = {"webhook": webhook, "owner": owner_yes}
     second = "owner" if first == "webhook" else "webhook"

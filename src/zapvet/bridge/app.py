@@ -28,15 +28,13 @@ from zapvet.bridge.cloud import parse_cloud, signed
 from zapvet.bridge.events import Event, Inbound, PayloadError
 from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import IngestReport, ingest
+from zapvet.bridge.seams import DrainQueue, MetricsReader, StatsReader
+from zapvet.clock import Clock, system_clock
 from zapvet.errors import PermanentError
 from zapvet.logging import get_logger
 from zapvet.models import WhatsAppInstance
-from zapvet.otel.exposition import render
 from zapvet.otel.metrics import acount
 from zapvet.otel.tracing import tracer
-from zapvet.queue.drain import Enqueue
-from zapvet.queue.stats import queue_stats
-from zapvet.tools.deps import Clock, system_clock
 
 #: Larger bodies are refused with 413 (a text webhook is ~2 KB; media come as URLs).
 MAX_BODY_BYTES = 256 * 1024
@@ -46,12 +44,14 @@ log = get_logger("zapvet.bridge")
 
 @dataclass
 class BridgeState:
-    """What the routes use, built in the server's event loop by the lifespan."""
+    """What the routes use, built in the server's event loop by the lifespan (`runtime.py`)."""
 
     sessions: async_sessionmaker[AsyncSession]
-    enqueue: Enqueue
+    enqueue: DrainQueue
     redis: aioredis.Redis
     namespace: str
+    stats: StatsReader
+    metrics: MetricsReader
     clock: Clock = system_clock
     close: Callable[[], Awaitable[None]] | None = None
 
@@ -270,14 +270,14 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
     @app.get("/stats")
     async def stats(request: Request) -> Response:
         state = state_of(request)
-        figures = await queue_stats(state.redis, state.namespace)
-        return JSONResponse(figures.as_json())
+        return JSONResponse(await state.stats())
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         state = state_of(request)
-        body = await render(state.sessions, state.redis, state.namespace)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            await state.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     # The webhook's server span is the root of each message's trace; probes make no traces.
     FastAPIInstrumentor.instrument_app(

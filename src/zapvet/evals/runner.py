@@ -31,11 +31,9 @@ from zapvet.evals.scenario import (
     Setup,
     Turn,
 )
-from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.graph import build_graph as build_client_graph
-from zapvet.graphs.client.turn import run_turn
+from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.llm.tokens import count_tokens
 from zapvet.models import (
@@ -56,6 +54,7 @@ from zapvet.models import (
 from zapvet.money import format_brl, parse_price
 from zapvet.org import apply_spec, load_spec
 from zapvet.org.spec import OrgSpec
+from zapvet.tools.context import AuroraContext, ClientContext
 from zapvet.tools.deps import ToolDeps
 
 _REF = re.compile(r"\$\{(\w+)\}")

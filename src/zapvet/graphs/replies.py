@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from zapvet.tools.catalog import fold
+from zapvet.scheduling.catalogue import fold
 
 _NOISE = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACES = re.compile(r"\s+")

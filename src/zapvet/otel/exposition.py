@@ -2,20 +2,20 @@
 
 Job counters and durations come from the Redis hash the workers add to (metrics.py); agent
 turns, tokens, sends, escalations and ungrounded facts from the tables that already record
-them; queue depth and the seed's alerts from the queue itself, at scrape time.
+them; queue depth and the seed's alerts from the queue itself, at scrape time (handed
+in by the caller).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.otel.metrics import BUCKETS, key
-from zapvet.queue.stats import queue_stats
 
 
 def _parse(raw: dict[Any, Any]) -> Iterable[tuple[str, str, dict[str, str], str, float]]:
@@ -124,29 +123,19 @@ async def _from_database(sessions: async_sessionmaker[AsyncSession]) -> list[Met
     return [turns, tokens, ungrounded, sends, escalations, histogram]
 
 
-async def _queue(client: aioredis.Redis, namespace: str) -> list[Metric]:
-    figures = await queue_stats(client, namespace)
-    depth = GaugeMetricFamily(
-        "zapvet_queue_messages", "messages in the queue", labels=["queue", "state"]
-    )
-    failed = GaugeMetricFamily(
-        "zapvet_queue_failed_last_hour", "dead-lettered in the last hour", labels=["queue"]
-    )
-    for queue, d in figures.queues.items():
-        for state in ("waiting", "active", "delayed", "dead"):
-            depth.add_metric([queue, state], getattr(d, state))
-        failed.add_metric([queue], d.failed_last_hour)
-    alerts = GaugeMetricFamily("zapvet_alert", "the seed worker's alerts", labels=["alert"])
-    for alert, on in figures.firing.items():
-        alerts.add_metric([alert], 1.0 if on else 0.0)
-    return [depth, failed, alerts]
-
-
 async def render(
-    sessions: async_sessionmaker[AsyncSession], client: aioredis.Redis, namespace: str
+    sessions: async_sessionmaker[AsyncSession],
+    client: aioredis.Redis,
+    namespace: str,
+    *,
+    queue: Sequence[Metric] = (),
 ) -> bytes:
-    """The Prometheus text exposition of every zapvet metric."""
-    families = await _queue(client, namespace)
+    """The Prometheus text exposition of every zapvet metric.
+
+    `queue` holds the queue's own gauges, read by the caller (`queue/stats.py`): the queue sits
+    above this module, so its figures are handed in rather than imported.
+    """
+    families = list(queue)
     families += _from_redis(await client.hgetall(key(namespace)))
     families += await _from_database(sessions)
 

@@ -6,9 +6,9 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Retries
 
-from zapvet.otel.metrics import JobMetrics
-from zapvet.otel.propagation import TracePropagation
+from zapvet.queue.job_metrics import JobMetrics
 from zapvet.queue.middleware import DaemonAsyncIO, LogContext, PoisonGuard
+from zapvet.queue.propagation import TracePropagation
 
 NAMESPACE = "zapvet"
 INBOUND, OUTBOUND, PROACTIVE = "inbound", "outbound", "proactive"

@@ -21,8 +21,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import owner_number_for
 from zapvet.errors import ZapvetError, describe
-from zapvet.graphs.aurora.context import AuroraContext
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.history import load_history
 from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
 from zapvet.graphs.turn import run_turn
@@ -30,9 +28,10 @@ from zapvet.logging import bind, get_logger
 from zapvet.models import AIInteraction, AISettings, Conversation, Message, outgoing_message
 from zapvet.models.ai import AIType
 from zapvet.otel.tracing import tracer
-from zapvet.proactive import escalate
+from zapvet.proactive.escalation import escalate
 from zapvet.queue.failures import is_transient
 from zapvet.queue.resources import Resources
+from zapvet.tools.context import AuroraContext, ClientContext
 
 #: Messages older than this when first drained are not answered (backlog after a reconnect).
 STALE_AFTER = timedelta(hours=6)

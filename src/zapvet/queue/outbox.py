@@ -32,7 +32,7 @@ from zapvet.models import (
     outgoing_message,
 )
 from zapvet.otel.tracing import tracer
-from zapvet.proactive import claim_by_id, finish, reason_not_to_send
+from zapvet.proactive.delivery import claim_by_id, finish, reason_not_to_send
 from zapvet.queue.resources import Resources
 
 log = get_logger("zapvet.queue.outbox")

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet import db
+from zapvet.clock import Clock, system_clock
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.queue.gate import TurnGate
 from zapvet.queue.locks import ConversationLocks
-from zapvet.tools.deps import Clock, ToolDeps, system_clock
+from zapvet.tools.deps import ToolDeps
 
 ModelFactory = Callable[[], BaseChatModel]
 

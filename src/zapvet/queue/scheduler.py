@@ -20,14 +20,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.clock import Clock
 from zapvet.db import libpq_url
 from zapvet.logging import get_logger
-from zapvet.proactive import due_ids, schedule_daily_summaries, schedule_reminders
+from zapvet.proactive.delivery import due_ids
+from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.queue import dlq
 from zapvet.queue.drain import Enqueue
 from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK
 from zapvet.queue.outbox import SENDING_LEASE
-from zapvet.tools.deps import Clock
 
 #: Pending inbound rows older than this, with no drain holding their conversation, are
 #: re-enqueued (longer than any debounce window, short enough to recover within 30 s).

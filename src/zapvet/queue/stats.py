@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from zapvet.queue.broker import QUEUES
 
@@ -50,7 +52,7 @@ class QueueStats:
     def alerts(self) -> list[str]:
         return [_ALERT_TEXT[name] for name, on in self.firing.items() if on]
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "waiting": self.waiting,
             "active": self.active,
@@ -86,3 +88,22 @@ async def queue_stats(client: aioredis.Redis, namespace: str) -> QueueStats:
         failed_last_hour=sum(d.failed_last_hour for d in depths.values()),
         queues=depths,
     )
+
+
+async def queue_metrics(client: aioredis.Redis, namespace: str) -> list[Metric]:
+    """Queue depth and the seed's alerts as Prometheus gauges (for `otel.exposition.render`)."""
+    figures = await queue_stats(client, namespace)
+    depth = GaugeMetricFamily(
+        "zapvet_queue_messages", "messages in the queue", labels=["queue", "state"]
+    )
+    failed = GaugeMetricFamily(
+        "zapvet_queue_failed_last_hour", "dead-lettered in the last hour", labels=["queue"]
+    )
+    for queue, d in figures.queues.items():
+        for state in ("waiting", "active", "delayed", "dead"):
+            depth.add_metric([queue, state], getattr(d, state))
+        failed.add_metric([queue], d.failed_last_hour)
+    alerts = GaugeMetricFamily("zapvet_alert", "the seed worker's alerts", labels=["alert"])
+    for alert, on in figures.firing.items():
+        alerts.add_metric([alert], 1.0 if on else 0.0)
+    return [depth, failed, alerts]

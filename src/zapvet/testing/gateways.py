@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from zapvet.bridge.cloud import signature
-from zapvet.testing.serving import BackgroundServer
+from zapvet.serving import BackgroundServer
 
 #: The Cloud API's limit on `text.body`.
 CLOUD_TEXT_LIMIT = 4096

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from zapvet.testing.serving import BackgroundServer
+from zapvet.serving import BackgroundServer
 
 #: Characters of tool-call arguments per streamed chunk; small enough that clients must join.
 _ARGUMENT_CHUNK = 16

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from zapvet.testing.serving import BackgroundServer
+from zapvet.serving import BackgroundServer
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,15 @@ from sqlmodel import Session
 
 from zapvet import db
 from zapvet.bridge.app import build_app
+from zapvet.clock import Clock, system_clock
 from zapvet.org import apply_spec, parse_spec
 from zapvet.queue.actors import Queue, ResourceHolder, declare
 from zapvet.queue.broker import build_broker
 from zapvet.queue.middleware import Lifecycle
 from zapvet.queue.resources import build_resources
 from zapvet.runtime import bridge_state_factory
+from zapvet.serving import BackgroundServer
 from zapvet.testing.gateways import FakeEvolutionAPI
-from zapvet.testing.serving import BackgroundServer
-from zapvet.tools.deps import Clock, system_clock
 
 
 class MovableClock:

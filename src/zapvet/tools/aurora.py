@@ -10,23 +10,25 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import date as Day
+from typing import Literal
 
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.analytics import figures
 from zapvet.bridge.identity import digits_only, normalise_phone, phone_variants
+from zapvet.commands.proposals import Owner, for_owner, owner_number, propose
 from zapvet.errors import ToolError
-from zapvet.graphs.aurora.context import AuroraContext
 from zapvet.models import Appointment, Contact, Conversation, Pet, Service
 from zapvet.money import format_brl
-from zapvet.tools import analytics, booking
-from zapvet.tools.availability import group_by_period
-from zapvet.tools.catalog import fold
+from zapvet.scheduling import booking
+from zapvet.scheduling.availability import group_by_period
+from zapvet.scheduling.catalogue import fold
 from zapvet.tools.client import result
-from zapvet.tools.commands import Owner, for_owner, owner_number, propose
+from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
 
 _ID = re.compile(r"^#?(\d{1,9})$")
@@ -101,7 +103,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
             org = await booking.load_policy(session, context.organization_id)
             yield _Call(session, owner, org)
 
-    def day_of(org: booking.OrgPolicy, text: str) -> Any:
+    def day_of(org: booking.OrgPolicy, text: str) -> Day:
         return booking.parse_local(org, text).date()
 
     @tool
@@ -117,7 +119,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
             start, end = day_of(c.org, start_date), day_of(c.org, end_date)
             if end < start:
                 raise ToolError("A data final vem antes da inicial.")
-            s = await analytics.business_summary(
+            s = await figures.business_summary(
                 c.session, c.owner.organization_id, c.org.zone, start, end
             )
         return result(
@@ -141,7 +143,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         """
         async with call(runtime) as c:
             day = day_of(c.org, date)
-            items = await analytics.day_appointments(
+            items = await figures.day_appointments(
                 c.session, c.owner.organization_id, c.org.zone, day
             )
         return result(
@@ -194,7 +196,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         Exemplo: top_services(start_date="2026-11-01", end_date="2026-11-30")
         """
         async with call(runtime) as c:
-            ranked = await analytics.top_services(
+            ranked = await figures.top_services(
                 c.session,
                 c.owner.organization_id,
                 c.org.zone,
@@ -217,7 +219,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         Exemplo: new_clients(start_date="2026-11-01", end_date="2026-11-25")
         """
         async with call(runtime) as c:
-            rows = await analytics.new_clients(
+            rows = await figures.new_clients(
                 c.session,
                 c.owner.organization_id,
                 c.org.zone,
@@ -239,7 +241,7 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
         if days < 1:
             raise ToolError("Informe um número de dias maior que zero.")
         async with call(runtime) as c:
-            rows = await analytics.inactive_clients(
+            rows = await figures.inactive_clients(
                 c.session, c.owner.organization_id, deps.clock(), days
             )
             zone = c.org.zone
@@ -275,38 +277,42 @@ def make_aurora_tools(deps: ToolDeps) -> list[BaseTool]:
                     select(Contact).where(Contact.organization_id == org_id)
                 )
                 contacts = [x for x in everyone if _loosely_matches(x, query)][:10]
-            found = []
-            for contact in contacts:
-                pets = await c.session.exec(
-                    select(Pet.name).where(
-                        Pet.organization_id == org_id, Pet.contact_id == contact.id
-                    )
+            ids = [contact.id for contact in contacts]
+            pets: dict[int | None, list[str]] = {}
+            for owner_id, name in await c.session.exec(
+                select(Pet.contact_id, Pet.name)
+                .where(Pet.organization_id == org_id, col(Pet.contact_id).in_(ids))
+                .order_by(col(Pet.id))
+            ):
+                pets.setdefault(owner_id, []).append(name)
+            upcoming: dict[int | None, list[Appointment]] = {}
+            for a in await c.session.exec(
+                select(Appointment)
+                .where(
+                    Appointment.organization_id == org_id,
+                    col(Appointment.contact_id).in_(ids),
+                    col(Appointment.status).in_(("scheduled", "confirmed")),
+                    col(Appointment.starts_at) >= deps.clock(),
                 )
-                upcoming = await c.session.exec(
-                    select(Appointment)
-                    .where(
-                        Appointment.organization_id == org_id,
-                        Appointment.contact_id == contact.id,
-                        col(Appointment.status).in_(("scheduled", "confirmed")),
-                        col(Appointment.starts_at) >= deps.clock(),
-                    )
-                    .order_by(col(Appointment.starts_at))
-                )
-                found.append(
-                    {
-                        "client_id": contact.id,
-                        "name": contact.name,
-                        "phone": contact.phone,
-                        "pets": list(pets),
-                        "upcoming": [
-                            {
-                                "appointment_id": a.id,
-                                "when": booking.describe_moment(a.starts_at.astimezone(c.org.zone)),
-                            }
-                            for a in upcoming
-                        ],
-                    }
-                )
+                .order_by(col(Appointment.starts_at))
+            ):
+                upcoming.setdefault(a.contact_id, []).append(a)
+            found = [
+                {
+                    "client_id": contact.id,
+                    "name": contact.name,
+                    "phone": contact.phone,
+                    "pets": pets.get(contact.id, []),
+                    "upcoming": [
+                        {
+                            "appointment_id": a.id,
+                            "when": booking.describe_moment(a.starts_at.astimezone(c.org.zone)),
+                        }
+                        for a in upcoming.get(contact.id, [])
+                    ],
+                }
+                for contact in contacts
+            ]
         return result(clients=found)
 
     async def appointment_for(c: _Call, appointment_id: int) -> tuple[Appointment, str]:

@@ -23,12 +23,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.errors import ToolError
-from zapvet.graphs.client.context import ClientContext
 from zapvet.models import UPCOMING_STATUSES, Appointment, Conversation, Pet, Resource, Service
 from zapvet.money import format_brl
-from zapvet.proactive import escalate
-from zapvet.tools import booking
-from zapvet.tools.availability import group_by_period, is_open_day
+from zapvet.proactive.escalation import escalate
+from zapvet.scheduling import booking
+from zapvet.scheduling.availability import group_by_period, is_open_day
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 _SPECIES = {

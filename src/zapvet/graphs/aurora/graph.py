@@ -14,14 +14,16 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from sqlmodel import func, select
 
-from zapvet.graphs.aurora.context import AuroraContext
+from zapvet.commands.confirmation import resolve
+from zapvet.commands.proposals import Owner, open_proposal, owner_number
 from zapvet.graphs.aurora.prompts import AuroraSnapshot, render_context, render_static
 from zapvet.graphs.loop import build_tool_loop, latest_text, turn_fields
 from zapvet.graphs.replies import confirmation
 from zapvet.graphs.state import AgentState
 from zapvet.models import AISettings, Conversation
-from zapvet.tools import booking, commands
+from zapvet.scheduling import booking
 from zapvet.tools.aurora import make_aurora_tools
+from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
 
 NOT_AN_OWNER = "Este número não está autorizado a falar com a Aurora."
@@ -37,9 +39,9 @@ def build_graph(
         if context is None or not context.complete:
             return {"silenced": True, "error": "missing trusted context"}
         now = deps.clock()
-        owner = commands.Owner(context.organization_id, context.owner_number_id)
+        owner = Owner(context.organization_id, context.owner_number_id)
         async with deps.sessions() as session, session.begin():
-            number = await commands.owner_number(session, owner)
+            number = await owner_number(session, owner)
             if number is None:
                 return {"reply": NOT_AN_OWNER, "turn_start": len(state["messages"])}
             org = await booking.load_policy(session, owner.organization_id)
@@ -49,11 +51,11 @@ def build_graph(
             text = latest_text(state)
             answer = confirmation(text) if text else None
             if answer:
-                reply = await commands.resolve(session, owner, answer, now)
+                reply = await resolve(session, owner, answer, now)
                 if reply is not None:
                     return {**fields, "reply": reply}
             settings = await session.get(AISettings, owner.organization_id)
-            pending = await commands.open_proposal(session, owner)
+            pending = await open_proposal(session, owner)
             waiting = (
                 await session.exec(
                     select(func.count()).where(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from zapvet.graphs.client.prompts import hours_lines, service_lines
 from zapvet.models import Service
-from zapvet.tools.booking import OrgPolicy, describe_day, describe_moment
+from zapvet.scheduling.booking import OrgPolicy, describe_day, describe_moment
 
 RULES = """\
 Regras:

@@ -12,7 +12,6 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from zapvet.graphs.client.context import ClientContext
 from zapvet.graphs.client.prompts import render_context, render_static
 from zapvet.graphs.client.snapshot import load_snapshot
 from zapvet.graphs.loop import (
@@ -28,6 +27,7 @@ from zapvet.graphs.replies import subscription
 from zapvet.graphs.state import AgentState
 from zapvet.models import Contact
 from zapvet.tools.client import make_client_tools
+from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
 
 OPTED_OUT = (

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from zapvet.graphs.client.snapshot import TurnSnapshot
 from zapvet.models import Pet, Service
 from zapvet.money import format_brl
-from zapvet.tools.booking import WEEKDAY_NAMES, OrgPolicy, describe_day
+from zapvet.scheduling.booking import WEEKDAY_NAMES, OrgPolicy, describe_day
 
 RULES = """\
 Regras do atendimento:

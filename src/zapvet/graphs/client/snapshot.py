@@ -17,7 +17,7 @@ from zapvet.models import (
     Pet,
     Service,
 )
-from zapvet.tools.booking import OrgPolicy, active_services, load_policy
+from zapvet.scheduling.booking import OrgPolicy, active_services, load_policy
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,7 @@ def dev(
     """
     import threading
 
-    from zapvet.dev import run_dev
+    from zapvet.cli.dev import run_dev
     from zapvet.llm.openai import build_chat_model
 
     settings = _settings()
@@ -339,7 +339,7 @@ def demo(
     """
     import threading
 
-    from zapvet.demo import run_demo
+    from zapvet.cli.demo import run_demo
     from zapvet.otel.tree import recording_spans
 
     with _trace_viewer(phoenix) as settings, recording_spans(settings) as spans:
@@ -392,8 +392,8 @@ def chat(
 
     Type a message and press Enter; replies appear as they are sent. Ctrl-D ends.
     """
-    from zapvet.chat import DEFAULT_PHONE, ChatError, find_line
-    from zapvet.chat import chat as run_chat
+    from zapvet.cli.chat import DEFAULT_PHONE, ChatError, find_line
+    from zapvet.cli.chat import chat as run_chat
 
     settings = _settings()
     with _services(settings) as services:
@@ -427,9 +427,9 @@ def studio_context(
     import asyncio
     import json
 
-    from zapvet.chat import DEFAULT_PHONE
-    from zapvet.graphs.studio import StudioContextError
-    from zapvet.graphs.studio import studio_context as make_context
+    from zapvet.cli.chat import DEFAULT_PHONE
+    from zapvet.cli.studio import StudioContextError
+    from zapvet.cli.studio import studio_context as make_context
 
     settings = _settings()
     with _services(settings) as services:
@@ -720,7 +720,3 @@ def main() -> None:
     except ZapvetError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

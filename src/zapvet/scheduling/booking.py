@@ -31,7 +31,7 @@ from zapvet.models import (
     Service,
 )
 from zapvet.models.appointment import AppointmentSource
-from zapvet.tools.availability import (
+from zapvet.scheduling.availability import (
     Policy,
     ResourceLoad,
     Slot,
@@ -39,7 +39,7 @@ from zapvet.tools.availability import (
     free_slots,
     nearest_slots,
 )
-from zapvet.tools.catalog import fold, match_services
+from zapvet.scheduling.catalogue import fold, match_services
 
 WEEKDAY_NAMES = (
     "segunda-feira",

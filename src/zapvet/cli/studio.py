@@ -25,6 +25,7 @@ from zapvet import db
 from zapvet.bridge.directory import contact_for, open_conversation, owner_for
 from zapvet.bridge.events import Sender
 from zapvet.bridge.identity import normalise_phone
+from zapvet.clock import system_clock
 from zapvet.config import load_settings, normalise_database_url
 from zapvet.embedded import running_services
 from zapvet.errors import StudioContextError as StudioContextError
@@ -32,7 +33,7 @@ from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.llm.openai import build_chat_model
 from zapvet.models import Organization
-from zapvet.tools.deps import ToolDeps, system_clock
+from zapvet.tools.deps import ToolDeps
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 

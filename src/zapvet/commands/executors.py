@@ -1,62 +1,28 @@
-"""Owner commands: proposed by Aurora's tools, executed only after the owner says "sim".
-
-A proposal is an `aurora_pending_actions` row holding the action, its resolved ids and the
-preview the owner saw; it expires after the organization's confirmation time, and a newer
-proposal replaces an older one. Executing re-checks everything (a slot may have been taken
-meanwhile), writes the change and an `audit_log` row with the row before and after, in the
-same transaction as the proposal's new status.
-"""
+"""Owner commands as they run after the "sim": one executor per action, each audited."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from typing import Any
 
-from sqlmodel import col, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import open_conversation
+from zapvet.commands.proposals import Owner, for_owner
 from zapvet.errors import ToolError
 from zapvet.models import (
-    AISettings,
     Appointment,
     AuditLog,
-    AuroraOwnerNumber,
-    AuroraPendingAction,
     Contact,
     Conversation,
     Service,
     WhatsAppInstance,
     outgoing_message,
 )
-from zapvet.tools import booking
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The confirmed identity behind an owner turn."""
-
-    organization_id: int
-    owner_number_id: int
-
-
-async def owner_number(session: AsyncSession, owner: Owner) -> AuroraOwnerNumber | None:
-    """The owner's number while it is active in that organization; None when it is not.
-
-    Checked on every Aurora turn and every Aurora tool call: a number deactivated (or
-    forged into another organization's context) mid-conversation loses access at once.
-    """
-    number = await session.get(AuroraOwnerNumber, owner.owner_number_id)
-    if number is None or number.organization_id != owner.organization_id:
-        return None
-    return number if number.is_active else None
-
-
-def for_owner(org: booking.OrgPolicy) -> booking.OrgPolicy:
-    """The owner books for the shop: opening hours apply, the customers' lead time does not."""
-    return replace(org, policy=replace(org.policy, min_lead_minutes=0))
+from zapvet.scheduling import booking
 
 
 def snapshot(row: Any) -> dict[str, Any]:
@@ -65,61 +31,6 @@ def snapshot(row: Any) -> dict[str, Any]:
     return {
         k: v.isoformat() if isinstance(v, datetime | date | time) else v for k, v in data.items()
     }
-
-
-async def propose(
-    session: AsyncSession,
-    owner: Owner,
-    *,
-    action: str,
-    payload: dict[str, Any],
-    preview: str,
-    now: datetime,
-) -> str:
-    """Store a proposal (replacing any open one) and return what the owner must answer."""
-    settings = await session.get(AISettings, owner.organization_id)
-    ttl = settings.confirmation_ttl_minutes if settings else 10
-    await session.exec(
-        update(AuroraPendingAction)
-        .where(
-            col(AuroraPendingAction.organization_id) == owner.organization_id,
-            col(AuroraPendingAction.owner_number_id) == owner.owner_number_id,
-            col(AuroraPendingAction.status) == "pending",
-        )
-        .values(status="cancelled", resolved_at=now, result="replaced by a newer request")
-    )
-    session.add(
-        AuroraPendingAction(
-            organization_id=owner.organization_id,
-            owner_number_id=owner.owner_number_id,
-            action=action,
-            payload=payload,
-            preview=preview,
-            expires_at=now + timedelta(minutes=ttl),
-        )
-    )
-    return (
-        f"PRÉVIA (nada foi feito ainda): {preview}\n"
-        f"Peça ao dono para responder 'sim' para confirmar ou 'não' para cancelar; "
-        f"a confirmação vale por {ttl} minutos."
-    )
-
-
-async def open_proposal(
-    session: AsyncSession, owner: Owner, *, lock: bool = False
-) -> AuroraPendingAction | None:
-    query = (
-        select(AuroraPendingAction)
-        .where(
-            AuroraPendingAction.organization_id == owner.organization_id,
-            AuroraPendingAction.owner_number_id == owner.owner_number_id,
-            AuroraPendingAction.status == "pending",
-        )
-        .order_by(col(AuroraPendingAction.created_at).desc(), col(AuroraPendingAction.id).desc())
-    )
-    if lock:
-        query = query.with_for_update()
-    return (await session.exec(query)).first()
 
 
 async def _audit(job: Job, action: str, row: Any, before: dict[str, Any] | None) -> None:
@@ -282,35 +193,3 @@ EXECUTORS: dict[str, Executor] = {
     "hand_back_conversation": _hand_back,
     "send_message": _send_message,
 }
-
-
-async def resolve(session: AsyncSession, owner: Owner, answer: str, now: datetime) -> str | None:
-    """Act on the owner's "sim" or "não" to the open proposal; None when there is none.
-
-    Returns the reply for the owner. The proposal's new status, the change and its audit
-    row commit together; a change that fails (a slot taken meanwhile) leaves only the
-    proposal marked failed, with the reason.
-    """
-    proposal = await open_proposal(session, owner, lock=True)
-    if proposal is None:
-        return None
-    proposal.resolved_at = now
-    if answer == "no":
-        proposal.status = "cancelled"
-        return f"Tudo bem, não fiz nada. Cancelado: {proposal.preview}"
-    if proposal.expires_at < now:
-        proposal.status = "expired"
-        return (
-            f"Essa confirmação expirou, então não fiz nada: {proposal.preview} "
-            "Se ainda quiser, é só pedir de novo."
-        )
-    org = await booking.load_policy(session, owner.organization_id)
-    try:
-        async with session.begin_nested():
-            job = Job(session, owner, org, proposal.payload, now)
-            result = await EXECUTORS[proposal.action](job)
-    except ToolError as refused:
-        proposal.status, proposal.result = "failed", refused.message
-        return f"Não consegui fazer: {refused.message}"
-    proposal.status, proposal.result = "confirmed", result
-    return result

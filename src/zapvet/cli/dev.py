@@ -29,8 +29,8 @@ from zapvet.org import apply_spec, load_spec
 from zapvet.org.spec import OrgSpec
 from zapvet.queue.broker import QUEUES
 from zapvet.runtime import bridge_state_factory, run_scheduler
+from zapvet.serving import BackgroundServer
 from zapvet.testing.gateways import FakeEvolutionAPI, SentText
-from zapvet.testing.serving import BackgroundServer
 
 Print = Callable[[str], None]
 

@@ -18,13 +18,12 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from tests.test_cli import zapvet
-from tests.test_dev import free_port, wait_until_serving
+from tests.cli.test_cli import zapvet
+from tests.cli.test_dev import free_port, wait_until_serving
 from zapvet.embedded import ServiceUrls
-from zapvet.graphs.aurora.context import AuroraContext
-from zapvet.graphs.client.context import ClientContext
 from zapvet.models import AIInteraction, Organization
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
+from zapvet.tools.context import AuroraContext, ClientContext
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGGRAPH = Path(sys.executable).with_name("langgraph")

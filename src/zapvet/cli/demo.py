@@ -27,7 +27,7 @@ from zapvet.money import format_brl
 from zapvet.otel.tree import SpanRecorder, render_trace, roots
 from zapvet.testing.stack import LocalStack, MovableClock
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCENARIO = REPO / "scenarios" / "client" / "01-rex-booking.yaml"
 
 Print = Callable[[str], None]

@@ -1,0 +1,1 @@
+"""The owner's figures, computed by SQL over one organization's rows."""

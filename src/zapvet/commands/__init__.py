@@ -1,0 +1,1 @@
+"""Aurora's commands: proposals, the owner's confirmation, executors and their audit."""

@@ -1,0 +1,1 @@
+"""Messages Aurora sends on her own: escalation alerts, reminders, daily summaries."""

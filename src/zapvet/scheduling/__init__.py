@@ -1,0 +1,1 @@
+"""Scheduling: free slots, bookings against the database, the catalogue and pt-BR wording."""
