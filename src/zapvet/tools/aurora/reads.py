@@ -1,0 +1,250 @@
+"""Aurora's read tools: the owner's figures, agenda, free slots and clients, computed by SQL."""
+
+from __future__ import annotations
+
+from datetime import date as Day
+
+from langchain_core.tools import BaseTool, tool
+from langgraph.prebuilt import ToolRuntime
+from sqlmodel import col, select
+
+from zapvet.analytics import figures
+from zapvet.commands.proposals import for_owner
+from zapvet.errors import ToolError
+from zapvet.models import Appointment, Contact, Pet
+from zapvet.money import format_brl
+from zapvet.scheduling import booking
+from zapvet.scheduling.availability import group_by_period
+from zapvet.tools.aurora.access import caller, loosely_matches, resolve_client
+from zapvet.tools.client import result
+from zapvet.tools.context import AuroraContext
+from zapvet.tools.deps import ToolDeps
+
+
+def day_of(org: booking.OrgPolicy, text: str) -> Day:
+    """The organization's local date that the owner's "AAAA-MM-DD" names."""
+    return booking.parse_local(org, text).date()
+
+
+def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
+    """Aurora's read tools, bound to this process's database and clock."""
+    call = caller(deps)
+
+    @tool
+    async def business_summary(
+        start_date: str, end_date: str, runtime: ToolRuntime[AuroraContext]
+    ) -> str:
+        """Resumo do período (datas AAAA-MM-DD, inclusivas): clientes atendidos, atendimentos
+        por serviço, faturamento dos concluídos, média por cliente, faltas e cancelamentos.
+
+        Exemplo (hoje): business_summary(start_date="2026-11-25", end_date="2026-11-25")
+        """
+        async with call(runtime) as c:
+            start, end = day_of(c.org, start_date), day_of(c.org, end_date)
+            if end < start:
+                raise ToolError("A data final vem antes da inicial.")
+            s = await figures.business_summary(
+                c.session, c.owner.organization_id, c.org.zone, start, end
+            )
+        return result(
+            period=f"{start:%d/%m/%Y}" + ("" if start == end else f" a {end:%d/%m/%Y}"),
+            clients_served=s.clients_served,
+            completed_appointments=s.completed,
+            by_service={item.name: item.count for item in s.per_service},
+            by_category=s.per_category(),
+            revenue=format_brl(s.revenue_cents),
+            average_per_client=format_brl(s.average_ticket_cents),
+            no_shows=s.no_shows,
+            cancellations=s.cancellations,
+            still_scheduled=s.still_scheduled,
+            clients_opted_out_of_messages=s.opted_out_clients,
+        )
+
+    @tool
+    async def list_appointments(date: str, runtime: ToolRuntime[AuroraContext]) -> str:
+        """Agenda de um dia (AAAA-MM-DD): horário, cliente, pet, serviço, profissional, status,
+        valor e número de cada agendamento. Exemplo: list_appointments(date="2026-11-26")
+        """
+        async with call(runtime) as c:
+            day = day_of(c.org, date)
+            items = await figures.day_appointments(
+                c.session, c.owner.organization_id, c.org.zone, day
+            )
+        return result(
+            day=booking.describe_day(day),
+            appointments=[
+                {
+                    "appointment_id": a.id,
+                    "time": f"{a.starts_at.astimezone(c.org.zone):%H:%M}",
+                    "client": a.client,
+                    "pet": a.pet,
+                    "service": a.service,
+                    "with": a.resource,
+                    "status": a.status,
+                    "price": format_brl(a.price_cents),
+                }
+                for a in items
+            ],
+        )
+
+    @tool
+    async def free_slots(
+        date: str, runtime: ToolRuntime[AuroraContext], service_type: str | None = None
+    ) -> str:
+        """Horários livres de um dia (AAAA-MM-DD) por serviço, para o dono.
+
+        Exemplo: free_slots(date="2026-11-26", service_type="banho")
+        """
+        async with call(runtime) as c:
+            day = day_of(c.org, date)
+            org = for_owner(c.org)
+            services = (
+                [await booking.resolve_service(c.session, c.owner.organization_id, service_type)]
+                if service_type
+                else await booking.active_services(c.session, c.owner.organization_id)
+            )
+            slots = {
+                s.name: group_by_period(
+                    await booking.day_slots(c.session, org, s, day, deps.clock()), org.zone
+                )
+                for s in services
+            }
+        return result(day=booking.describe_day(day), free=slots)
+
+    @tool
+    async def top_services(
+        start_date: str, end_date: str, runtime: ToolRuntime[AuroraContext]
+    ) -> str:
+        """Serviços mais realizados no período (concluídos), com quantidade e faturamento.
+
+        Exemplo: top_services(start_date="2026-11-01", end_date="2026-11-30")
+        """
+        async with call(runtime) as c:
+            ranked = await figures.top_services(
+                c.session,
+                c.owner.organization_id,
+                c.org.zone,
+                day_of(c.org, start_date),
+                day_of(c.org, end_date),
+            )
+        return result(
+            top=[
+                {"service": s.name, "count": s.count, "revenue": format_brl(s.revenue_cents)}
+                for s in ranked
+            ]
+        )
+
+    @tool
+    async def new_clients(
+        start_date: str, end_date: str, runtime: ToolRuntime[AuroraContext]
+    ) -> str:
+        """Clientes que escreveram pela primeira vez no período, com seus pets.
+
+        Exemplo: new_clients(start_date="2026-11-01", end_date="2026-11-25")
+        """
+        async with call(runtime) as c:
+            rows = await figures.new_clients(
+                c.session,
+                c.owner.organization_id,
+                c.org.zone,
+                day_of(c.org, start_date),
+                day_of(c.org, end_date),
+            )
+        return result(
+            count=len(rows),
+            clients=[
+                {"client_id": r.id, "name": r.name, "phone": r.phone, "pets": r.pets} for r in rows
+            ],
+        )
+
+    @tool
+    async def inactive_clients(runtime: ToolRuntime[AuroraContext], days: int = 60) -> str:
+        """Clientes sem atendimento concluído há mais de `days` dias e sem nada agendado, com
+        seus pets e a data da última visita. Exemplo: inactive_clients(days=60)
+        """
+        if days < 1:
+            raise ToolError("Informe um número de dias maior que zero.")
+        async with call(runtime) as c:
+            rows = await figures.inactive_clients(
+                c.session, c.owner.organization_id, deps.clock(), days
+            )
+            zone = c.org.zone
+        return result(
+            days=days,
+            count=len(rows),
+            clients=[
+                {
+                    "client_id": r.id,
+                    "name": r.name,
+                    "phone": r.phone,
+                    "pets": r.pets,
+                    "last_visit": f"{r.last_visit.astimezone(zone):%d/%m/%Y}"
+                    if r.last_visit
+                    else None,
+                }
+                for r in rows
+            ],
+        )
+
+    @tool
+    async def find_client(query: str, runtime: ToolRuntime[AuroraContext]) -> str:
+        """Procura clientes por nome, telefone ou número (#12), com pets e próximos agendamentos.
+
+        Exemplo: find_client(query="Marina")
+        """
+        async with call(runtime) as c:
+            org_id = c.owner.organization_id
+            try:
+                contacts = [await resolve_client(c.session, org_id, query)]
+            except ToolError:
+                everyone = await c.session.exec(
+                    select(Contact).where(Contact.organization_id == org_id)
+                )
+                contacts = [x for x in everyone if loosely_matches(x, query)][:10]
+            ids = [contact.id for contact in contacts]
+            pets: dict[int | None, list[str]] = {}
+            for owner_id, name in await c.session.exec(
+                select(Pet.contact_id, Pet.name)
+                .where(Pet.organization_id == org_id, col(Pet.contact_id).in_(ids))
+                .order_by(col(Pet.id))
+            ):
+                pets.setdefault(owner_id, []).append(name)
+            upcoming: dict[int | None, list[Appointment]] = {}
+            for a in await c.session.exec(
+                select(Appointment)
+                .where(
+                    Appointment.organization_id == org_id,
+                    col(Appointment.contact_id).in_(ids),
+                    col(Appointment.status).in_(("scheduled", "confirmed")),
+                    col(Appointment.starts_at) >= deps.clock(),
+                )
+                .order_by(col(Appointment.starts_at))
+            ):
+                upcoming.setdefault(a.contact_id, []).append(a)
+            found = [
+                {
+                    "client_id": contact.id,
+                    "name": contact.name,
+                    "phone": contact.phone,
+                    "pets": pets.get(contact.id, []),
+                    "upcoming": [
+                        {
+                            "appointment_id": a.id,
+                            "when": booking.describe_moment(a.starts_at.astimezone(c.org.zone)),
+                        }
+                        for a in upcoming.get(contact.id, [])
+                    ],
+                }
+                for contact in contacts
+            ]
+        return result(clients=found)
+
+    return [
+        business_summary,
+        list_appointments,
+        free_slots,
+        top_services,
+        new_clients,
+        inactive_clients,
+        find_client,
+    ]
