@@ -24,7 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from zapvet.evals.runner import ScenarioRun
+from zapvet.evals.outcome import ScenarioRun
 from zapvet.evals.scenario import Scenario
 
 Clock = Callable[[], float]

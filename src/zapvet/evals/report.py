@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zapvet.evals.runner import ScenarioRun
+from zapvet.evals.outcome import ScenarioRun
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from zapvet import db
+from zapvet.evals.outcome import ScenarioRun
 from zapvet.evals.report import ScenarioSummary, summarise
-from zapvet.evals.runner import ModelFactory, ScenarioRun, run_scenario
+from zapvet.evals.runner import ModelFactory, run_scenario
 from zapvet.evals.scenario import Scenario
 
 

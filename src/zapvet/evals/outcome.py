@@ -1,0 +1,29 @@
+"""What one scenario run produced: each turn's record, and every expectation that failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TurnRecord:
+    user: list[str]
+    reply: str | None
+    tools: list[str]
+    ungrounded: list[str]
+    error: str | None
+    prompt_tokens: list[int]
+    static_tokens: int
+
+
+@dataclass
+class ScenarioRun:
+    """The outcome of one run: `failures` lists every expectation that did not hold."""
+
+    name: str
+    failures: list[str] = field(default_factory=list)
+    turns: list[TurnRecord] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
