@@ -198,3 +198,25 @@ def run_demo(
         zone = "America/Sao_Paulo"
         result.rows = _rows(database_url, zone)
     return result
+
+
+def print_result(result: DemoResult, say: Print, *, traced: bool) -> None:
+    """The time per stage, the rows written and (when `traced`) the last message's trace tree."""
+    say("\nTime per stage (ms): webhook → stored · waiting (debounce + queue) · turn · send")
+    for index, stage in enumerate(result.stages, start=1):
+        say(
+            f"  message {index}: {stage.webhook:7.1f} · {stage.queued:7.1f} · "
+            f"{stage.turn:7.1f} · {stage.send:7.1f}"
+        )
+    say("\nRows written:")
+    for table, lines in result.rows.items():
+        say(f"  {table}:")
+        for line in lines:
+            say(f"    {line}")
+    if not traced:
+        say("\nNo trace tree: tracing is off (OTEL_SDK_DISABLED).")
+    else:
+        last = len(result.stages)
+        say(f"\nTrace of message {last} (span names and durations, no content):")
+        for line in result.trace_tree or ["(none sampled: see OTEL_TRACES_SAMPLER)"]:
+            say(f"  {line}")
