@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psutil
 import pytest
 import redis
 from sqlalchemy import Engine
@@ -110,10 +112,11 @@ def test_a_worker_killed_mid_turn_is_recovered_and_answers_once(
     with stack:
         first = spawn_worker(stack, slow_model.base_url)
         second: subprocess.Popen[bytes] | None = None
+        left: list[psutil.Process] = []
         try:
             stack.say("5511977776666", "Oi, quero marcar um banho")
             stack.wait(lambda: slow_model.in_flight >= 1, what="the turn to reach the model")
-            os.killpg(first.pid, signal.SIGKILL)
+            os.killpg(first.pid, signal.SIGKILL)  # the whole container dies at once
             first.wait(timeout=30)
             second = spawn_worker(stack, slow_model.base_url)
             # The killed worker's lock died with its connection, so the sweeper may take over.
@@ -129,17 +132,23 @@ def test_a_worker_killed_mid_turn_is_recovered_and_answers_once(
                 ),
                 what="the reply to be recorded",
             )
-            os.killpg(second.pid, signal.SIGTERM)  # as a container stop: a clean exit
+            dramatiq = psutil.Process(second.pid)
+            processes = [dramatiq, *dramatiq.children(recursive=True)]
+            # A container stop signals PID 1 only: dramatiq's parent, which stops its worker
+            # process with one SIGTERM. Signalling the whole group would reach the worker twice,
+            # and dramatiq takes a second SIGTERM as "kill now", abandoning the turns in flight.
+            second.send_signal(signal.SIGTERM)
             assert second.wait(timeout=60) == 0
+            _, left = psutil.wait_procs(processes, timeout=30)
+            assert not left, f"dramatiq exited and left {left}"
         finally:
             for worker in (first, second):
-                if worker is not None and worker.poll() is None:
-                    os.killpg(worker.pid, signal.SIGTERM)
-                    try:
-                        worker.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(worker.pid, signal.SIGKILL)
-                        worker.wait(timeout=30)
+                if worker is not None and worker.returncode is None:
+                    os.killpg(worker.pid, signal.SIGKILL)  # unreaped, so the group is still ours
+                    worker.wait(timeout=30)
+            for process in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
     assert [s.text for s in stack.gateway.sent] == ["Olá! Como posso ajudar?"]
     assert scalar(engine, "SELECT count(*) FROM messages WHERE direction='outgoing'") == 1
     assert len(slow_model.requests) >= 2  # the interrupted turn, then the recovered one
