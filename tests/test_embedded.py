@@ -18,6 +18,8 @@ from tests.conftest import libpq_url
 from zapvet.config import Settings, load_settings
 from zapvet.embedded import EmbeddedPostgres, EmbeddedRedis, running_services
 
+pytestmark = pytest.mark.slow  # every test starts servers of its own, some other holders too
+
 
 def _settings(data_dir: Path) -> Settings:
     # Explicit None beats DATABASE_URL / REDIS_URL from the environment.

@@ -45,7 +45,7 @@ def cli(stack: LocalStack, *args: str) -> str:
         redis_url=stack.redis_url,
         namespace=stack.namespace,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     return done.stdout
 
 
