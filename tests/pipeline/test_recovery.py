@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psutil
 import pytest
@@ -71,8 +72,13 @@ def slow_model() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-def spawn_worker(stack: LocalStack, model_url: str, **extra_env: str) -> subprocess.Popen[bytes]:
-    """`zapvet worker` on `stack`'s queues, in its own group (dramatiq replaces the CLI)."""
+def spawn_worker(
+    stack: LocalStack, model_url: str, *, log: Path | None = None, **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """`zapvet worker` on `stack`'s queues, in its own group (dramatiq replaces the CLI).
+
+    Its log lines (JSON) go to `log` if given.
+    """
     env = {
         **os.environ,
         "DATABASE_URL": stack.database_url,
@@ -88,13 +94,10 @@ def spawn_worker(stack: LocalStack, model_url: str, **extra_env: str) -> subproc
         sys.executable, "-m", "zapvet.cli", "worker",
         "--processes", "1", "--threads", "4", "--shutdown-timeout", "5",
     ]  # fmt: skip
-    return subprocess.Popen(
-        command,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("ab") if log is not None else open(os.devnull, "wb") as stderr:
+        return subprocess.Popen(
+            command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr
+        )
 
 
 @pytest.mark.slow
