@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
 
+from tests.databases import Clones
 from zapvet import db
 from zapvet.cli import app
 from zapvet.config import Settings, load_settings
@@ -134,22 +135,27 @@ def template_database(services: ServiceUrls, admin_conninfo: str) -> Iterator[st
         yield name
 
 
-def _fresh(services: ServiceUrls, template: str | None) -> Iterator[str]:
-    name = f"zapvet_t_{os.getpid()}_{next(_counter)}"
-    yield db.create_database(services.database_url, name, template=template)
-    db.drop_database(services.database_url, name)
+@pytest.fixture(scope="session")
+def clones(services: ServiceUrls, template_database: str) -> Iterator[Clones]:
+    clones = Clones(services.database_url, template_database)
+    yield clones
+    clones.close()
 
 
 @pytest.fixture
-def database_url(services: ServiceUrls, template_database: str) -> Iterator[str]:
+def database_url(clones: Clones) -> Iterator[str]:
     """A fresh database at the newest schema, for this test only."""
-    yield from _fresh(services, template_database)
+    name, url = clones.take()
+    yield url
+    clones.give_back(name)
 
 
 @pytest.fixture
 def empty_database_url(services: ServiceUrls) -> Iterator[str]:
     """A fresh database with no schema at all, for migration tests."""
-    yield from _fresh(services, None)
+    name = f"zapvet_t_{os.getpid()}_empty_{next(_counter)}"
+    yield db.create_database(services.database_url, name)
+    db.drop_database(services.database_url, name)
 
 
 @pytest.fixture
