@@ -47,6 +47,7 @@ def pending(engine: Engine) -> int:
     return int(scalar(engine, sql) or 0)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # the whole pipeline
 def test_a_flushed_redis_loses_no_message(
     stack: LocalStack, engine: Engine, services: ServiceUrls
 ) -> None:

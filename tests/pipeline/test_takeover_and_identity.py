@@ -18,6 +18,8 @@ from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.testing.stack import INSTANCE, LocalStack, MovableClock
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 ANA = "5511977776666"
 OWNER = "5511988887777"  # the example shop's owner, Saraiva
 CARLOS_LID = "203948571726354"
