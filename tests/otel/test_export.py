@@ -22,9 +22,10 @@ from zapvet.testing.stack import LocalStack
 
 
 def stop(worker: subprocess.Popen[bytes], how: str, log: Path) -> None:
-    """SIGTERM the dramatiq parent (as docker does), or its worker process and then the whole
-    group (as systemd's control-group kill does): that worker then sees a second SIGTERM, the
-    parent's forward, while it is stopping, and dramatiq exits it at once."""
+    """SIGTERM the dramatiq parent (as docker does), or first its worker process and then the
+    parent, as systemd's control-group kill reaches both: the worker process then sees a
+    second SIGTERM, the parent's forward, while it is stopping, and dramatiq exits it at once.
+    (Not the group again: that would signal the worker process a third time.)"""
     if how == "twice":
         for child in psutil.Process(worker.pid).children():
             child.send_signal(signal.SIGTERM)
@@ -32,9 +33,7 @@ def stop(worker: subprocess.Popen[bytes], how: str, log: Path) -> None:
             lambda: "Stopping worker process" in log.read_text(),
             what="the worker process to take the first SIGTERM",
         )
-        os.killpg(worker.pid, signal.SIGTERM)
-    else:
-        os.kill(worker.pid, signal.SIGTERM)
+    os.kill(worker.pid, signal.SIGTERM)
 
 
 @pytest.mark.slow
