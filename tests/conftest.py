@@ -9,8 +9,11 @@ as many connections (and processes) as they like and still never see each other'
 from __future__ import annotations
 
 import itertools
+import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+import platform
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,10 +21,15 @@ from zoneinfo import ZoneInfo
 import psutil
 import psycopg
 import pytest
+import structlog
+from click.testing import Result
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from typer.testing import CliRunner
 
+from tests.databases import Clones
 from zapvet import db
+from zapvet.cli import app
 from zapvet.config import Settings, load_settings
 from zapvet.embedded import ServiceUrls, running_services
 from zapvet.models import AuroraOwnerNumber, Contact, Conversation, Organization
@@ -36,6 +44,58 @@ _counter = itertools.count()
 
 with_database = db.with_database
 libpq_url = db.libpq_url
+
+
+def zapvet(*args: str, env: Mapping[str, str]) -> Result:
+    """`zapvet ARGS` run in this process, with `env` (and no other servers) in the environment.
+
+    The command sets up logging for itself, onto the runner's captured stderr; that is undone
+    afterwards so that later tests log as before. `main()`'s signal and error handling are not
+    run: the slow tests that start the real entrypoint cover them.
+    """
+    root = logging.getLogger()
+    handlers, level, structlog_config = root.handlers[:], root.level, structlog.get_config()
+    try:
+        return CliRunner().invoke(
+            app, list(args), env={"DATABASE_URL": None, "REDIS_URL": None, **env}
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**structlog_config)
+
+
+#: What the running test started, while the test is not marked slow (see `_fast`).
+_started: list[str] | None = None
+_SPAWNS = {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec"}
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _started is not None and event in _SPAWNS:
+        _started.append(f"{event} {args[:2]}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    platform.processor()  # the OpenAI client asks, and it runs `uname -p` once per process
+    sys.addaudithook(_audit)
+
+
+@pytest.fixture(autouse=True)
+def _fast(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The fast lane (`-m "not slow"`) starts no process: a test that does must say so.
+
+    Servers shared by the session (the embedded PostgreSQL and Redis) start before this.
+    """
+    global _started
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    _started = started = []
+    try:
+        yield
+    finally:
+        _started = None
+    assert not started, f"this test starts processes, so mark it @pytest.mark.slow: {started}"
 
 
 @pytest.fixture(scope="session")
@@ -75,22 +135,27 @@ def template_database(services: ServiceUrls, admin_conninfo: str) -> Iterator[st
         yield name
 
 
-def _fresh(services: ServiceUrls, template: str | None) -> Iterator[str]:
-    name = f"zapvet_t_{os.getpid()}_{next(_counter)}"
-    yield db.create_database(services.database_url, name, template=template)
-    db.drop_database(services.database_url, name)
+@pytest.fixture(scope="session")
+def clones(services: ServiceUrls, template_database: str) -> Iterator[Clones]:
+    clones = Clones(services.database_url, template_database)
+    yield clones
+    clones.close()
 
 
 @pytest.fixture
-def database_url(services: ServiceUrls, template_database: str) -> Iterator[str]:
+def database_url(clones: Clones) -> Iterator[str]:
     """A fresh database at the newest schema, for this test only."""
-    yield from _fresh(services, template_database)
+    name, url = clones.take()
+    yield url
+    clones.give_back(name)
 
 
 @pytest.fixture
 def empty_database_url(services: ServiceUrls) -> Iterator[str]:
     """A fresh database with no schema at all, for migration tests."""
-    yield from _fresh(services, None)
+    name = f"zapvet_t_{os.getpid()}_empty_{next(_counter)}"
+    yield db.create_database(services.database_url, name)
+    db.drop_database(services.database_url, name)
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from zapvet.embedded import (
 )
 from zapvet.errors import EmbeddedServiceError
 
+pytestmark = pytest.mark.slow  # every test starts servers of its own, some other holders too
+
 
 def _settings(data_dir: Path) -> Settings:
     # Explicit None beats DATABASE_URL / REDIS_URL from the environment.

@@ -99,18 +99,16 @@ async def test_concurrent_senders_never_claim_the_same_row(
     banho(session, petfeliz, at(10, 30), "5511977770003", service=consulta, resource="Dra. Ana")
     banho(session, petfeliz, at(11), "5511977770004", service=consulta, resource="Dra. Ana")
     assert await run(sessions, lambda s: schedule_reminders(s, at(10, 5))) == 4
-    barrier = asyncio.Event()
+    both_claimed = asyncio.Barrier(2)
 
     async def sender() -> list[int]:
         async with sessions() as s, s.begin():
             claimed = await claim_due(s, at(10, 5), limit=3)
-            await barrier.wait()  # both transactions hold their claims at the same time
+            await both_claimed.wait()  # both transactions hold their claims at the same time
             return [m.id or 0 for m in claimed]
 
-    first, second = asyncio.create_task(sender()), asyncio.create_task(sender())
-    await asyncio.sleep(0.2)
-    barrier.set()
-    claimed_a, claimed_b = await first, await second
+    async with asyncio.timeout(60):  # a hang guard: a claim must not wait for the other's rows
+        claimed_a, claimed_b = await asyncio.gather(sender(), sender())
     assert not set(claimed_a) & set(claimed_b)
     assert len(claimed_a) + len(claimed_b) == 4
     assert {m.status for m in await rows(sessions)} == {"sending"}

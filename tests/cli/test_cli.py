@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
-from tests.conftest import EXAMPLE_ORG, libpq_url
+from tests.conftest import EXAMPLE_ORG, libpq_url, zapvet
 from zapvet import db
 from zapvet.cli import app
 from zapvet.embedded import ServiceUrls
@@ -39,7 +39,7 @@ COMMANDS = [
 runner = CliRunner()
 
 
-def zapvet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def entrypoint(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the real `zapvet` entrypoint in a subprocess."""
     full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     full_env.update(env)
@@ -100,7 +100,7 @@ def test_a_bad_option_variable_names_it_before_anything_starts() -> None:
 
 def test_an_invalid_setting_names_the_variable() -> None:
     result = zapvet("status", env={"ZAPVET_LOG_FORMAT": "xml"})
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "ZAPVET_LOG_FORMAT: must be 'json' or 'console'" in result.stderr
 
 
@@ -110,24 +110,24 @@ def test_upgrade_apply_and_status_against_external_servers(
     env = {"DATABASE_URL": empty_database_url, "REDIS_URL": services.redis_url}
 
     applied_early = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
-    assert applied_early.returncode == 1
+    assert applied_early.exit_code == 1
     assert "run `zapvet db upgrade` first" in applied_early.stderr
 
     upgraded = zapvet("db", "upgrade", env=env)
-    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.exit_code == 0, upgraded.output
     head = db.head_revision()
     assert f"database migrated: empty → {head}" in upgraded.stdout
     assert f"already at revision {head}" in zapvet("db", "upgrade", env=env).stdout
 
     applied = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
-    assert applied.returncode == 0, applied.stderr
+    assert applied.exit_code == 0, applied.output
     assert "organization 'petfeliz' created" in applied.stdout
     assert "service 'Consulta Veterinária Geral' added (R$ 120,00)" in applied.stdout
     again = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
     assert again.stdout.strip() == "organization 'petfeliz' is up to date (no changes)"
 
     status = zapvet("status", env=env)
-    assert status.returncode == 0, status.stderr
+    assert status.exit_code == 0, status.output
     assert "PostgreSQL (external)" in status.stdout
     assert "6 services, 3 resources, 1 owner numbers" in status.stdout
     assert "http://127.0.0.1:8080/webhooks/evolution/petfeliz" in status.stdout
@@ -144,7 +144,7 @@ def test_a_bad_org_file_names_key_and_line_and_writes_nothing(
         str(bad),
         env={"DATABASE_URL": database_url, "REDIS_URL": services.redis_url},
     )
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "services[4].price: expected a price" in result.stderr
     assert f"{bad}:line " in result.stderr
     assert "nothing was written" in result.stderr
@@ -152,13 +152,15 @@ def test_a_bad_org_file_names_key_and_line_and_writes_nothing(
         assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (0,)
 
 
+@pytest.mark.slow
 def test_the_embedded_servers_serve_a_fresh_machine(tmp_path: Path) -> None:
+    """The console script itself, starting and stopping embedded servers for each command."""
     env = {"ZAPVET_DATA_DIR": str(tmp_path / "data")}
-    upgraded = zapvet("db", "upgrade", env=env)
+    upgraded = entrypoint("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    applied = zapvet("org", "apply", str(EXAMPLE_ORG), env=env)
+    applied = entrypoint("org", "apply", str(EXAMPLE_ORG), env=env)
     assert applied.returncode == 0, applied.stderr
-    status = zapvet("status", env=env)
+    status = entrypoint("status", env=env)
     assert status.returncode == 0, status.stderr
     assert "PostgreSQL (embedded)" in status.stdout and "Redis      (embedded)" in status.stdout
     assert "organization 'petfeliz'" in status.stdout

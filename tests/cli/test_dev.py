@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,10 @@ import psutil
 import pytest
 
 from tests.conftest import EXAMPLE_ORG
+from zapvet.cli.dev import stop_worker
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -95,3 +100,54 @@ def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
     assert not [line for line in logs if "Oi, vocês abrem" in line or "5511912345678" in line]
     psutil.wait_procs(children, timeout=30)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture
+def standin(request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[bytes]]:
+    """A stand-in for dramatiq's processes (tests/dramatiq_standin.py), in their own group."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.dramatiq_standin", request.param],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        process_group=0,
+    )
+    assert worker.stdout is not None
+    try:
+        assert worker.stdout.readline() == b"ready\n"
+        yield worker
+    finally:
+        if worker.returncode is None:
+            os.killpg(worker.pid, signal.SIGKILL)  # unreaped, so the group is still ours
+            worker.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("standin", ["idle"], indirect=True)
+def test_dev_stops_its_worker_with_one_sigterm_to_dramatiqs_parent(
+    standin: subprocess.Popen[bytes],
+) -> None:
+    stop_worker(standin)
+    assert standin.returncode == 0  # the worker process was asked once, by its parent
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("standin", ["busy"], indirect=True)
+def test_a_second_ctrl_c_kills_the_stopping_worker_instead_of_signalling_it_again(
+    standin: subprocess.Popen[bytes],
+) -> None:
+    processes = [psutil.Process(standin.pid), *psutil.Process(standin.pid).children()]
+    assert standin.stdout is not None
+    stdout = standin.stdout
+
+    def second_ctrl_c() -> None:
+        if stdout.readline() == b"stopping\n":  # dev's stop reached dramatiq's parent
+            _thread.interrupt_main()
+
+    threading.Thread(target=second_ctrl_c, daemon=True).start()
+    try:
+        stop_worker(standin)
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped the worker's stop: dev would exit under it")
+    assert standin.returncode == -signal.SIGKILL
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    assert not alive

@@ -18,9 +18,11 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from tests.cli.test_cli import zapvet
 from tests.cli.test_dev import free_port, wait_until_serving
+from tests.conftest import zapvet
+from zapvet.cli.studio import studio_context
 from zapvet.embedded import ServiceUrls
+from zapvet.errors import StudioContextError
 from zapvet.models import AIInteraction, Organization
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
 from zapvet.tools.context import AuroraContext, ClientContext
@@ -113,24 +115,36 @@ def test_langgraph_dev_serves_both_graphs_and_runs_a_turn_on_each(
     ]
 
 
-def test_studio_context_gives_the_ids_a_real_message_would_get(
+@pytest.mark.anyio
+async def test_studio_context_gives_the_ids_a_real_message_would_get(
+    database_url: str, petfeliz: Organization
+) -> None:
+    customer = await studio_context(database_url, "petfeliz", "11 97777-6666")
+    assert customer["organization_id"] == petfeliz.id
+    assert set(customer) == {"organization_id", "contact_id", "conversation_id"}
+    again = await studio_context(database_url, "petfeliz", "+5511977776666")
+    assert again == customer  # same contact, same open conversation
+
+    owner = await studio_context(database_url, "petfeliz", "+55 11 98888-7777")
+    assert owner["owner_number_id"] > 0
+    assert owner["contact_id"] != customer["contact_id"]
+
+    with pytest.raises(StudioContextError, match="no organization 'nenhuma'"):
+        await studio_context(database_url, "nenhuma", "+5511977776666")
+
+
+def test_studio_context_command_names_the_graph_and_prints_the_json(
     database_url: str, services: ServiceUrls, petfeliz: Organization
 ) -> None:
     env = {"DATABASE_URL": database_url, "REDIS_URL": services.redis_url}
-    customer = zapvet("studio-context", "--org", "petfeliz", "--as", "11 97777-6666", env=env)
-    assert customer.returncode == 0, customer.stderr
-    assert "graph: client" in customer.stderr
-    context = json.loads(customer.stdout)
-    assert context["organization_id"] == petfeliz.id
-    assert set(context) == {"organization_id", "contact_id", "conversation_id"}
-    again = zapvet("studio-context", "--org", "petfeliz", "--as", "+5511977776666", env=env)
-    assert json.loads(again.stdout) == context  # same contact, same open conversation
-
     owner = zapvet("studio-context", "--org", "petfeliz", "--as", "+55 11 98888-7777", env=env)
-    assert owner.returncode == 0, owner.stderr
-    assert "graph: aurora" in owner.stderr
+    assert owner.exit_code == 0, owner.output
+    assert "graph: aurora" in owner.stderr.splitlines()
     assert json.loads(owner.stdout)["owner_number_id"] > 0
+    customer = zapvet("studio-context", "--org", "petfeliz", env=env)
+    assert "graph: client" in customer.stderr.splitlines()
+    assert set(json.loads(customer.stdout)) == {"organization_id", "contact_id", "conversation_id"}
 
     missing = zapvet("studio-context", "--org", "nenhuma", env=env)
-    assert missing.returncode == 1
+    assert missing.exit_code == 1
     assert "no organization 'nenhuma'" in missing.stderr

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, zapvet
 from zapvet.embedded import ServiceUrls
 from zapvet.evals.report import render, summarise
 from zapvet.evals.runner import ScenarioRun, run_scenario
@@ -99,29 +96,18 @@ def test_pass_k_needs_every_run_to_pass() -> None:
     assert "✗ b: boom" in table
 
 
-def _zapvet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zapvet", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_eval_command_prints_the_pass_k_table(services: ServiceUrls) -> None:
     env = {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url}
-    result = _zapvet("eval", str(REX), "-k", "2", env=env)
-    assert result.returncode == 0, result.stderr
+    result = zapvet("eval", str(REX), "-k", "2", env=env)
+    assert result.exit_code == 0, result.output
     assert "rex-booking" in result.stdout
     assert "pass^2 = 1.00 (1/1 scenarios pass all 2 runs)" in result.stdout
 
 
 def test_eval_with_a_real_model_needs_a_key(services: ServiceUrls) -> None:
     env = {"DATABASE_URL": services.database_url, "OPENAI_API_KEY": ""}
-    result = _zapvet("eval", str(REX), "--model", "openai:gpt-4o-mini", env=env)
-    assert result.returncode == 2
+    result = zapvet("eval", str(REX), "--model", "openai:gpt-4o-mini", env=env)
+    assert result.exit_code == 2
     assert "OPENAI_API_KEY: is not set" in result.stderr
 
 
@@ -133,9 +119,9 @@ def test_eval_with_a_real_model_ignores_the_script(services: ServiceUrls) -> Non
             "OPENAI_API_KEY": "test-key",
             "OPENAI_BASE_URL": server.base_url,
         }
-        result = _zapvet("eval", str(REX), "--model", "openai:gpt-4o-mini", env=env)
+        result = zapvet("eval", str(REX), "--model", "openai:gpt-4o-mini", env=env)
         assert len(server.requests) == 3  # one model call per turn: the script was not played
     # The fake model never books, so the end state check fails: exit 1, reason shown.
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "✗ rex-booking: pets [] != expected ['Rex']" in result.stdout
     assert server.requests[0].body["model"] == "gpt-4o-mini"

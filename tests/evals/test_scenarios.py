@@ -12,7 +12,7 @@ from zapvet.evals.scenario import load_scenario
 
 CLIENT = sorted((REPO / "scenarios" / "client").glob("*.yaml"))
 AURORA = sorted((REPO / "scenarios" / "aurora").glob("*.yaml"))
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # every scenario, played three times
 
 
 def test_there_are_enough_scenarios() -> None:

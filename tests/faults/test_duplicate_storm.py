@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 
 from tests.faults.harness import tally, unique_text, wait_for
 from tests.pipeline.conftest import scalar
 from zapvet.testing.stack import INSTANCE, WEBHOOK_TOKEN, LocalStack
+
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
 
 COPIES = 5
 

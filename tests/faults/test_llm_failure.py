@@ -18,6 +18,8 @@ from zapvet.graphs.loop import FALLBACK_REPLY
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply
 from zapvet.testing.stack import LocalStack
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 ANA = "5511970003333"
 #: Seconds before a model request is abandoned here (production: 30 s).
 TIMEOUT_S = 1.0

@@ -137,6 +137,7 @@ async def test_locks_two_drains_of_one_conversation_in_one_process_never_both_ho
     assert sorted(got) == [(7, False), (7, True), (8, True)]
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_locks_a_conversation_held_when_postgres_stopped_can_be_taken_after(
     private_postgres: tuple[PrivatePostgres, str],

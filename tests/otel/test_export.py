@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import EXAMPLE_ORG
 from tests.otel.conftest import Traced
+from tests.pipeline.support import wait_until
 from tests.pipeline.test_recovery import spawn_worker
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
@@ -19,27 +21,27 @@ from zapvet.testing.otlp import FakeCollector
 from zapvet.testing.stack import LocalStack
 
 
-def stop(worker: subprocess.Popen[bytes], how: str) -> None:
-    """SIGTERM the dramatiq parent (as docker does), or its worker process and then the whole
-    group (as systemd's control-group kill does): that worker then sees a second SIGTERM, the
-    parent's forward, while it is stopping, and dramatiq exits it at once."""
+def stop(worker: subprocess.Popen[bytes], how: str, log: Path) -> None:
+    """SIGTERM the dramatiq parent (as docker does), or first its worker process and then the
+    parent, as systemd's control-group kill reaches both: the worker process then sees a
+    second SIGTERM, the parent's forward, while it is stopping, and dramatiq exits it at once.
+    (Not the group again: that would signal the worker process a third time.)"""
     if how == "twice":
-        children = subprocess.run(
-            ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=True
-        ).stdout.split()
-        for pid in children:
-            os.kill(int(pid), signal.SIGTERM)
-        time.sleep(0.05)
-        os.killpg(worker.pid, signal.SIGTERM)
-    else:
-        os.kill(worker.pid, signal.SIGTERM)
+        for child in psutil.Process(worker.pid).children():
+            child.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: "Stopping worker process" in log.read_text(),
+            what="the worker process to take the first SIGTERM",
+        )
+    os.kill(worker.pid, signal.SIGTERM)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["parent", "twice"])
 def test_a_stopping_worker_flushes_its_spans_into_the_webhooks_trace(
-    traced: Traced, database_url: str, services: ServiceUrls, how: str
+    traced: Traced, database_url: str, services: ServiceUrls, how: str, tmp_path: Path
 ) -> None:
+    log = tmp_path / "worker.log"
     with (
         FakeCollector() as collector,
         FakeOpenAIServer(responder=lambda _: Reply(text="Olá! Como posso ajudar?")) as llm,
@@ -55,6 +57,7 @@ def test_a_stopping_worker_flushes_its_spans_into_the_webhooks_trace(
         worker = spawn_worker(
             stack,
             llm.base_url,
+            log=log,
             OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
             OTEL_SERVICE_NAME="zapvet-worker-test",
             # Longer than the test: only the flush on shutdown can deliver the spans.
@@ -65,7 +68,7 @@ def test_a_stopping_worker_flushes_its_spans_into_the_webhooks_trace(
             stack.wait(lambda: len(stack.gateway.sent) == 1, timeout=120, what="the reply")
             assert collector.spans == []  # batched, not yet exported
         finally:
-            stop(worker, how)
+            stop(worker, how, log)
             worker.wait(timeout=60)  # a worker signalled twice used to hang here for good
         received = collector.spans
 

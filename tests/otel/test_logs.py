@@ -45,6 +45,7 @@ def _lines(buffer: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in buffer.getvalue().splitlines() if line]
 
 
+@pytest.mark.slow  # the whole pipeline
 def test_a_turn_logs_the_seed_fields_with_trace_ids(
     traced: Traced, json_logs: io.StringIO, database_url: str, services: ServiceUrls
 ) -> None:

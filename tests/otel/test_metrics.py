@@ -19,6 +19,8 @@ from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.testing.stack import LocalStack
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 DOCS = Path(__file__).parents[2] / "docs" / "metrics.md"
 ESCALATING = "5511944440001"
 CALM = "5511944440002"

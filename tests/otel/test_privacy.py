@@ -22,6 +22,8 @@ from zapvet.logging import setup_logging
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
 from zapvet.testing.stack import API_KEY, WEBHOOK_TOKEN, LocalStack
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 PHONE = "5511955554444"
 #: ASCII, so it reads the same in JSON-escaped span dumps.
 SENTENCE = "Minha calopsita Jurema engoliu um parafuso azul ontem"

@@ -17,6 +17,8 @@ from zapvet.llm.openai import build_chat_model
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
 from zapvet.testing.stack import LocalStack
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 CUSTOMER = "5511955554444"
 
 

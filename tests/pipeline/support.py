@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
+from click.testing import Result
+
+from tests.conftest import zapvet as run_cli
 
 
 def new_namespace() -> str:
@@ -55,25 +55,15 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def zapvet(
-    *args: str, database_url: str, redis_url: str, namespace: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the real `zapvet` entrypoint against these servers and this queue namespace."""
+def zapvet(*args: str, database_url: str, redis_url: str, namespace: str) -> Result:
+    """Run `zapvet ARGS` in this process against these servers and this queue namespace."""
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "ZAPVET_QUEUE_NAMESPACE": namespace,
         "ZAPVET_LOG_FORMAT": "json",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "zapvet", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(*args, env=env)
 
 
 @dataclass

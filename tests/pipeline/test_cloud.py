@@ -31,6 +31,8 @@ from zapvet.serving import BackgroundServer
 from zapvet.testing.gateways import FakeCloudAPI
 from zapvet.testing.stack import MovableClock
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 PHONE_NUMBER_ID = "106540352242922"
 ACCESS_TOKEN = "cloud-access-token"
 APP_SECRET = "cloud-app-secret"

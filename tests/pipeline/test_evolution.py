@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from tests.pipeline.conftest import scalar
 from zapvet.testing.stack import INSTANCE, LocalStack
+
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
 
 ANA = "5511977776666"
 BY_EVENTS = f"/webhooks/evolution/{INSTANCE}"

@@ -45,10 +45,11 @@ def cli(stack: LocalStack, *args: str) -> str:
         redis_url=stack.redis_url,
         namespace=stack.namespace,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     return done.stdout
 
 
+@pytest.mark.slow  # the whole pipeline
 def test_bridge_healthz_and_readyz_report_ok(stack: LocalStack) -> None:
     health = get(stack, "/healthz")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -79,6 +80,7 @@ def test_bridge_readyz_names_what_is_down(
     assert body[down] not in ("", "ok") and "Error" in body[down]
 
 
+@pytest.mark.slow  # the whole pipeline
 def test_stats_alert_when_messages_wait_with_no_worker(stack: LocalStack) -> None:
     stack.stop_worker()
     for phone in ("5511911110001", "5511911110002", "5511911110003"):
@@ -103,6 +105,7 @@ def test_stats_alert_when_messages_wait_with_no_worker(stack: LocalStack) -> Non
     assert "no alerts" in cli(stack, "stats")
 
 
+@pytest.mark.slow  # the whole pipeline
 def test_stats_counts_delayed_drains(stack: LocalStack) -> None:
     stack.stop_worker()
     stack.queue.drain(123_456, delay_ms=3_600_000)
@@ -119,6 +122,7 @@ def outgoing(engine: Engine) -> tuple[Any, ...]:
     return row
 
 
+@pytest.mark.slow  # the whole pipeline
 def test_dead_letters_a_rejected_send_fails_once_and_can_be_requeued(
     stack: LocalStack, engine: Engine
 ) -> None:

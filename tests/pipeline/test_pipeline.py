@@ -12,6 +12,8 @@ from tests.pipeline.conftest import new_messages, rows, scalar
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.testing.stack import LocalStack, MovableClock
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 ANA = "5511977776666"
 
 

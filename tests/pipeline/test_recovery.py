@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from sqlalchemy import Engine
@@ -44,6 +47,7 @@ def pending(engine: Engine) -> int:
     return int(scalar(engine, sql) or 0)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # the whole pipeline
 def test_a_flushed_redis_loses_no_message(
     stack: LocalStack, engine: Engine, services: ServiceUrls
 ) -> None:
@@ -69,8 +73,13 @@ def slow_model() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-def spawn_worker(stack: LocalStack, model_url: str, **extra_env: str) -> subprocess.Popen[bytes]:
-    """`zapvet worker` on `stack`'s queues, in its own group (dramatiq replaces the CLI)."""
+def spawn_worker(
+    stack: LocalStack, model_url: str, *, log: Path | None = None, **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """`zapvet worker` on `stack`'s queues, in its own group (dramatiq replaces the CLI).
+
+    Its log lines (JSON) go to `log` if given.
+    """
     env = {
         **os.environ,
         "DATABASE_URL": stack.database_url,
@@ -86,13 +95,10 @@ def spawn_worker(stack: LocalStack, model_url: str, **extra_env: str) -> subproc
         sys.executable, "-m", "zapvet.cli", "worker",
         "--processes", "1", "--threads", "4", "--shutdown-timeout", "5",
     ]  # fmt: skip
-    return subprocess.Popen(
-        command,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("ab") if log is not None else open(os.devnull, "wb") as stderr:
+        return subprocess.Popen(
+            command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr
+        )
 
 
 @pytest.mark.slow
@@ -110,10 +116,11 @@ def test_a_worker_killed_mid_turn_is_recovered_and_answers_once(
     with stack:
         first = spawn_worker(stack, slow_model.base_url)
         second: subprocess.Popen[bytes] | None = None
+        left: list[psutil.Process] = []
         try:
             stack.say("5511977776666", "Oi, quero marcar um banho")
             stack.wait(lambda: slow_model.in_flight >= 1, what="the turn to reach the model")
-            os.killpg(first.pid, signal.SIGKILL)
+            os.killpg(first.pid, signal.SIGKILL)  # the whole container dies at once
             first.wait(timeout=30)
             second = spawn_worker(stack, slow_model.base_url)
             # The killed worker's lock died with its connection, so the sweeper may take over.
@@ -129,17 +136,23 @@ def test_a_worker_killed_mid_turn_is_recovered_and_answers_once(
                 ),
                 what="the reply to be recorded",
             )
-            os.killpg(second.pid, signal.SIGTERM)  # as a container stop: a clean exit
+            dramatiq = psutil.Process(second.pid)
+            processes = [dramatiq, *dramatiq.children(recursive=True)]
+            # A container stop signals PID 1 only: dramatiq's parent, which stops its worker
+            # process with one SIGTERM. Signalling the whole group would reach the worker twice,
+            # and dramatiq takes a second SIGTERM as "kill now", abandoning the turns in flight.
+            second.send_signal(signal.SIGTERM)
             assert second.wait(timeout=60) == 0
+            _, left = psutil.wait_procs(processes, timeout=30)
+            assert not left, f"dramatiq exited and left {left}"
         finally:
             for worker in (first, second):
-                if worker is not None and worker.poll() is None:
-                    os.killpg(worker.pid, signal.SIGTERM)
-                    try:
-                        worker.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(worker.pid, signal.SIGKILL)
-                        worker.wait(timeout=30)
+                if worker is not None and worker.returncode is None:
+                    os.killpg(worker.pid, signal.SIGKILL)  # unreaped, so the group is still ours
+                    worker.wait(timeout=30)
+            for process in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
     assert [s.text for s in stack.gateway.sent] == ["Olá! Como posso ajudar?"]
     assert scalar(engine, "SELECT count(*) FROM messages WHERE direction='outgoing'") == 1
     assert len(slow_model.requests) >= 2  # the interrupted turn, then the recovered one

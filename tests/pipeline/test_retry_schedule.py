@@ -31,6 +31,8 @@ from zapvet.queue.actors import MAX_RETRIES
 from zapvet.queue.broker import OUTBOUND
 from zapvet.testing.stack import LocalStack
 
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
+
 ANA = "5511977776666"
 SEND = "/message/sendText/"
 REPLY = "Olá! Como posso ajudar?"

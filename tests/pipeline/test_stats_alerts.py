@@ -52,7 +52,7 @@ class Queues:
             redis_url=self.redis_url,
             namespace=self.namespace,
         )
-        assert done.returncode == 0, done.stderr
+        assert done.exit_code == 0, done.output
         return done.stdout
 
     def bury(self, queue: str, how_many: int, died: datetime) -> None:

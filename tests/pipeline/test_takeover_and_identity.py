@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ from tests.pipeline.support import purge
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.testing.stack import INSTANCE, LocalStack, MovableClock
+
+pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
 
 ANA = "5511977776666"
 OWNER = "5511988887777"  # the example shop's owner, Saraiva
@@ -145,6 +149,11 @@ def test_pipeline_the_owner_hands_a_taken_over_conversation_back_to_the_bot(
 ) -> None:
     stack.say(ANA, "Oi")
     stack.wait(lambda: len(stack.gateway.sent) == 1, what="the first reply")
+    # WhatsApp stamps whole seconds, the reply its own microsecond: a staff message typed in
+    # the reply's second would sort before it, so the staff writes from the next second on.
+    replied = scalar(engine, "SELECT message_at FROM messages WHERE direction='outgoing'")
+    assert isinstance(replied, datetime)
+    stack.wait(lambda: int(time.time()) > replied.timestamp(), what="the reply's second to end")
     stack.post(stack.gateway.incoming(INSTANCE, ANA, "Oi Ana, aqui é a Carla!", from_me=True))
     paused = scalar(engine, "SELECT bot_paused_until FROM conversations")
     assert paused is not None
@@ -198,7 +207,8 @@ def test_pipeline_the_owner_hands_a_taken_over_conversation_back_to_the_bot(
     stack.wait(lambda: len(stack.gateway.sent) == 4, what="the bot to answer Ana again")
     answer = stack.gateway.sent[3]
     assert answer.chat_id == f"{ANA}@s.whatsapp.net"
-    assert answer.text == "Recebi: Alô? Ainda tem horário amanhã?"
+    # Ana's question to the staff went unanswered: the bot takes it up with the new one.
+    assert answer.text == "Recebi: Oi Carla! Pode ser amanhã? | Alô? Ainda tem horário amanhã?"
     # The agent sees what the staff said while it was paused.
     assert "hand_back_conversation" not in tools_offered(model)
     thread = [str(m.content) for m in model.calls[-1]["messages"]]

@@ -695,6 +695,7 @@ async def test_hostile_model_every_offered_tool_with_hostile_values_never_errors
 # -- end to end: webhook in, text at the gateway --------------------------------------------
 
 
+@pytest.mark.slow
 def test_hostile_model_through_the_whole_pipeline_the_gateway_gets_clean_text_once(
     database_url: str, services: ServiceUrls, hostile: tuple[FakeOpenAIServer, Attacker]
 ) -> None:

@@ -833,6 +833,7 @@ def run_example(database_url: str, body: Callable[[Sessions], Awaitable[None]]) 
     asyncio.run(main())
 
 
+@pytest.mark.slow  # a property search, a database per example
 @settings(PROPERTY, max_examples=100)
 @given(capacities=CAPACITIES, operations=st.lists(OPERATIONS, min_size=3, max_size=15))
 def test_book_never_overbooks_whatever_is_booked_moved_or_cancelled(
@@ -848,6 +849,7 @@ def test_book_never_overbooks_whatever_is_booked_moved_or_cancelled(
     run_example(database_url, body)
 
 
+@pytest.mark.slow  # a property search, a database per example
 @PROPERTY
 @given(capacities=CAPACITIES, prefix=PREFIX, data=st.data())
 def test_day_slots_offers_only_starts_that_book_accepts(
@@ -881,6 +883,7 @@ def test_day_slots_offers_only_starts_that_book_accepts(
     run_example(database_url, body)
 
 
+@pytest.mark.slow  # a property search, a database per example
 @PROPERTY
 @given(capacities=CAPACITIES, prefix=PREFIX, data=st.data())
 def test_day_slots_offers_only_starts_that_move_accepts(

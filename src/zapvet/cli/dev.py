@@ -34,6 +34,9 @@ from zapvet.testing.gateways import FakeEvolutionAPI, SentText
 
 Print = Callable[[str], None]
 
+#: Seconds the worker gets to stop: its own shutdown timeout (30 s) and the exit after it.
+WORKER_STOP_GRACE = 40.0
+
 
 def _apply(database_url: str, spec: OrgSpec) -> None:
     engine = db.build_engine(database_url, pool_size=1)
@@ -148,6 +151,9 @@ def run_dev(
             if worker.poll() is not None:
                 say(f"the worker exited with status {worker.returncode}; stopping")
                 break
+    except KeyboardInterrupt:
+        say("stopping: turns in flight finish first (Ctrl-C again kills the worker)")
+        raise
     finally:
         _shutdown(worker, bridge, gateway, lambda: loop.call_soon_threadsafe(stop_scheduler.set))
         scheduler.join(timeout=30)
@@ -160,20 +166,28 @@ def _shutdown(
     stop_scheduler: Callable[[], object],
 ) -> None:
     """Stop every part, each independently of the others failing; the worker first."""
-    steps: list[Callable[[], object]] = [
-        worker.terminate,
-        lambda: worker.wait(timeout=40),
-        stop_scheduler,
-        bridge.stop,
-    ]
+    steps: list[Callable[[], object]] = [lambda: stop_worker(worker), stop_scheduler, bridge.stop]
     if gateway is not None:
         steps.append(gateway.stop)
     for step in steps:
-        try:
+        with contextlib.suppress(Exception):  # keep stopping the rest
             step()
-        except Exception:  # keep stopping the rest
-            if step is steps[1]:
-                _kill_group(worker)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """Stop the worker as a container runtime would: one SIGTERM, to dramatiq's parent only.
+
+    The parent forwards it once to its worker process, which finishes its turns in flight.
+    Never a second SIGTERM: dramatiq takes it as "kill now" and exits 1 mid-turn. A worker still
+    running after WORKER_STOP_GRACE, or a second Ctrl-C (or SIGTERM) while it stops, has its whole
+    process group killed instead, and this returns so the rest of dev still stops; the turns it
+    abandons are answered later, as their drain's lock died with its connection.
+    """
+    worker.terminate()
+    try:
+        worker.wait(timeout=WORKER_STOP_GRACE)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt, SystemExit):
+        _kill_group(worker)
 
 
 def _kill_group(worker: subprocess.Popen[bytes]) -> None:
