@@ -16,7 +16,8 @@ import threading
 
 from zapvet import db
 
-#: Clones kept ready: enough to cover a burst of short tests, few enough to stay cheap.
+#: Clones kept ready, and drops left pending: enough to cover a burst of short tests, few
+#: enough that a lagging dropper holds tests back instead of piling up work for the end.
 AHEAD = 3
 
 
@@ -27,7 +28,7 @@ class Clones:
         self.server_url, self.template = server_url, template
         self._names = (f"zapvet_t_{os.getpid()}_{n}" for n in itertools.count())
         self._ready: queue.Queue[tuple[str, str] | Exception] = queue.Queue(maxsize=AHEAD)
-        self._finished: queue.Queue[str | None] = queue.Queue()
+        self._finished: queue.Queue[str | None] = queue.Queue(maxsize=AHEAD)
         self._stopping = threading.Event()
         self._drop_errors: list[Exception] = []
         self._cloner = threading.Thread(target=self._clone, name="test-db-cloner", daemon=True)
@@ -43,7 +44,7 @@ class Clones:
         return ready
 
     def give_back(self, name: str) -> None:
-        """Drop `name` once the dropper gets to it."""
+        """Drop `name` once the dropper gets to it (waits while AHEAD drops are pending)."""
         self._finished.put(name)
 
     def close(self) -> None:
