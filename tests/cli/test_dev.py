@@ -18,11 +18,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import EXAMPLE_ORG
+from tests.conftest import EXAMPLE_ORG, REPO
 from zapvet.cli.dev import stop_worker
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -107,7 +105,7 @@ def standin(request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[bytes]]
     """A stand-in for dramatiq's processes (tests/dramatiq_standin.py), in their own group."""
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.dramatiq_standin", request.param],
-        cwd=ROOT,
+        cwd=REPO,
         stdout=subprocess.PIPE,
         process_group=0,
     )
