@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         default=256, ge=1, le=1024, validation_alias="ZAPVET_WORKER_THREADS"
     )
+    transcribe_model: str = Field(
+        default="gpt-4o-mini-transcribe", min_length=1, validation_alias="ZAPVET_TRANSCRIBE_MODEL"
+    )
+    # Byte limits per media kind, in MB (10^6 bytes): larger files are never downloaded.
+    media_audio_max_mb: int = Field(default=16, gt=0, validation_alias="ZAPVET_MEDIA_AUDIO_MAX_MB")
+    media_image_max_mb: int = Field(default=5, gt=0, validation_alias="ZAPVET_MEDIA_IMAGE_MAX_MB")
+    media_document_max_mb: int = Field(
+        default=100, gt=0, validation_alias="ZAPVET_MEDIA_DOCUMENT_MAX_MB"
+    )
+    media_video_max_mb: int = Field(default=16, gt=0, validation_alias="ZAPVET_MEDIA_VIDEO_MAX_MB")
+    transcribe_max_minutes: int = Field(
+        default=10, gt=0, validation_alias="ZAPVET_TRANSCRIBE_MAX_MINUTES"
+    )
+    media_timeout_seconds: float = Field(
+        default=30.0, gt=0, validation_alias="ZAPVET_MEDIA_TIMEOUT_SECONDS"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -179,6 +195,13 @@ _ENV_NAMES: dict[str, str | tuple[str, ...]] = {
     "queue_namespace": "ZAPVET_QUEUE_NAMESPACE",
     "worker_processes": "ZAPVET_WORKER_PROCESSES",
     "worker_threads": "ZAPVET_WORKER_THREADS",
+    "transcribe_model": "ZAPVET_TRANSCRIBE_MODEL",
+    "media_audio_max_mb": "ZAPVET_MEDIA_AUDIO_MAX_MB",
+    "media_image_max_mb": "ZAPVET_MEDIA_IMAGE_MAX_MB",
+    "media_document_max_mb": "ZAPVET_MEDIA_DOCUMENT_MAX_MB",
+    "media_video_max_mb": "ZAPVET_MEDIA_VIDEO_MAX_MB",
+    "transcribe_max_minutes": "ZAPVET_TRANSCRIBE_MAX_MINUTES",
+    "media_timeout_seconds": "ZAPVET_MEDIA_TIMEOUT_SECONDS",
 }
 
 

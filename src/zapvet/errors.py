@@ -8,6 +8,12 @@
     ├── ChatError                `zapvet chat` finds no such organization or Evolution instance
     ├── StudioContextError       no organization for a LangGraph Studio context
     ├── PhoenixError             Phoenix is not installed or did not start
+    ├── MediaError               a media file could not be fetched or read
+    │   ├── MediaUnavailable     gone for good: 4xx, expired URL, sha256 mismatch, bad base64
+    │   ├── MediaTransient       worth retrying later: 5xx, 429, timeout, lost connection
+    │   ├── MediaTooLarge        over the kind's byte limit; size, limit
+    │   └── UnreadableDocument   a PDF that cannot be read (encrypted or broken)
+    ├── TranscriptionFailed      speech-to-text failed; transient (5xx, timeout) or not (4xx)
     ├── TransientError           worth retrying: the world may be different in a moment
     │   └── SendError            a send failed on the way (timeout, 5xx, 429); status, detail
     └── PermanentError           retrying cannot help; fail the work at once
@@ -21,7 +27,7 @@ Two private signals, each caught where it is raised, subclass it too:
 `bridge.app._Refused` (PermanentError: a body refused before parsing, with its response)
 and `queue.drain._Raced` (ZapvetError: another drain answered first; roll back).
 The leaves are re-exported where they are raised (`bridge.senders`, `bridge.events`,
-`llm.scripted`, `chat`, `evals.scenario`, `graphs.studio`, `otel.phoenix`).
+`llm.scripted`, `chat`, `evals.scenario`, `graphs.studio`, `otel.phoenix`, `media`).
 
 Errors carry fields, not formatted strings; `str(error)` renders them for people.
 HTTP status mapping lives in `zapvet.bridge` only.
@@ -96,6 +102,56 @@ class StudioContextError(ZapvetError):
 
 class PhoenixError(ZapvetError):
     """Phoenix is missing or did not start."""
+
+
+class MediaError(ZapvetError):
+    """A media file could not be fetched or read; the subclass says whether to retry."""
+
+
+class MediaUnavailable(MediaError):
+    """The media is gone or not what was promised (404, 410, expired URL, sha256 mismatch,
+    bad base64); retrying cannot help."""
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(_http(status, reason))
+
+
+class MediaTransient(MediaError):
+    """The download may succeed later: 5xx, 429, a timeout or a lost connection."""
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(_http(status, reason))
+
+
+class MediaTooLarge(MediaError):
+    """The media is larger than its kind's limit; it is not downloaded (any further)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{size} bytes, over the limit of {limit}")
+
+
+class UnreadableDocument(MediaError):
+    """A PDF that cannot be read: encrypted, or not a PDF at all."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TranscriptionFailed(ZapvetError):
+    """Speech-to-text failed; `transient` is True for 5xx, 429 and timeouts (retry later)."""
+
+    def __init__(self, reason: str, *, transient: bool, status: int | None = None) -> None:
+        self.reason = reason
+        self.transient = transient
+        self.status = status
+        super().__init__(_http(status, reason))
 
 
 class TransientError(ZapvetError):

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from zapvet.otel.metrics import BUCKETS, key
+from zapvet.otel.metrics import BUCKETS, ZERO_FILLED, field, key
 
 
 def _parse(raw: dict[Any, Any]) -> Iterable[tuple[str, str, dict[str, str], str, float]]:
@@ -37,6 +37,9 @@ def _parse(raw: dict[Any, Any]) -> Iterable[tuple[str, str, dict[str, str], str,
 def _from_redis(raw: dict[Any, Any]) -> list[Metric]:
     counters: dict[str, CounterMetricFamily] = {}
     hists: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, float]] = {}
+    zeros = {field("c", n, labels): 0 for n, series in ZERO_FILLED.items() for labels in series}
+    present = {f.decode() if isinstance(f, bytes) else str(f) for f in raw}
+    raw = {**{f: v for f, v in zeros.items() if f not in present}, **raw}
     for kind, name, labels, bucket, value in _parse(raw):
         if kind == "c":
             counter = counters.setdefault(

@@ -18,6 +18,18 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, math.inf)
 
+#: Counters exposed at 0 before anything adds to them, so a dashboard's rate() has a series
+#: from the first scrape and docs/metrics.md's table matches `GET /metrics` on a fresh install.
+ZERO_FILLED: dict[str, tuple[dict[str, str], ...]] = {
+    "zapvet_media_total": tuple(
+        {"kind": kind, "outcome": outcome}
+        for kind in ("audio", "image", "video", "document", "sticker")
+        for outcome in ("ok", "unavailable", "transient", "too_large")
+    ),
+    "zapvet_transcription_seconds_total": ({},),
+    "zapvet_transcription_failures_total": ({},),
+}
+
 
 def key(namespace: str) -> str:
     return f"{namespace}:metrics"
@@ -61,3 +73,11 @@ async def acount(
 ) -> None:
     with _quiet():
         await client.hincrby(key(namespace), field("c", name, labels), amount)
+
+
+async def aadd(
+    client: aioredis.Redis, namespace: str, name: str, labels: dict[str, str], amount: float
+) -> None:
+    """Add a fractional `amount` (seconds of audio, say) to a counter."""
+    with _quiet():
+        await client.hincrbyfloat(key(namespace), field("c", name, labels), amount)
