@@ -8,9 +8,7 @@ the demo can post realistic messages to zapvet's webhooks.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import http
 import json
@@ -22,8 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from zapvet.bridge.cloud import signature
-from zapvet.serving import BackgroundServer
+from zapvet.testing.loopback import LoopbackFake
 
 #: The Cloud API's limit on `text.body`.
 CLOUD_TEXT_LIMIT = 4096
@@ -69,25 +66,22 @@ class _Fault:
 OnSend = Callable[[SentText], None]
 
 
-class _GatewayServer:
-    """A `BackgroundServer` (uvicorn on its own loop and thread), plus recording and faults.
+class _GatewayServer(LoopbackFake):
+    """A loopback fake that records requests and plays scripted faults.
 
-    Every wait is asynchronous and ends early on `stop()`, so a stalled request never holds
-    up shutdown; a request cut short that way is answered 503 and nothing is sent.
+    A request cut short by `stop()` is answered 503 and nothing is sent.
     """
 
     _name = "fake gateway"
 
     def __init__(self, *, latency: float, port: int, on_send: OnSend | None) -> None:
+        super().__init__(port=port)
         self._latency = latency
-        self._port = port
         self._on_send = on_send
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._sent: list[SentText] = []
         self._faults: deque[_Fault] = deque()
-        self._server: BackgroundServer | None = None
-        self._stopping: asyncio.Event | None = None
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -121,54 +115,8 @@ class _GatewayServer:
         with self._lock:
             self._faults.extend(_Fault(None, seconds) for _ in range(times))
 
-    def start(self) -> None:
-        """Listen on 127.0.0.1 and return once connections are accepted.
-
-        Raises:
-            RuntimeError: already started, or uvicorn did not come up in time.
-        """
-        if self._server is not None:
-            raise RuntimeError(f"the {self._name} is already running")
-        # Bound to the server's loop by its first wait; `on_stop` sets it on that loop.
-        stopping = asyncio.Event()
-        server = BackgroundServer(
-            Starlette(routes=self._routes()),
-            port=self._port,
-            name=self._name,
-            lifespan="off",
-            on_stop=stopping.set,
-        )
-        self._stopping = stopping
-        try:
-            server.start()
-        except RuntimeError:
-            self._stopping = None
-            raise
-        self._server, self._port = server, server.port
-
-    def stop(self) -> None:
-        """Answer pending requests at once, close every connection and join the thread."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop()
-        self._stopping = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _origin(self) -> str:
-        if self._port == 0:
-            raise RuntimeError(f"the {self._name} has no port before start()")
-        return f"http://127.0.0.1:{self._port}"
+    def _app(self) -> Starlette:
+        return Starlette(routes=self._routes())
 
     def _routes(self) -> list[Route]:
         raise NotImplementedError
@@ -185,16 +133,6 @@ class _GatewayServer:
             self._requests.append(recorded)
             fault = self._faults.popleft() if self._faults else None
         return body, fault
-
-    async def _pause(self, seconds: float) -> bool:
-        """Wait `seconds`; False if the server began stopping meanwhile."""
-        stopping = self._stopping
-        if stopping is None:
-            return True
-        if seconds > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), seconds)
-        return not stopping.is_set()
 
     def _deliver(self, chat_id: str, text: str, provider_id: str) -> None:
         sent = SentText(chat_id, text, provider_id)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import itertools
 import json
 import re
@@ -16,15 +14,15 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import FrameType, TracebackType
-from typing import Any, Self
+from types import FrameType
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from zapvet.serving import BackgroundServer
+from zapvet.testing.loopback import LoopbackFake
 
 #: Characters of tool-call arguments per streamed chunk; small enough that clients must join.
 _ARGUMENT_CHUNK = 16
@@ -69,13 +67,15 @@ class RecordedRequest:
 Responder = Callable[[dict[str, Any]], Reply]
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackFake):
     """Answers `/v1/chat/completions` from a FIFO of replies, then from `responder` if given.
 
     The server runs uvicorn on its own event loop in a background thread, so synchronous
     tests and other event loops can call it; every wait is asynchronous, so hundreds of
     slow requests cost no threads. `responder` runs on that loop and must not block.
     """
+
+    _name = "fake OpenAI server"
 
     def __init__(
         self,
@@ -85,9 +85,9 @@ class FakeOpenAIServer:
         port: int = 0,
         models: Sequence[str] = ("gpt-4o-mini",),
     ) -> None:
+        super().__init__(port=port)
         self._responder = responder
         self._latency = latency
-        self._port = port
         self._models = tuple(models)
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
@@ -95,8 +95,6 @@ class FakeOpenAIServer:
         self._in_flight = 0
         self._peak_in_flight = 0
         self._ids = itertools.count(1)
-        self._server: BackgroundServer | None = None
-        self._stopping: asyncio.Event | None = None
 
     def enqueue(self, *replies: Reply) -> None:
         with self._lock:
@@ -124,53 +122,7 @@ class FakeOpenAIServer:
         Raises:
             RuntimeError: the port is still to be picked by `start()`.
         """
-        if self._port == 0:
-            raise RuntimeError("the fake OpenAI server has no port before start()")
-        return f"http://127.0.0.1:{self._port}/v1"
-
-    def start(self) -> None:
-        """Listen on 127.0.0.1 and return once connections are accepted.
-
-        Raises:
-            RuntimeError: already started, or uvicorn did not come up in time.
-        """
-        if self._server is not None:
-            raise RuntimeError("the fake OpenAI server is already running")
-        # Bound to the server's loop by its first wait; `on_stop` sets it on that loop.
-        stopping = asyncio.Event()
-        server = BackgroundServer(
-            self._app(),
-            port=self._port,
-            name="fake-openai-server",
-            lifespan="off",
-            on_stop=stopping.set,
-        )
-        self._stopping = stopping
-        try:
-            server.start()
-        except RuntimeError:
-            self._stopping = None
-            raise
-        self._server, self._port = server, server.port
-
-    def stop(self) -> None:
-        """Answer pending requests at once, close every connection and join the thread."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop()
-        self._stopping = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{self._origin()}/v1"
 
     def _app(self) -> Starlette:
         return Starlette(
@@ -216,13 +168,6 @@ class FakeOpenAIServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
-
-    async def _pause(self, seconds: float) -> None:
-        # Waits end early on stop(), so shutdown never sits out a long scripted delay.
-        if seconds <= 0 or self._stopping is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
 
 @dataclass(frozen=True)
