@@ -28,6 +28,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from zapvet.bridge.cloud import signature
+from zapvet.testing.inbound_media import (
+    FILE_KINDS,
+    Extras,
+    MediaKind,
+    cloud_message,
+    evolution_message,
+)
 from zapvet.testing.loopback import LoopbackFake
 
 #: The Cloud API's limit on `text.body`.
@@ -64,6 +71,27 @@ class _Fault:
 
 
 OnSend = Callable[[SentText], None]
+
+
+@dataclass(frozen=True)
+class _Media:
+    data: bytes
+    mimetype: str
+    file_name: str | None = None
+    #: What the Cloud API's media-URL answer claims (None: the truth).
+    file_size: int | None = None
+    sha256: str | None = None
+
+
+#: The content types Evolution's getBase64FromMediaMessage downloads (TypeMediaMessage).
+_EVOLUTION_MEDIA = (
+    "imageMessage",
+    "documentMessage",
+    "audioMessage",
+    "videoMessage",
+    "stickerMessage",
+    "ptvMessage",
+)
 
 
 class _GatewayServer(LoopbackFake):
@@ -170,6 +198,7 @@ class FakeEvolutionAPI(_GatewayServer):
         self.number = number
         self.not_on_whatsapp = set(not_on_whatsapp)
         self.webhook_url = webhook_url
+        self._media: dict[str, _Media] = {}
 
     @property
     def base_url(self) -> str:
@@ -198,31 +227,108 @@ class FakeEvolutionAPI(_GatewayServer):
         by LID with the phone in `remoteJidAlt`, as Evolution 2.3.5–2.3.6 sends it.
         `push_name` defaults to "Ana Souza", or "Você" (as Evolution names us) for `from_me`.
         """
+        message = {"conversation": text, "messageContextInfo": {"deviceListMetadataVersion": 2}}
+        key = _evolution_key(phone, message_id, from_me, lid)
+        return self._upsert(
+            instance, key, message, "conversation", push_name=push_name, timestamp=timestamp
+        )
+
+    def add_media(
+        self, message_id: str, data: bytes, mimetype: str, file_name: str | None = None
+    ) -> None:
+        """Serve `data` from `getBase64FromMediaMessage` for the message `message_id`."""
+        with self._lock:
+            self._media[message_id] = _Media(data, mimetype, file_name)
+
+    def incoming_media(
+        self,
+        number: str,
+        kind: MediaKind,
+        data: bytes | None,
+        *,
+        mimetype: str | None = None,
+        caption: str | None = None,
+        seconds: int | None = None,
+        ptt: bool = False,
+        file_name: str | None = None,
+        inline_base64: bool = False,
+        speech_to_text: str | None = None,
+        instance: str | None = None,
+        message_id: str | None = None,
+        push_name: str | None = None,
+        timestamp: int | datetime | None = None,
+        latitude: float = -23.5614,
+        longitude: float = -46.6559,
+        place_name: str | None = None,
+        address: str | None = None,
+        display_name: str = "Dra. Paula Vet",
+        vcard: str | None = None,
+        contacts: Iterable[tuple[str, str]] = (),
+        emoji: str = "👍",
+        target_id: str = "",
+    ) -> dict[str, Any]:
+        """A `messages.upsert` webhook carrying a voice note, image, video, document, sticker,
+        location, contact card(s) or reaction from `number`, as Evolution 2.3.x posts it.
+
+        A file's `data` is registered with `add_media` under the message id, so
+        `getBase64FromMediaMessage` serves it; `inline_base64` also puts it in
+        `message.base64` (Evolution's webhook `base64` setting), and `speech_to_text` in
+        `message.speechToText` (its OpenAI integration). `instance` defaults to the fake's
+        only (or first) instance; `target_id` is the message a reaction is to.
+        """
+        key = _evolution_key(number, message_id, False, None)
+        extras = Extras(
+            latitude=latitude,
+            longitude=longitude,
+            place_name=place_name,
+            address=address,
+            display_name=display_name,
+            vcard=vcard,
+            contacts=tuple(contacts),
+            emoji=emoji,
+            target_id=target_id,
+        )
+        message_type, message = evolution_message(
+            kind,
+            data,
+            mimetype=mimetype,
+            caption=caption,
+            seconds=seconds,
+            ptt=ptt,
+            file_name=file_name,
+            remote_jid=key["remoteJid"],
+            extras=extras,
+        )
+        if kind in FILE_KINDS and data is not None:
+            content = message[message_type]
+            self.add_media(key["id"], data, content["mimetype"], content.get("fileName"))
+            if inline_base64:
+                message["base64"] = base64.b64encode(data).decode()
+        if speech_to_text is not None:
+            message["speechToText"] = speech_to_text
+        name = instance if instance is not None else sorted(self.instances)[0]
+        return self._upsert(
+            name, key, message, message_type, push_name=push_name, timestamp=timestamp
+        )
+
+    def _upsert(
+        self,
+        instance: str,
+        key: dict[str, Any],
+        message: dict[str, Any],
+        message_type: str,
+        *,
+        push_name: str | None,
+        timestamp: int | datetime | None,
+    ) -> dict[str, Any]:
         seconds = _epoch(timestamp)
-        phone_jid = _evolution_jid(phone)
-        key: dict[str, Any]
-        if lid is None:
-            key = {"remoteJid": phone_jid, "fromMe": from_me, "id": message_id}
-        else:
-            key = {
-                "remoteJid": lid if lid.endswith("@lid") else f"{lid}@lid",
-                "remoteJidAlt": phone_jid,
-                "fromMe": from_me,
-                "id": message_id,
-                "participant": "",
-                "addressingMode": "lid",
-            }
-        if message_id is None:
-            key["id"] = _evolution_id() if from_me else uuid.uuid4().hex.upper()
+        from_me = bool(key["fromMe"])
         data = {
             "key": key,
             "pushName": push_name or ("Você" if from_me else "Ana Souza"),
             "status": "SERVER_ACK" if from_me else "DELIVERY_ACK",
-            "message": {
-                "conversation": text,
-                "messageContextInfo": {"deviceListMetadataVersion": 2},
-            },
-            "messageType": "conversation",
+            "message": message,
+            "messageType": message_type,
             "messageTimestamp": seconds,
             "instanceId": _instance_id(instance),
             "source": "web" if from_me else "android",
@@ -241,7 +347,55 @@ class FakeEvolutionAPI(_GatewayServer):
         }
 
     def _routes(self) -> list[Route]:
-        return [Route("/message/sendText/{instance}", self._send_text, methods=["POST"])]
+        return [
+            Route("/message/sendText/{instance}", self._send_text, methods=["POST"]),
+            Route("/chat/getBase64FromMediaMessage/{instance}", self._get_base64, methods=["POST"]),
+        ]
+
+    async def _get_base64(self, request: Request) -> Response:
+        """Evolution's media download: the file of a webhook's `{key, message}`, in base64.
+
+        Without its database Evolution cannot look a bare key up, so a body without
+        `message.message` is 400 "Message not found", as is an id with no media registered.
+        """
+        body, fault = await self._receive(request)
+        if not await self._pause(self._latency + (fault.delay if fault else 0.0)):
+            return _evolution_error(503, "the fake Evolution API is stopping")
+        if fault is not None and fault.status is not None:
+            return _evolution_error(fault.status, fault.message)
+        instance = request.path_params["instance"]
+        if instance not in self.instances:
+            return _evolution_error(404, [f'The "{instance}" instance does not exist'])
+        if request.headers.get("apikey") != self.api_key:
+            return _evolution_error(401, "Unauthorized")
+        found = body.get("message") if isinstance(body, dict) else None
+        key = found.get("key") if isinstance(found, dict) else None
+        message = found.get("message") if isinstance(found, dict) else None
+        if not isinstance(key, dict) or not isinstance(message, dict):
+            return _evolution_error(400, ["Message not found"])
+        content_type = next((k for k in message if k in _EVOLUTION_MEDIA), None)
+        if content_type is None:
+            return _evolution_error(400, ["The message is not of the media type"])
+        with self._lock:
+            media = self._media.get(str(key.get("id")))
+        if media is None:
+            return _evolution_error(400, ["Error: Failed to fetch stream from the media server"])
+        content = message[content_type]
+        extension = media.mimetype.split("/")[-1].split(";")[0]
+        answer = {
+            "mediaType": content_type,
+            "fileName": media.file_name or f"{key.get('id')}.{extension}",
+            "caption": content.get("caption"),
+            "size": {
+                "fileLength": content.get("fileLength"),
+                "height": content.get("height"),
+                "width": content.get("width"),
+            },
+            "mimetype": media.mimetype,
+            "base64": base64.b64encode(media.data).decode(),
+            "buffer": None,
+        }
+        return JSONResponse(answer, status_code=201)
 
     async def _send_text(self, request: Request) -> Response:
         body, fault = await self._receive(request)
@@ -307,6 +461,9 @@ class FakeCloudAPI(_GatewayServer):
         self.version = version
         self.display_phone_number = display_phone_number
         self.waba_id = waba_id
+        self._media: dict[str, _Media] = {}
+        self._downloads: dict[str, str] = {}  # URL token → media id
+        self._expired: set[str] = set()
 
     @property
     def base_url(self) -> str:
@@ -333,17 +490,119 @@ class FakeCloudAPI(_GatewayServer):
         `user_id` is the contact's business-scoped id; by default one is made up from `wa_id`,
         the same every time.
         """
-        contact = {
-            "profile": {"name": name},
-            "wa_id": wa_id,
-            "user_id": user_id if user_id is not None else _bsuid(wa_id),
-        }
         message = {
             "from": wa_id,
             "id": message_id if message_id is not None else _wamid(wa_id),
             "timestamp": str(_epoch(timestamp)),
             "type": "text",
             "text": {"body": text},
+        }
+        return self._webhook(phone_number_id, wa_id, message, name=name, user_id=user_id)
+
+    def add_media(
+        self,
+        media_id: str,
+        data: bytes,
+        mimetype: str,
+        *,
+        file_size: int | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        """Serve `data` as the media `media_id`: `GET /{version}/{media_id}` answers its URL.
+
+        `file_size` and `sha256` (hex) replace what that answer claims, to play a provider
+        that understates a size or a file that arrives corrupted.
+        """
+        with self._lock:
+            self._media[media_id] = _Media(data, mimetype, None, file_size, sha256)
+            self._expired.discard(media_id)
+
+    def expire_media(self, media_id: str) -> None:
+        """Make every URL of `media_id` answer 404, as Meta's do after five minutes."""
+        with self._lock:
+            self._expired.add(media_id)
+
+    def incoming_media(
+        self,
+        wa_id: str,
+        kind: MediaKind,
+        data: bytes | None,
+        *,
+        mimetype: str | None = None,
+        caption: str | None = None,
+        ptt: bool = False,
+        file_name: str | None = None,
+        phone_number_id: str | None = None,
+        media_id: str | None = None,
+        message_id: str | None = None,
+        name: str = "Ana Souza",
+        timestamp: int | datetime | None = None,
+        user_id: str | None = None,
+        latitude: float = -23.5614,
+        longitude: float = -46.6559,
+        place_name: str | None = None,
+        address: str | None = None,
+        display_name: str = "Dra. Paula Vet",
+        contacts: Iterable[tuple[str, str]] = (),
+        emoji: str = "👍",
+        target_id: str = "",
+    ) -> dict[str, Any]:
+        """A `messages` webhook carrying a voice note (`ptt`: `voice`), image, video, document,
+        sticker, location, contact cards or reaction from `wa_id`, as Meta posts it.
+
+        A file's `data` is registered with `add_media` under `media_id` (made up if not
+        given); the webhook's `sha256` is base64, as Meta sends it. `phone_number_id`
+        defaults to the fake's only (or first) one; `target_id` is the wamid reacted to.
+        """
+        if kind in FILE_KINDS and media_id is None:
+            media_id = str(10**15 + secrets.randbelow(9 * 10**15))
+        extras = Extras(
+            latitude=latitude,
+            longitude=longitude,
+            place_name=place_name,
+            address=address,
+            display_name=display_name,
+            contacts=tuple(contacts),
+            emoji=emoji,
+            target_id=target_id,
+        )
+        type_, content = cloud_message(
+            kind,
+            media_id,
+            data,
+            mimetype=mimetype,
+            caption=caption,
+            ptt=ptt,
+            file_name=file_name,
+            extras=extras,
+        )
+        if kind in FILE_KINDS and data is not None and media_id is not None:
+            self.add_media(media_id, data, content["mime_type"])
+        message = {
+            "from": wa_id,
+            "id": message_id if message_id is not None else _wamid(wa_id),
+            "timestamp": str(_epoch(timestamp)),
+            "type": type_,
+            type_: content,
+        }
+        number = (
+            phone_number_id if phone_number_id is not None else sorted(self.phone_number_ids)[0]
+        )
+        return self._webhook(number, wa_id, message, name=name, user_id=user_id)
+
+    def _webhook(
+        self,
+        phone_number_id: str,
+        wa_id: str,
+        message: dict[str, Any],
+        *,
+        name: str,
+        user_id: str | None,
+    ) -> dict[str, Any]:
+        contact = {
+            "profile": {"name": name},
+            "wa_id": wa_id,
+            "user_id": user_id if user_id is not None else _bsuid(wa_id),
         }
         value = {
             "messaging_product": "whatsapp",
@@ -369,7 +628,64 @@ class FakeCloudAPI(_GatewayServer):
     sign = staticmethod(signature)
 
     def _routes(self) -> list[Route]:
-        return [Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"])]
+        return [
+            Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"]),
+            Route("/{version}/{media_id}", self._media_url, methods=["GET"]),
+            Route("/media-download/{token}", self._download, methods=["GET"]),
+        ]
+
+    async def _media_url(self, request: Request) -> Response:
+        """`GET /{version}/{media-id}`: where to download the media (a fresh URL each time)."""
+        refused = await self._guard(request)
+        if refused is not None:
+            return refused
+        media_id = request.path_params["media_id"]
+        with self._lock:
+            media = self._media.get(media_id)
+            token = secrets.token_urlsafe(24)
+            if media is not None:
+                self._downloads[token] = media_id
+        if media is None:
+            return _cloud_error(
+                400,
+                f"Unsupported get request. Object with ID '{media_id}' does not exist, cannot be "
+                "loaded due to missing permissions, or does not support this operation.",
+                100,
+            )
+        answer = {
+            "messaging_product": "whatsapp",
+            "url": f"{self._origin()}/media-download/{token}",
+            "mime_type": media.mimetype,
+            "sha256": media.sha256 or hashlib.sha256(media.data).hexdigest(),
+            "file_size": media.file_size if media.file_size is not None else len(media.data),
+            "id": media_id,
+        }
+        return JSONResponse(answer)
+
+    async def _download(self, request: Request) -> Response:
+        """The media URL: the bytes, for the same Bearer token; 404 once expired."""
+        refused = await self._guard(request)
+        if refused is not None:
+            return refused
+        with self._lock:
+            media_id = self._downloads.get(request.path_params["token"])
+            expired = media_id is None or media_id in self._expired
+            media = None if media_id is None else self._media.get(media_id)
+        if expired or media is None:
+            return _cloud_error(404, "(#100) The media URL has expired or does not exist", 100)
+        return Response(media.data, media_type=media.mimetype)
+
+    async def _guard(self, request: Request) -> Response | None:
+        """Record the request, play a scripted fault, check the Bearer token; None: go on."""
+        _, fault = await self._receive(request)
+        if not await self._pause(self._latency + (fault.delay if fault else 0.0)):
+            return _cloud_error(503, "(#2) Service temporarily unavailable", 2)
+        if fault is not None and fault.status is not None:
+            code = fault.code if fault.code is not None else _default_code(fault.status)
+            return _cloud_error(fault.status, fault.message or f"(#{code}) Scripted failure", code)
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return _cloud_error(401, "Invalid OAuth access token - Cannot parse access token", 190)
+        return None
 
     async def _messages(self, request: Request) -> Response:
         body, fault = await self._receive(request)
@@ -446,6 +762,28 @@ def _evolution_jid(number: str) -> str:
     if "@" in number:
         return number
     return f"{''.join(c for c in number if c.isdigit())}@s.whatsapp.net"
+
+
+def _evolution_key(
+    phone: str, message_id: str | None, from_me: bool, lid: str | None
+) -> dict[str, Any]:
+    """The `key` of a 1:1 message; with `lid` addressed as Evolution 2.3.5–2.3.6 does."""
+    phone_jid = _evolution_jid(phone)
+    key: dict[str, Any]
+    if lid is None:
+        key = {"remoteJid": phone_jid, "fromMe": from_me, "id": message_id}
+    else:
+        key = {
+            "remoteJid": lid if lid.endswith("@lid") else f"{lid}@lid",
+            "remoteJidAlt": phone_jid,
+            "fromMe": from_me,
+            "id": message_id,
+            "participant": "",
+            "addressingMode": "lid",
+        }
+    if message_id is None:
+        key["id"] = _evolution_id() if from_me else uuid.uuid4().hex.upper()
+    return key
 
 
 def _evolution_id() -> str:

@@ -1,10 +1,14 @@
-"""A scripted OpenAI-compatible chat completions server on loopback, for tests and benchmarks."""
+"""A scripted OpenAI-compatible server on loopback (chat completions, audio transcriptions),
+for tests and benchmarks."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import itertools
 import json
+import math
 import re
 import signal
 import sys
@@ -12,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -23,10 +27,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from zapvet.testing.loopback import LoopbackFake
+from zapvet.testing.media import wav_seconds
 
 #: Characters of tool-call arguments per streamed chunk; small enough that clients must join.
 _ARGUMENT_CHUNK = 16
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
+_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+);base64,(?P<data>[A-Za-z0-9+/=\s]*)")
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,67 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class ImagePart:
+    """An `image_url` content part holding a `data:` URL, decoded."""
+
+    data: bytes
+    mimetype: str
+    detail: str | None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """A chat completions request as the server received it; header names are lower case."""
 
     body: dict[str, Any]
     headers: dict[str, str]
+
+    @property
+    def images(self) -> list[ImagePart]:
+        """Every `data:` image in the request's messages, in order (see `image_parts`)."""
+        return image_parts(self)
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """An `/audio/transcriptions` request: the form fields and the file's exact bytes."""
+
+    model: str
+    language: str | None
+    filename: str | None
+    content_type: str | None
+    data: bytes
+    response_format: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def image_parts(request: RecordedRequest) -> list[ImagePart]:
+    """The images of `request` sent inline as `data:` URLs, decoded, in message order.
+
+    Remote `https:` images are left out: their bytes never passed through the request.
+    """
+    found: list[ImagePart] = []
+    for message in request.body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            match = _DATA_URL.fullmatch(url) if isinstance(url, str) else None
+            if match is None:
+                continue
+            detail = image.get("detail") if isinstance(image, dict) else None
+            data = base64.b64decode(match["data"])
+            found.append(ImagePart(data, match["mime"], detail))
+    return found
 
 
 Responder = Callable[[dict[str, Any]], Reply]
@@ -84,8 +146,15 @@ class FakeOpenAIServer(LoopbackFake):
         latency: float = 0.0,
         port: int = 0,
         models: Sequence[str] = ("gpt-4o-mini",),
+        transcripts: Mapping[str, str] | None = None,
+        default_transcript: str = "Oi, queria marcar um banho pro Thor amanhã.",
     ) -> None:
         super().__init__(port=port)
+        #: Transcript per sha256 (hex) of the audio; others get `default_transcript`.
+        self.transcripts: dict[str, str] = dict(transcripts or {})
+        self.default_transcript = default_transcript
+        self._transcriptions: list[Transcription] = []
+        self._transcription_faults: deque[int] = deque()
         self._responder = responder
         self._latency = latency
         self._models = tuple(models)
@@ -104,6 +173,16 @@ class FakeOpenAIServer(LoopbackFake):
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def transcriptions(self) -> list[Transcription]:
+        with self._lock:
+            return list(self._transcriptions)
+
+    def fail_transcriptions(self, status: int, times: int = 1) -> None:
+        """Answer the next `times` transcription requests with `status` and OpenAI's error JSON."""
+        with self._lock:
+            self._transcription_faults.extend([status] * times)
 
     @property
     def in_flight(self) -> int:
@@ -129,8 +208,47 @@ class FakeOpenAIServer(LoopbackFake):
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
                 Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/v1/audio/transcriptions", self._transcribe, methods=["POST"]),
             ]
         )
+
+    async def _transcribe(self, request: Request) -> Response:
+        """OpenAI's speech to text: multipart `file`, `model`, `language`, `response_format`.
+
+        The text is the one set for the audio's sha256, else `default_transcript`; `usage`
+        carries the duration (whole seconds, rounded up) when the audio is a WAV.
+        """
+        try:
+            form = await request.form()
+        except Exception:  # Starlette raises several kinds for a body that is not multipart
+            return _error_response(Reply("the request body is not multipart/form-data", status=400))
+        upload, model = form.get("file"), form.get("model")
+        if isinstance(upload, str) or upload is None:
+            return _error_response(Reply("you must provide a file", status=400))
+        if not isinstance(model, str) or not model:
+            return _error_response(Reply("you must provide a model parameter", status=400))
+        language, response_format = form.get("language"), form.get("response_format")
+        recorded = Transcription(
+            model=model,
+            language=language if isinstance(language, str) else None,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            data=await upload.read(),
+            response_format=response_format if isinstance(response_format, str) else None,
+        )
+        with self._lock:
+            self._transcriptions.append(recorded)
+            fault = self._transcription_faults.popleft() if self._transcription_faults else None
+        await self._pause(self._latency)
+        if fault is not None:
+            return _error_response(Reply(status=fault))
+        answer: dict[str, Any] = {
+            "text": self.transcripts.get(recorded.sha256, self.default_transcript)
+        }
+        seconds = wav_seconds(recorded.data)
+        if seconds is not None:
+            answer["usage"] = {"type": "duration", "seconds": math.ceil(seconds)}
+        return _json(answer)
 
     async def _list_models(self, _request: Request) -> Response:
         models = [
