@@ -17,14 +17,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from zapvet.bridge.cloud import signature
@@ -630,8 +630,8 @@ class FakeCloudAPI(_GatewayServer):
     def _routes(self) -> list[Route]:
         return [
             Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"]),
-            Route("/{version}/{media_id}", self._media_url, methods=["GET"]),
-            Route("/media-download/{token}", self._download, methods=["GET"]),
+            Route("/media-download/{token}", self._download, methods=["GET"]),  # first: it
+            Route("/{version}/{media_id}", self._media_url, methods=["GET"]),  # would match here
         ]
 
     async def _media_url(self, request: Request) -> Response:
@@ -673,7 +673,8 @@ class FakeCloudAPI(_GatewayServer):
             media = None if media_id is None else self._media.get(media_id)
         if expired or media is None:
             return _cloud_error(404, "(#100) The media URL has expired or does not exist", 100)
-        return Response(media.data, media_type=media.mimetype)
+        # Chunked, without a Content-Length: a client must cap what it reads by itself.
+        return StreamingResponse(_chunks(media.data), media_type=media.mimetype)
 
     async def _guard(self, request: Request) -> Response | None:
         """Record the request, play a scripted fault, check the Bearer token; None: go on."""
@@ -718,6 +719,11 @@ class FakeCloudAPI(_GatewayServer):
             "messages": [{"id": message_id, "message_status": "accepted"}],
         }
         return JSONResponse(answer)
+
+
+async def _chunks(data: bytes, size: int = 16 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
 
 
 def _cloud_problem(body: Any) -> str | None:
