@@ -1,9 +1,10 @@
 """Fake Evolution API and WhatsApp Cloud API servers on loopback, speaking each wire format.
 
-Each fake answers the provider's send-text endpoint as the real one does (status codes,
-bodies, error shapes), records every request, keeps the texts it "sent", and plays scripted
-failures. Each also builds inbound webhook payloads in its provider's format, so tests and
-the demo can post realistic messages to zapvet's webhooks.
+Each fake answers the provider's send-text and media-download endpoints as the real one does
+(status codes, bodies, error shapes), records every request, keeps the texts it "sent", and
+plays scripted failures. Each also builds inbound webhook payloads in its provider's format
+(texts, and voice notes, images, documents and the other kinds through `incoming_media`), so
+tests and the demo can post realistic messages to zapvet's webhooks.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class _GatewayServer(LoopbackFake):
         code: int | None = None,
         delay: float = 0.0,
     ) -> None:
-        """Answer the next `times` sends with `status` (after `delay` seconds), sending nothing.
+        """Answer the next `times` requests (sends and media downloads alike) with `status`
+        (after `delay` seconds), sending nothing.
 
         `message` replaces the provider's usual text for that status; `code` is the Cloud
         API error code (ignored by Evolution).
@@ -171,8 +173,10 @@ class _GatewayServer(LoopbackFake):
 
 
 class FakeEvolutionAPI(_GatewayServer):
-    """Evolution API v2's `POST /message/sendText/{instance}`, with its guards in its order:
-    unknown instance 404, then a missing or wrong `apikey` 401, then body validation 400.
+    """Evolution API v2's `POST /message/sendText/{instance}` and
+    `POST /chat/getBase64FromMediaMessage/{instance}` (files registered with `add_media`),
+    with their guards in Evolution's order: unknown instance 404, then a missing or wrong
+    `apikey` 401, then body validation 400.
 
     `on_send` runs on the server's thread for every accepted text and must not block.
     """
@@ -434,7 +438,9 @@ class FakeEvolutionAPI(_GatewayServer):
 
 
 class FakeCloudAPI(_GatewayServer):
-    """The Graph API's `POST /{version}/{phone_number_id}/messages` for text messages.
+    """The Graph API's `POST /{version}/{phone_number_id}/messages` for text messages, and
+    media: `GET /{version}/{media_id}` answers a download URL on this server, which serves
+    the bytes (files registered with `add_media`; 404 after `expire_media`).
 
     Checks the Bearer token (401, code 190), the phone number id (400, code 100) and the body
     (400, code 100, including the 4,096-character limit). `on_send` runs on the server's
