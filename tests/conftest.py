@@ -12,7 +12,9 @@ import itertools
 import logging
 import os
 import platform
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -96,6 +98,20 @@ def _fast(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         _started = None
     assert not started, f"this test starts processes, so mark it @pytest.mark.slow: {started}"
+
+
+@pytest.fixture
+def server_root() -> Iterator[Path]:
+    """A directory for servers of their own, outside pytest's basetemp.
+
+    Run as root, PostgreSQL runs as another user, who must be able to reach its data. Every
+    pytest session that starts resets `/tmp/pytest-of-root` to mode 0700, so a second
+    session on the machine (a developer's, a helper's) would lock the server out of a
+    `tmp_path` mid-test: seen as "pg_ctl: could not access directory … Permission denied".
+    """
+    path = Path(tempfile.mkdtemp(prefix="zapvet-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

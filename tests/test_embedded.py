@@ -68,8 +68,8 @@ def _use(database_url: str, redis_url: str) -> None:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def data_dir(server_root: Path) -> Path:
+    return server_root / "data"
 
 
 def test_services_start_on_first_use_and_stop_when_the_last_holder_leaves(data_dir: Path) -> None:
@@ -221,10 +221,12 @@ def test_upgrade_instructions_name_a_python_that_can_install_the_old_programs(
     assert all(f"rm -rf {legacy}" in text for text in (here, later, unknown))
 
 
-def test_a_legacy_cluster_is_copied_into_the_new_one_and_left_in_place(tmp_path: Path) -> None:
+def test_a_legacy_cluster_is_copied_into_the_new_one_and_left_in_place(
+    server_root: Path,
+) -> None:
     # The legacy cluster is made by today's programs and moved to the legacy place: the copy
     # is the same dump and restore whatever the older major version.
-    first = EmbeddedPostgres(tmp_path / "before")
+    first = EmbeddedPostgres(server_root / "before")
     first.start()
     try:
         conninfo = libpq_url(first.url())
@@ -234,7 +236,7 @@ def test_a_legacy_cluster_is_copied_into_the_new_one_and_left_in_place(tmp_path:
             conn.execute("CREATE DATABASE other")
     finally:
         first.stop()
-    root = tmp_path / "after"
+    root = server_root / "after"
     root.mkdir()
     legacy = root / pgupgrade.LEGACY_PGDATA
     first.pgdata.rename(legacy)

@@ -153,9 +153,9 @@ def test_a_bad_org_file_names_key_and_line_and_writes_nothing(
 
 
 @pytest.mark.slow
-def test_the_embedded_servers_serve_a_fresh_machine(tmp_path: Path) -> None:
+def test_the_embedded_servers_serve_a_fresh_machine(server_root: Path) -> None:
     """The console script itself, starting and stopping embedded servers for each command."""
-    env = {"ZAPVET_DATA_DIR": str(tmp_path / "data")}
+    env = {"ZAPVET_DATA_DIR": str(server_root / "data")}
     upgraded = entrypoint("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     applied = entrypoint("org", "apply", str(EXAMPLE_ORG), env=env)

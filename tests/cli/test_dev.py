@@ -43,7 +43,7 @@ def wait_until_serving(url: str, process: subprocess.Popen[Any], why: Callable[[
 
 
 @pytest.mark.slow
-def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
+def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path, server_root: Path) -> None:
     gateway_port, bridge_port = free_port(), free_port()
     org = tmp_path / "org.toml"
     org.write_text(EXAMPLE_ORG.read_text().replace("127.0.0.1:8081", f"127.0.0.1:{gateway_port}"))
@@ -52,7 +52,7 @@ def test_dev_and_chat_answer_and_stop_cleanly(tmp_path: Path) -> None:
     ) as llm:
         env = {
             **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
-            "ZAPVET_DATA_DIR": str(tmp_path / "data"),
+            "ZAPVET_DATA_DIR": str(server_root / "data"),
             "OPENAI_API_KEY": "test-key",
             "OPENAI_BASE_URL": llm.base_url,
         }
