@@ -145,6 +145,7 @@ def test_parse_cloud_reads_a_voice_note_from_a_legacy_number() -> None:
                 media={
                     "media_id": "1234567890987654",
                     "mimetype": "audio/ogg; codecs=opus",
+                    "sha256": "m04pFf2ERdaopTyFkGPA0+bX3i+YY2dYgVFwOgDLSDI=",  # checked on download
                     "voice": True,
                 },
             ),

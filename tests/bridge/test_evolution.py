@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,6 +145,16 @@ def inbound(**changes: Any) -> Inbound:
     return Inbound(**{**base.__dict__, **changes})
 
 
+def without_source(events: list[Event]) -> list[Event]:
+    """The events with each file's fetch reference left out (tested on its own)."""
+    return [
+        replace(e, media={k: v for k, v in e.media.items() if k != "source"})
+        if isinstance(e, Inbound) and e.media
+        else e
+        for e in events
+    ]
+
+
 def test_parse_evolution_reads_plain_text() -> None:
     assert parse_evolution(plain()) == [inbound()]
 
@@ -177,13 +188,37 @@ def test_parse_evolution_reads_a_voice_note_with_long_file_length() -> None:
                 "seconds": 7,
                 "mimetype": "audio/ogg; codecs=opus",
                 "file_length": 6065,
+                "source": {  # what getBase64FromMediaMessage needs, without the thumbnails
+                    "key": json.loads(VOICE_DATA)["key"],
+                    "message": {"audioMessage": json.loads(VOICE_DATA)["message"]["audioMessage"]},
+                },
             },
+            inline_media="T2dnUwACAAAAAAAAAAA…",  # handed to the worker through Redis only
         )
     ]
 
 
+def test_parse_evolution_keeps_the_fetch_reference_without_thumbnails_or_base64() -> None:
+    (event,) = parse_evolution(upsert(json.loads(IMAGE_DATA)))
+    assert isinstance(event, Inbound) and event.media is not None
+    source = event.media["source"]
+    assert source["key"]["id"] == "3A9C1E77B02D4F6A8B11"
+    assert "jpegThumbnail" not in source["message"]["imageMessage"]
+    assert source["message"]["imageMessage"]["directPath"] == "/o1/v/t62.7118-24/f1/m233/abc.enc"
+    assert event.inline_media is None
+    assert "base64" not in json.dumps(event.media)
+
+
+def test_parse_evolution_reads_evolutions_own_transcript() -> None:
+    data = json.loads(VOICE_DATA)
+    data["message"]["speechToText"] = "Quero marcar um banho"
+    (event,) = parse_evolution(upsert(data))
+    assert isinstance(event, Inbound) and event.media is not None
+    assert event.media["speech_to_text"] == "Quero marcar um banho"
+
+
 def test_parse_evolution_reads_an_image_caption() -> None:
-    assert parse_evolution(upsert(json.loads(IMAGE_DATA))) == [
+    assert without_source(parse_evolution(upsert(json.loads(IMAGE_DATA)))) == [
         Inbound(
             provider_id="3A9C1E77B02D4F6A8B11",
             chat_id=ANA_JID,
@@ -267,7 +302,7 @@ def test_parse_evolution_unwraps_a_document_with_caption() -> None:
             }
         }
     }
-    event = only(parse_evolution(with_message(message)))
+    event = only(without_source(parse_evolution(with_message(message))))
     media = {"mimetype": "application/pdf", "file_name": "vacinas-thor.pdf", "file_length": 48213}
     assert event == inbound(
         kind="document", text="Carteira de vacinação", media={**media, "page_count": 2}
@@ -280,7 +315,7 @@ def test_parse_evolution_reads_a_view_once_image() -> None:
             "message": {"imageMessage": {"mimetype": "image/jpeg", "viewOnce": True}}
         }
     }
-    event = only(parse_evolution(with_message(message)))
+    event = only(without_source(parse_evolution(with_message(message))))
     assert event == inbound(kind="image", text="", media={"mimetype": "image/jpeg"})
 
 
@@ -462,7 +497,14 @@ def test_parse_evolution_reads_a_long_whose_low_word_is_negative() -> None:
 def test_parse_evolution_reads_media_kinds(
     part: dict[str, Any], kind: str, text: str, media: dict[str, Any]
 ) -> None:
-    assert only(parse_evolution(with_message(part))) == inbound(kind=kind, text=text, media=media)
+    event = only(parse_evolution(with_message(part)))
+    assert isinstance(event, Inbound) and event.media is not None
+    source = event.media.pop("source", None)  # files only: how the worker fetches them
+    assert event == inbound(kind=kind, text=text, media=media)
+    downloadable = kind in ("image", "video", "audio", "document")
+    assert (source is not None) == downloadable
+    if source is not None:
+        assert source["message"] == {name: dict(value) for name, value in part.items()}
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dramatiq
 import httpx
 import pytest
+import redis.asyncio as aioredis
+from langchain_core.language_models import BaseChatModel
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -19,8 +21,10 @@ from tests.pipeline.conftest import rows, scalar
 from tests.pipeline.support import new_namespace, purge, wait_until
 from zapvet import db
 from zapvet.bridge.app import build_app
+from zapvet.clock import Clock, system_clock
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.media.prepare import MediaSetup
 from zapvet.org import apply_spec, parse_spec
 from zapvet.queue.actors import ResourceHolder, declare
 from zapvet.queue.broker import build_broker
@@ -84,13 +88,18 @@ class CloudStack:
         return httpx.get(f"{self.bridge.origin}/webhooks/cloud", params=params, timeout=30)
 
 
-@pytest.fixture
-def cloud(
-    database_url: str, services: ServiceUrls, model: ScriptedChatModel, clock: MovableClock
+@contextmanager
+def cloud_stack(
+    database_url: str,
+    redis_url: str,
+    model: BaseChatModel,
+    clock: Clock = system_clock,
+    media: MediaSetup | None = None,
 ) -> Iterator[CloudStack]:
+    """The example shop on a Cloud API number: bridge, in-process worker, fake Graph API."""
     namespace = new_namespace()
     with ExitStack() as teardown:
-        teardown.callback(purge, services.redis_url, namespace)
+        teardown.callback(purge, redis_url, namespace)
         gateway = FakeCloudAPI(access_token=ACCESS_TOKEN, phone_number_ids=[PHONE_NUMBER_ID])
         gateway.start()
         teardown.callback(gateway.stop)
@@ -102,9 +111,19 @@ def cloud(
             apply_spec(session, spec)
             session.commit()
 
-        broker = build_broker(services.redis_url, namespace=namespace)
+        broker = build_broker(redis_url, namespace=namespace)
         holder = ResourceHolder(
-            lambda: build_resources(database_url, lambda: model, pool_size=8, clock=clock)
+            lambda: build_resources(
+                database_url,
+                lambda: model,
+                pool_size=8,
+                clock=clock,
+                media=replace(
+                    media or MediaSetup(),
+                    redis=aioredis.Redis.from_url(redis_url),
+                    namespace=namespace,
+                ),
+            )
         )
         broker.add_middleware(Lifecycle(holder.close))
         queue = declare(broker, holder.get)
@@ -112,12 +131,20 @@ def cloud(
         worker.start()
         teardown.callback(worker.stop)
         state = bridge_state_factory(
-            database_url, services.redis_url, namespace=namespace, queue=queue, clock=clock
+            database_url, redis_url, namespace=namespace, queue=queue, clock=clock
         )
         bridge = BackgroundServer(build_app(state), name="zapvet-bridge")
         bridge.start()
         teardown.callback(bridge.stop)
         yield CloudStack(gateway, bridge)
+
+
+@pytest.fixture
+def cloud(
+    database_url: str, services: ServiceUrls, model: ScriptedChatModel, clock: MovableClock
+) -> Iterator[CloudStack]:
+    with cloud_stack(database_url, services.redis_url, model, clock) as stack:
+        yield stack
 
 
 def statuses(wamid: str, status: str, *, phone_number_id: str = PHONE_NUMBER_ID) -> dict[str, Any]:

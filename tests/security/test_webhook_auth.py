@@ -30,6 +30,7 @@ from tests.security.conftest import (
     org_snapshot,
     row_counts,
 )
+from zapvet.bridge.app import MAX_BODY_BYTES
 from zapvet.testing.gateways import FakeCloudAPI, FakeEvolutionAPI
 
 CUSTOMER = "5511955554444"
@@ -165,7 +166,7 @@ def _evolution_probes() -> dict[str, Probe]:
         ),
         "not JSON": Probe(path_a, b"not json", token, 422),
         "nested past the parser's depth": Probe(path_a, b"[" * 100_000, token, 422),
-        "body over the size limit": Probe(path_a, b" " * (256 * 1024 + 1), token, 413),
+        "body over the size limit": Probe(path_a, b" " * (MAX_BODY_BYTES + 1), token, 413),
     }
 
 

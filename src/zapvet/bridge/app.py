@@ -32,12 +32,15 @@ from zapvet.bridge.seams import DrainQueue, MetricsReader, StatsReader
 from zapvet.clock import Clock, system_clock
 from zapvet.errors import PermanentError
 from zapvet.logging import get_logger
+from zapvet.media import stash
 from zapvet.models import WhatsAppInstance
 from zapvet.otel.metrics import acount
 from zapvet.otel.tracing import tracer
 
-#: Larger bodies are refused with 413 (a text webhook is ~2 KB; media come as URLs).
-MAX_BODY_BYTES = 256 * 1024
+#: Larger bodies are refused with 413. A text webhook is ~2 KB and media normally come as
+#: references; Evolution's "webhook base64" puts the bytes inside, and a 16 MB voice note is
+#: ~22 MB of base64. (Leave that setting off: the worker fetches media itself.)
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 log = get_logger("zapvet.bridge")
 
@@ -160,6 +163,7 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                 reports.append(report)
             await session.commit()
             for report in reports:
+                await _stash_media(state, report)
                 for conversation_id, delay_ms in report.drains.items():
                     try:
                         state.enqueue.drain(conversation_id, delay_ms=delay_ms)
@@ -288,6 +292,16 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
 
 _UNTRACED = "/healthz,/readyz,/metrics,/stats"
 _UNSTORABLE = "a value is too long for its field or holds characters that cannot be stored"
+
+
+async def _stash_media(state: BridgeState, report: IngestReport) -> None:
+    """Leave the media bytes the webhook carried in Redis for the worker; without them the
+    worker asks the gateway, so a failure here loses nothing."""
+    for organization_id, provider_id, base64 in report.inline_media:
+        try:
+            await stash.put(state.redis, state.namespace, organization_id, provider_id, base64)
+        except Exception as exc:
+            log.warning("could not keep the webhook's media bytes", error_type=type(exc).__name__)
 
 
 def _ingest_attributes(instance: WhatsAppInstance, events: list[Event]) -> dict[str, Any]:

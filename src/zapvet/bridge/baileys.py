@@ -110,10 +110,43 @@ def _caption(part: Mapping[str, Any]) -> str:
     return text(part, "caption") or ""
 
 
-def _image(part: Mapping[str, Any]) -> Content:
-    media = compact(
+#: Content types whose bytes live on WhatsApp's servers, fetched later by the worker.
+DOWNLOADABLE = ("imageMessage", "videoMessage", "ptvMessage", "audioMessage", "documentMessage")
+#: Bulky or useless fields left out of the reference the worker fetches the bytes with.
+_NOT_KEPT = (
+    "jpegThumbnail",
+    "thumbnailDirectPath",
+    "thumbnailSha256",
+    "thumbnailEncSha256",
+    "waveform",
+    "contextInfo",
+    "streamingSidecar",
+    "base64",
+)
+
+
+def source_of(message: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`{kind: part}` of an unwrapped downloadable message, without thumbnails: what
+    Evolution's `getBase64FromMediaMessage` needs (with the key) to fetch its bytes."""
+    kind = content_type(message)
+    if kind not in DOWNLOADABLE:
+        return None
+    part = sub(message, kind)
+    return {kind: {k: v for k, v in part.items() if k not in _NOT_KEPT}}
+
+
+def _file(part: Mapping[str, Any]) -> dict[str, Any]:
+    """What every downloadable part says about its file: type, size and hash."""
+    return compact(
         mimetype=text(part, "mimetype"),
         file_length=integer(part.get("fileLength")),
+        sha256=text(part, "fileSha256"),
+    )
+
+
+def _image(part: Mapping[str, Any]) -> Content:
+    media = compact(
+        **_file(part),
         width=integer(part.get("width")),
         height=integer(part.get("height")),
     )
@@ -122,9 +155,8 @@ def _image(part: Mapping[str, Any]) -> Content:
 
 def _video(part: Mapping[str, Any], *, note: bool = False) -> Content:
     media = compact(
-        mimetype=text(part, "mimetype"),
+        **_file(part),
         seconds=integer(part.get("seconds")),
-        file_length=integer(part.get("fileLength")),
         gif=True if part.get("gifPlayback") is True else None,
         video_note=True if note else None,
     )
@@ -135,17 +167,15 @@ def _audio(part: Mapping[str, Any]) -> Content:
     media = compact(
         voice=part.get("ptt") is True,
         seconds=integer(part.get("seconds")),
-        mimetype=text(part, "mimetype"),
-        file_length=integer(part.get("fileLength")),
+        **_file(part),
     )
     return Content("audio", "", media)
 
 
 def _document(part: Mapping[str, Any]) -> Content:
     media = compact(
-        mimetype=text(part, "mimetype"),
+        **_file(part),
         file_name=text(part, "fileName") or text(part, "title"),
-        file_length=integer(part.get("fileLength")),
         page_count=integer(part.get("pageCount")),
     )
     return Content("document", _caption(part), media)

@@ -77,7 +77,13 @@ def error_text(errors: Any) -> str | None:
 
 
 def _media(part: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    return compact(media_id=text(part, "id"), mimetype=text(part, "mime_type"), **extra)
+    return compact(
+        media_id=text(part, "id"),
+        mimetype=text(part, "mime_type"),
+        sha256=text(part, "sha256"),
+        file_length=integer(part.get("file_size")),
+        **extra,
+    )
 
 
 def _interactive(part: Mapping[str, Any]) -> Content:

@@ -46,6 +46,9 @@ class Inbound:
     text: str = ""
     media: dict[str, Any] | None = None
     reply_to: str | None = None
+    #: The media's bytes as base64, when the webhook carried them (Evolution's "webhook
+    #: base64"): handed to the worker through Redis, never stored in PostgreSQL.
+    inline_media: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

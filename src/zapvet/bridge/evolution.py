@@ -18,6 +18,7 @@ from zapvet.bridge.baileys import (
     context_of,
     read_content,
     reply_id,
+    source_of,
     text_of,
     unwrap,
 )
@@ -166,6 +167,8 @@ def _upsert(record: Mapping[str, Any], where: str) -> Event:
         emoji = text(part, "text") or ""  # an empty emoji takes the reaction back
         return Reaction(provider_id, target_id, chat_id, sender, from_me, emoji, sent_at)
     content = read_content(message)
+    raw = mapping(record["message"], f"{where}.message")
+    media, inline = _media(content.media, key, message, raw)
     # Up to 2.3.7 the reply lives in data.contextInfo, in 2.4.0-rc in data.messageContextInfo.
     contexts = (context_of(message), sub(record, "contextInfo"), sub(record, "messageContextInfo"))
     return Inbound(
@@ -176,9 +179,31 @@ def _upsert(record: Mapping[str, Any], where: str) -> Event:
         sent_at=sent_at,
         kind=content.kind,
         text=content.text,
-        media=content.media,
+        media=media,
         reply_to=reply_id(*contexts),
+        inline_media=inline,
     )
+
+
+def _media(
+    media: dict[str, Any] | None,
+    key: Mapping[str, Any],
+    message: Mapping[str, Any],
+    raw: Mapping[str, Any],
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The media description plus how the worker gets the bytes, and the webhook's own
+    base64 of them (Evolution's "webhook base64" setting), which is never stored.
+
+    Evolution puts `base64` and `speechToText` (its own transcription, when turned on) beside
+    the content in `data.message`, outside any wrapper.
+    """
+    source = source_of(message)
+    if media is None or source is None:
+        return media, None
+    extra = compact(speech_to_text=text(raw, "speechToText"))
+    extra["source"] = {"key": dict(key), "message": source}
+    inline = raw.get("base64")
+    return {**media, **extra}, inline if isinstance(inline, str) and inline else None
 
 
 def _edited(record: Mapping[str, Any], where: str) -> Event:

@@ -37,6 +37,9 @@ class IngestReport:
     updated: int = 0
     takeovers: int = 0
     drains: dict[int, int] = field(default_factory=dict)
+    #: (organization, provider id, base64) of media bytes the webhook carried: the bridge
+    #: leaves them in Redis for the worker (`media.stash`), never in PostgreSQL.
+    inline_media: list[tuple[int, str, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -142,12 +145,17 @@ async def _inbound(
         values.update(
             direction="outgoing", from_me=True, status="sent", meta={**meta, "by": "staff"}
         )
+    elif event.kind == "sticker":
+        # A sticker is a gesture, not a request: stored for the history, never answered.
+        values.update(direction="incoming", status="processed", processed_at=now)
     else:
         values.update(direction="incoming", status="pending")
     if await _insert(session, values) is None:
         report.duplicates += 1
         return
     report.stored += 1
+    if event.inline_media and values["status"] == "pending":
+        report.inline_media.append((org_id, event.provider_id, event.inline_media))
     log.info(
         "message stored",
         organizationId=org_id,
@@ -162,7 +170,7 @@ async def _inbound(
         # A person answered from the business phone: the bot steps back in this chat.
         conversation.bot_paused_until = now + takeover
         report.takeovers += 1
-    else:
+    elif values["status"] == "pending":
         report.drains[conversation.id or 0] = debounce_ms
 
 

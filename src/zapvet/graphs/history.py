@@ -7,7 +7,9 @@ in case a caller hands in tool messages.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import base64
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from sqlmodel import col, select
@@ -19,47 +21,132 @@ HISTORY_LIMIT = 20
 STAFF_PREFIX = "[mensagem de uma pessoa da equipe] "
 
 
+#: How each kind of media reads to the agent, by what the worker made of it (`media.prepare`).
+_UNHEARD = "peça para o cliente escrever"
 _MEDIA = {
-    "audio": "um áudio{seconds} (você ainda não consegue ouvir áudios: peça para escrever)",
-    "image": "uma imagem (você ainda não consegue ver imagens)",
-    "video": "um vídeo (você ainda não consegue ver vídeos)",
-    "document": "um documento{name} (você ainda não consegue abrir documentos)",
-    "sticker": "uma figurinha",
-    "location": "uma localização{place}",
-    "contact": "um contato",
+    ("audio", "too_large"): f"um áudio{{seconds}} longo demais para você ouvir: {_UNHEARD}",
+    ("audio", "failed"): f"um áudio{{seconds}} que não foi possível ouvir: {_UNHEARD}",
+    ("audio", None): f"um áudio{{seconds}} que você não conseguiu ouvir: {_UNHEARD}",
+    ("image", "shown"): "uma imagem, que segue",
+    ("image", "ready"): "uma imagem",
+    ("image", "unseen"): "uma imagem (você não consegue ver imagens: peça para descrever)",
+    ("image", "too_large"): "uma imagem grande demais para você abrir: peça para descrever",
+    ("image", "failed"): "uma imagem que não foi possível abrir: peça para descrever",
+    ("image", None): "uma imagem",
+    ("image", "unsupported"): "um arquivo de imagem{name} de um tipo que você não abre",
+    (
+        "audio",
+        "unsupported",
+    ): f"um arquivo de áudio{{name}} de um tipo que você não ouve: {_UNHEARD}",
+    ("document", "unsupported"): "um documento{name} de um tipo que você não abre",
+    ("document", "read"): "um documento{name}; texto extraído dele, entre « »: «{text}»",
+    ("document", "too_large"): "um documento{name} grande demais para você receber",
+    ("document", "failed"): "um documento{name} que não foi possível abrir",
+    ("document", None): "um documento{name} que você não consegue ler",
+    ("video", None): "um vídeo{seconds} (você não consegue assistir vídeos: diga isso e peça "
+    "para o cliente escrever ou mandar uma foto)",
+    ("sticker", None): "uma figurinha",
+    ("location", None): "uma localização: {place}",
+    ("contact", None): "{cards}",
 }
 
 
-def describe(row: Message) -> str:
-    """The text the agent reads for a stored message: media become an honest description."""
+def _place(meta: Mapping[str, Any]) -> str:
+    words = [meta.get("name"), meta.get("address")]
+    where = ", ".join(str(w) for w in words if w)
+    latitude, longitude = meta.get("latitude"), meta.get("longitude")
+    coordinates = (
+        f"{latitude}, {longitude}" if latitude is not None and longitude is not None else ""
+    )
+    if where and coordinates:
+        return f"{where} (coordenadas {coordinates})"
+    return where or (f"coordenadas {coordinates}" if coordinates else "sem endereço")
+
+
+def _cards(meta: Mapping[str, Any]) -> str:
+    cards = [c for c in meta.get("contacts") or [] if isinstance(c, Mapping)]
+    if not cards:
+        return "um contato"
+    shown = [
+        " ".join(
+            [str(c.get("name") or "sem nome")]
+            + [f"+{p}" if str(p).isdigit() else str(p) for p in c.get("phones") or []]
+        )
+        for c in cards
+    ]
+    return ("um contato: " if len(shown) == 1 else "contatos: ") + "; ".join(shown)
+
+
+def _state(row: Message, meta: Mapping[str, Any], shown: bool) -> str | None:
+    state = meta.get("state")
+    if row.message_type == "image":
+        if shown:
+            return "shown"
+        if state == "ready" and meta.get("vision") is False:
+            return "unseen"
+    if row.message_type == "document" and state == "ready" and meta.get("text"):
+        return "read"
+    if state in ("too_large", "failed", "unsupported"):
+        return str(state)
+    return None
+
+
+def describe(row: Message, *, shown: bool = False) -> str:
+    """The text the agent reads for a stored message: media become an honest description.
+
+    A transcribed voice note reads as the customer's own words; `shown` says the message's
+    photo goes to the model beside this text.
+    """
     if row.message_type in ("text", "interactive"):
         return row.content
     meta = (row.meta or {}).get("media") or {}
-    seconds = f" de {meta['seconds']} s" if meta.get("seconds") else ""
-    name = f" ({meta['file_name']})" if meta.get("file_name") else ""
-    place = (
-        f" ({meta.get('name') or meta.get('address')})"
-        if meta.get("name") or meta.get("address")
-        else ""
+    if row.message_type == "audio" and meta.get("state") == "ready" and meta.get("transcript"):
+        return " ".join(part for part in (str(meta["transcript"]), row.content) if part)
+    state = _state(row, meta, shown)
+    what = _MEDIA.get((row.message_type, state)) or _MEDIA.get((row.message_type, None))
+    if what is None:
+        what = "uma mensagem de um tipo que você não consegue ler"
+    text = what.format(
+        seconds=f" de {meta['seconds']} s" if meta.get("seconds") else "",
+        name=f" ({meta['file_name']})" if meta.get("file_name") else "",
+        text=meta.get("text", ""),
+        place=_place(meta),
+        cards=_cards(meta),
     )
-    what = _MEDIA.get(row.message_type, "uma mensagem de um tipo que você não consegue ler")
-    text = f"[O cliente enviou {what.format(seconds=seconds, name=name, place=place)}.]"
+    text = f"[O cliente enviou {text}.]"
     return f"{text} Legenda: {row.content}" if row.content else text
 
 
-def to_langchain(rows: Sequence[Message]) -> list[BaseMessage]:
+def _with_image(text: str, mimetype: str, data: bytes) -> list[str | dict[str, Any]]:
+    """Content parts: the words, then the photo as a `data:` URL (low detail: 85 tokens)."""
+    url = f"data:{mimetype};base64,{base64.b64encode(data).decode('ascii')}"
+    return [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": url, "detail": "low"}},
+    ]
+
+
+def to_langchain(
+    rows: Sequence[Message], images: Mapping[int, tuple[str, bytes]] | None = None
+) -> list[BaseMessage]:
     """Incoming rows become human turns, outgoing rows assistant turns (staff ones marked).
 
-    Reactions and the extra parts of a long reply split for sending are left out.
+    Reactions, stickers and the extra parts of a long reply split for sending are left out.
+    `images` holds the photos of this turn's messages (row id → MIME type and bytes): those
+    rows carry the image itself, every other photo reads as a placeholder.
     """
+    images = images or {}
     messages: list[BaseMessage] = []
     for row in rows:
-        if row.deleted_at is not None or row.message_type == "reaction":
+        if row.deleted_at is not None or row.message_type in ("reaction", "sticker"):
             continue
         if (row.meta or {}).get("part_of"):
             continue
         if row.direction == "incoming":
-            messages.append(HumanMessage(describe(row), id=f"db-{row.id}"))
+            photo = images.get(row.id or 0)
+            text = describe(row, shown=photo is not None)
+            content = text if photo is None else _with_image(text, *photo)
+            messages.append(HumanMessage(content, id=f"db-{row.id}"))
         elif row.sent_by_ai:
             messages.append(AIMessage(row.content, id=f"db-{row.id}"))
         else:
@@ -93,6 +180,7 @@ async def load_history(
     conversation_id: int,
     limit: int = HISTORY_LIMIT,
     batch: Collection[int] | None = None,
+    images: Mapping[int, tuple[str, bytes]] | None = None,
 ) -> list[BaseMessage]:
     """The conversation's last `limit` stored messages as LangChain messages, oldest first.
 
@@ -126,4 +214,4 @@ async def load_history(
             r.id or 0,
         ),
     )
-    return trim(to_langchain(ordered), limit)
+    return trim(to_langchain(ordered, images), limit)

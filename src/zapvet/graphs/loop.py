@@ -159,7 +159,7 @@ def latest_text(state: AgentState) -> str | None:
     """The newest incoming message of this turn, if the turn ends with one."""
     messages = state["messages"]
     if messages and isinstance(messages[-1], HumanMessage):
-        return str(messages[-1].content)
+        return messages[-1].text  # the words of a message that also carries an image
     return None
 
 
@@ -293,6 +293,8 @@ def build_tool_loop(
                     tool_calls=sum(len(m.tool_calls) for m in answers),
                     ungrounded_facts=len(ungrounded),
                     duration_ms=int((time.perf_counter() - state.get("started", 0.0)) * 1000),
+                    audio_seconds=float(state.get("audio_seconds") or 0.0),
+                    images=int(state.get("images") or 0),
                 )
             )
         return {"reply": reply, "ungrounded": [fact.text for fact in ungrounded]}

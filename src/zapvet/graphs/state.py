@@ -34,3 +34,6 @@ class AgentState(MessagesState, total=False):
     reply: str | None
     error: str | None
     ungrounded: list[str]
+    #: What the turn's media cost, recorded with it: seconds transcribed, images shown.
+    audio_seconds: float
+    images: int

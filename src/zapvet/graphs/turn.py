@@ -39,8 +39,11 @@ async def run_turn(
     history: Sequence[BaseMessage],
     *,
     config: dict[str, Any] | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> TurnResult:
     """Run `graph` once inside an `invoke_agent <name>` span (GenAI semantic conventions).
+
+    `inputs` are further state keys for the turn (`audio_seconds`, `images`: its media cost).
 
     The span is ours, not the LangChain instrumentation's (`otel_trace: False` turns its
     chain spans off), so that node spans nest under it and LLM and tool spans under them.
@@ -61,7 +64,9 @@ async def run_turn(
             "zapvet.organization.id": int(getattr(context, "organization_id", 0) or 0),
         },
     ) as span:
-        state = await graph.ainvoke({"messages": list(history)}, run_config, context=context)
+        state = await graph.ainvoke(
+            {**(inputs or {}), "messages": list(history)}, run_config, context=context
+        )
         silenced = bool(state.get("silenced"))
         span.set_attributes(
             {

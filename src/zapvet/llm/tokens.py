@@ -67,6 +67,10 @@ def encoding() -> tiktoken.Encoding:
     )
 
 
+#: What OpenAI bills for one image sent with `detail: low`, whatever its size.
+IMAGE_TOKENS_LOW = 85
+
+
 def count_tokens(text: str) -> int:
     return len(encoding().encode(text, disallowed_special=()))
 
@@ -75,6 +79,14 @@ def count_message_tokens(messages: list[BaseMessage]) -> int:
     """Prompt tokens of a chat request, with OpenAI's per-message framing overhead."""
     total = 3  # every reply is primed with <|start|>assistant<|message|>
     for message in messages:
-        content = message.content if isinstance(message.content, str) else str(message.content)
-        total += 3 + count_tokens(content)
+        images = (
+            [
+                part
+                for part in message.content
+                if isinstance(part, dict) and part.get("type") == "image_url"
+            ]
+            if isinstance(message.content, list)
+            else []
+        )
+        total += 3 + count_tokens(message.text) + IMAGE_TOKENS_LOW * len(images)
     return total

@@ -38,4 +38,7 @@ class AIInteraction(SQLModel, table=True):
     tool_calls: int = Field(default=0)
     ungrounded_facts: int = Field(default=0)
     duration_ms: int | None = Field(default=None)
+    #: Seconds of audio transcribed for the turn, and images shown to the model: their cost.
+    audio_seconds: float = Field(default=0.0)
+    images: int = Field(default=0)
     created_at: datetime = created_field()

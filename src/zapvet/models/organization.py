@@ -50,6 +50,10 @@ class AISettings(SQLModel, table=True):
     temperature: float = Field(default=0.3)
     personality: str = Field(default="", sa_type=Text)
     debounce_seconds: int = Field(default=3)
+    #: Photos reach the chat model as images (the model must accept them).
+    vision: bool = Field(default=True)
+    #: The speech-to-text model for voice notes; None: `ZAPVET_TRANSCRIBE_MODEL`.
+    transcribe_model: str | None = Field(default=None, max_length=100)
     human_takeover_minutes: int = Field(default=480)
     confirmation_ttl_minutes: int = Field(default=10)
     reminder_minutes_before: int = Field(default=60)

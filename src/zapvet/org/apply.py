@@ -115,6 +115,8 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "temperature": spec.ai.temperature,
         "personality": spec.ai.personality,
         "debounce_seconds": spec.ai.debounce_seconds,
+        "vision": spec.ai.vision,
+        "transcribe_model": spec.ai.transcribe_model,
         "human_takeover_minutes": spec.ai.human_takeover_minutes,
         "confirmation_ttl_minutes": spec.aurora.confirmation_ttl_minutes,
         "reminder_minutes_before": spec.aurora.reminder_minutes_before,

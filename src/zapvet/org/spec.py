@@ -90,6 +90,10 @@ class AISection(_Section):
     temperature: float = Field(default=0.3, ge=0, le=2)
     personality: str = ""
     debounce_seconds: int = Field(default=3, ge=0, le=60)
+    #: Photos reach the model as images; off for a model that does not accept them.
+    vision: bool = True
+    #: Speech-to-text model for voice notes (default: ZAPVET_TRANSCRIBE_MODEL).
+    transcribe_model: str | None = Field(default=None, min_length=1, max_length=100)
     human_takeover_minutes: int = Field(default=480, gt=0)
 
 

@@ -25,6 +25,7 @@ from zapvet.graphs.history import load_history
 from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
 from zapvet.graphs.turn import run_turn
 from zapvet.logging import bind, get_logger
+from zapvet.media.prepare import prepare_media
 from zapvet.models import AIInteraction, AISettings, Conversation, Message, outgoing_message
 from zapvet.models.ai import AIType
 from zapvet.otel.tracing import tracer
@@ -180,6 +181,16 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             if paused:
                 await _close(session, pending.ids, now, "processed")
         return Outcome.PAUSED if paused else Outcome.RACED
+    media = await prepare_media(res.sessions, res.http, res.media, pending.ids, settings)
+    if media.retry_in_ms is not None:  # a fetch or transcription failed for a passing reason
+        enqueue.drain(conversation_id, delay_ms=media.retry_in_ms)
+        return Outcome.DEFERRED
+    agent_of_batch: AIType = "aurora" if owner_number_id is not None else "client"
+    trouble = _media_trouble(conversation, agent_of_batch, media.failures)
+    if not media.usable:  # only media nobody could use: say so, without the agent
+        return await _commit(
+            res, enqueue, conversation, pending, Turn(media.notice, interaction=trouble)
+        )
     with tracer().start_as_current_span("route") as span:
         graph, context, agent = _route(res, conversation, owner_number_id)
         span.set_attribute("zapvet.agent", agent)
@@ -196,6 +207,7 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
                 organization_id=conversation.organization_id,
                 conversation_id=conversation_id,
                 batch=set(pending.ids),
+                images=media.images,
             )
         bind(messageContent="\n".join(pending.texts))  # dropped from logs unless captured
     async with res.gate.enter(alone=pending.starts > 0):  # a suspect runs alone
@@ -206,7 +218,8 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             return await _give_up(res, enqueue, conversation, pending, agent, reason)
         log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
         try:
-            result = await run_turn(graph, context, history)
+            cost = {"audio_seconds": media.audio_seconds, "images": len(media.images)}
+            result = await run_turn(graph, context, history, inputs=cost)
         except Exception as error:
             if is_transient(error):
                 raise
@@ -215,7 +228,8 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             return await _give_up(res, enqueue, conversation, pending, agent, reason)
         for alert_id in result.alerts:  # committed with the escalation, whatever happens next
             enqueue.proactive(alert_id)
-        turn = Turn(result.reply, handoff=result.handoff and agent == "client")
+        handoff = result.handoff and agent == "client"
+        turn = Turn(result.reply, handoff=handoff, interaction=trouble)
         try:
             outcome = await _commit(res, enqueue, conversation, pending, turn)
         except Exception as error:
@@ -295,6 +309,23 @@ class Turn:
     handoff: bool = False
     #: A turn that failed: the batch gets the fallback and is marked failed.
     failure: AIInteraction | None = None
+    #: Something else to record with the reply (media that could not be used).
+    interaction: AIInteraction | None = None
+
+
+def _media_trouble(
+    conversation: Conversation, agent: AIType, failures: list[str]
+) -> AIInteraction | None:
+    """The error row that says why some of the batch's media could not be used."""
+    if not failures:
+        return None
+    return AIInteraction(
+        organization_id=conversation.organization_id,
+        conversation_id=conversation.id,
+        ai_type=agent,
+        status="error",
+        error_message="media could not be used: " + "; ".join(failures),
+    )
 
 
 async def _commit(
@@ -333,6 +364,8 @@ async def _write(
         if turn.failure is not None:
             reply = HANDOFF_REPLY if escalated else FALLBACK_REPLY
             session.add(turn.failure)
+    if turn.interaction is not None:
+        session.add(turn.interaction)
     outgoing: Message | None = None
     if reply is not None:
         outgoing = outgoing_message(

@@ -11,11 +11,13 @@ from __future__ import annotations
 from multiprocessing import util as multiprocessing_util
 
 import dramatiq
+import redis.asyncio as aioredis
 
 from zapvet.config import load_settings
 from zapvet.errors import ConfigError
 from zapvet.llm.openai import build_chat_model
 from zapvet.logging import setup_logging
+from zapvet.media.prepare import MediaSetup
 from zapvet.otel.tracing import flush_spans, setup_tracing
 from zapvet.queue.actors import ResourceHolder, declare
 from zapvet.queue.broker import build_broker
@@ -38,6 +40,7 @@ if settings.database_url is None or settings.redis_url is None:
     )
 build_chat_model(settings)  # fails now, with the variable's name, rather than on the first message
 _database_url = settings.database_url
+_redis_url = settings.redis_url
 
 broker = build_broker(settings.redis_url, namespace=settings.queue_namespace)
 dramatiq.set_broker(broker)
@@ -46,6 +49,9 @@ holder = ResourceHolder(
         _database_url,
         lambda: build_chat_model(settings),
         pool_size=min(settings.worker_threads, DB_POOL_LIMIT) + 4,
+        media=MediaSetup.from_settings(
+            settings, redis=aioredis.Redis.from_url(_redis_url, socket_timeout=5)
+        ),
     )
 )
 broker.add_middleware(Lifecycle(holder.close))

@@ -16,6 +16,7 @@ from zapvet import db
 from zapvet.clock import Clock, system_clock
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
+from zapvet.media.prepare import MediaSetup
 from zapvet.queue.gate import TurnGate
 from zapvet.queue.locks import ConversationLocks
 from zapvet.tools.deps import ToolDeps
@@ -36,10 +37,14 @@ class Resources:
     clock: Clock = system_clock
     gate: TurnGate = field(default_factory=TurnGate)
     enqueue: Any = field(default=None)  # set by the actors module: the queue's send functions
+    #: How voice notes, photos and documents are fetched and transcribed before a turn.
+    media: MediaSetup = field(default_factory=MediaSetup)
 
     async def close(self) -> None:
         await self.locks.close()
         await self.http.aclose()
+        if self.media.redis is not None:
+            await self.media.redis.aclose()
         await self.engine.dispose()
 
 
@@ -50,6 +55,7 @@ def build_resources(
     pool_size: int = 20,
     clock: Clock = system_clock,
     http: httpx.AsyncClient | None = None,
+    media: MediaSetup | None = None,
 ) -> Resources:
     """Build a process's resources; call it inside the event loop that will use them."""
     engine = db.build_async_engine(database_url, pool_size=pool_size)
@@ -64,4 +70,5 @@ def build_resources(
         client_graph=build_client_graph(model, deps),
         aurora_graph=build_aurora_graph(model, deps),
         clock=clock,
+        media=media or MediaSetup(),
     )

@@ -10,18 +10,20 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dramatiq
 import httpx
+import redis.asyncio as aioredis
 from langchain_core.language_models import BaseChatModel
 from sqlmodel import Session
 
 from zapvet import db
 from zapvet.bridge.app import build_app
 from zapvet.clock import Clock, system_clock
+from zapvet.media.prepare import MediaSetup
 from zapvet.org import apply_spec, parse_spec
 from zapvet.queue.actors import Queue, ResourceHolder, declare
 from zapvet.queue.broker import build_broker
@@ -63,6 +65,8 @@ class LocalStack:
     clock: Clock = system_clock
     worker: bool = True
     namespace: str = field(default_factory=lambda: f"zt{uuid.uuid4().hex[:10]}")
+    #: Where voice notes are transcribed (the stash and namespace are the stack's own).
+    media: MediaSetup = field(default_factory=MediaSetup)
     gateway: FakeEvolutionAPI = field(init=False)
     queue: Queue = field(init=False)
     organization_id: int = field(init=False)
@@ -77,7 +81,15 @@ class LocalStack:
         broker = build_broker(self.redis_url, namespace=self.namespace)
         self._holder = holder = ResourceHolder(
             lambda: build_resources(
-                self.database_url, lambda: self.model, pool_size=self.threads + 4, clock=self.clock
+                self.database_url,
+                lambda: self.model,
+                pool_size=self.threads + 4,
+                clock=self.clock,
+                media=replace(
+                    self.media,
+                    redis=aioredis.Redis.from_url(self.redis_url),
+                    namespace=self.namespace,
+                ),
             )
         )
         broker.add_middleware(Lifecycle(holder.close))
