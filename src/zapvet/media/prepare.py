@@ -85,6 +85,8 @@ class MediaSetup:
     namespace: str = "zapvet"  # the queue's Redis namespace (ZAPVET_QUEUE_NAMESPACE)
     #: Seconds before each new try of a fetch or transcription (as sends: 2, 4, 8).
     retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S
+    #: Seconds one download or transcription may take (a long voice note takes a while).
+    timeout_s: float = 30.0
 
     @classmethod
     def from_settings(
@@ -98,7 +100,12 @@ class MediaSetup:
             limits=MediaLimits.from_settings(settings),
             redis=redis,
             namespace=namespace or settings.queue_namespace,
+            timeout_s=float(settings.media_timeout_seconds),
         )
+
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client for media: its own timeout, longer than a send's."""
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s))
 
 
 @dataclass

@@ -181,7 +181,7 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             if paused:
                 await _close(session, pending.ids, now, "processed")
         return Outcome.PAUSED if paused else Outcome.RACED
-    media = await prepare_media(res.sessions, res.http, res.media, pending.ids, settings)
+    media = await prepare_media(res.sessions, res.media_client(), res.media, pending.ids, settings)
     if media.retry_in_ms is not None:  # a fetch or transcription failed for a passing reason
         enqueue.drain(conversation_id, delay_ms=media.retry_in_ms)
         return Outcome.DEFERRED

@@ -39,10 +39,18 @@ class Resources:
     enqueue: Any = field(default=None)  # set by the actors module: the queue's send functions
     #: How voice notes, photos and documents are fetched and transcribed before a turn.
     media: MediaSetup = field(default_factory=MediaSetup)
+    media_http: httpx.AsyncClient | None = None  # built from `media` on first use
+
+    def media_client(self) -> httpx.AsyncClient:
+        if self.media_http is None:
+            self.media_http = self.media.client()
+        return self.media_http
 
     async def close(self) -> None:
         await self.locks.close()
         await self.http.aclose()
+        if self.media_http is not None:
+            await self.media_http.aclose()
         if self.media.redis is not None:
             await self.media.redis.aclose()
         await self.engine.dispose()
