@@ -51,6 +51,8 @@ log = get_logger("zapvet.media")
 RETRY_DELAYS_S = (2, 4, 8)
 #: Kinds whose bytes a turn needs.
 FETCHED = ("audio", "image", "document")
+#: Kinds this step looks at (a video is never fetched, but may be over its limit).
+MEDIA_KINDS = (*FETCHED, "video")
 #: Final states of a row's media: `ready` is usable; `unsupported` is a type outside the
 #: allow-list, acknowledged and never read.
 DONE = ("ready", "failed", "too_large", "unsupported")
@@ -156,7 +158,7 @@ async def prepare_media(
     vision = settings.vision if settings is not None else True
     model = (settings.transcribe_model if settings else None) or setup.transcribe_model
     for row in rows:
-        if row.message_type not in (*FETCHED, "video"):
+        if row.message_type not in MEDIA_KINDS:
             continue
         media = media_of(row)
         if media.get("state") not in DONE or (

@@ -25,7 +25,7 @@ from zapvet.graphs.history import load_history
 from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
 from zapvet.graphs.turn import run_turn
 from zapvet.logging import bind, get_logger
-from zapvet.media.prepare import prepare_media
+from zapvet.media.prepare import MEDIA_KINDS, MediaTurn, prepare_media
 from zapvet.models import AIInteraction, AISettings, Conversation, Message, outgoing_message
 from zapvet.models.ai import AIType
 from zapvet.otel.tracing import tracer
@@ -74,6 +74,8 @@ class _Pending:
     texts: list[str]
     #: Turns already started on these rows that never finished (a crash, a failed commit).
     starts: int
+    #: The batch holds files (voice notes, photos, documents, videos) to make usable first.
+    has_media: bool = False
 
 
 async def _pending(
@@ -102,6 +104,7 @@ async def _pending(
         stale=stale,
         texts=[r.content or "" for r in rows],
         starts=max(r.attempts for r in rows),
+        has_media=any(r.message_type in MEDIA_KINDS for r in rows),
     )
 
 
@@ -181,7 +184,11 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             if paused:
                 await _close(session, pending.ids, now, "processed")
         return Outcome.PAUSED if paused else Outcome.RACED
-    media = await prepare_media(res.sessions, res.media_client(), res.media, pending.ids, settings)
+    media = MediaTurn()
+    if pending.has_media:
+        media = await prepare_media(
+            res.sessions, res.media_client(), res.media, pending.ids, settings
+        )
     if media.retry_in_ms is not None:  # a fetch or transcription failed for a passing reason
         enqueue.drain(conversation_id, delay_ms=media.retry_in_ms)
         return Outcome.DEFERRED
