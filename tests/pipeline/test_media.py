@@ -62,6 +62,22 @@ def echo(body: dict[str, Any]) -> Reply:
     return Reply("Recebi: " + " | ".join(user_texts(RecordedRequest(body, {}))))
 
 
+def on_fake_openai(openai: FakeOpenAIServer) -> tuple[ChatOpenAI, MediaSetup]:
+    """The chat model and the transcription endpoint, both the fake OpenAI server."""
+    model = ChatOpenAI(
+        model="gpt-4o-mini",
+        api_key="test-key",  # type: ignore[arg-type]
+        base_url=openai.base_url,
+        max_retries=0,
+    )
+    setup = MediaSetup(
+        openai_base_url=openai.base_url,
+        openai_api_key="test-key",
+        retry_delays_s=(0.05, 0.05, 0.05),  # the 2/4/8 s schedule: tests/media/test_prepare.py
+    )
+    return model, setup
+
+
 @dataclass
 class Pipeline:
     stack: LocalStack
@@ -127,17 +143,7 @@ def start(database_url: str, services: ServiceUrls, engine: Engine) -> Iterator[
     def run(*, debounce: int = 0, org: Callable[[str], str] = lambda text: text) -> Pipeline:
         openai = FakeOpenAIServer(responder=echo)
         openai.start()
-        model = ChatOpenAI(
-            model="gpt-4o-mini",
-            api_key="test-key",  # type: ignore[arg-type]
-            base_url=openai.base_url,
-            max_retries=0,
-        )
-        setup = MediaSetup(
-            openai_base_url=openai.base_url,
-            openai_api_key="test-key",
-            retry_delays_s=(0.05, 0.05, 0.05),  # the 2/4/8 s schedule is tested on its own
-        )
+        model, setup = on_fake_openai(openai)
         stack = LocalStack(
             database_url=database_url,
             redis_url=services.redis_url,
@@ -394,17 +400,7 @@ def cloud(
     database_url: str, services: ServiceUrls
 ) -> Iterator[tuple[CloudStack, FakeOpenAIServer]]:
     with FakeOpenAIServer(responder=echo) as openai:
-        model = ChatOpenAI(
-            model="gpt-4o-mini",
-            api_key="test-key",  # type: ignore[arg-type]
-            base_url=openai.base_url,
-            max_retries=0,
-        )
-        setup = MediaSetup(
-            openai_base_url=openai.base_url,
-            openai_api_key="test-key",
-            retry_delays_s=(0.05, 0.05, 0.05),
-        )
+        model, setup = on_fake_openai(openai)
         with cloud_stack(database_url, services.redis_url, model, media=setup) as stack:
             yield stack, openai
 
