@@ -102,6 +102,7 @@ def demo(
 
     Webhooks over HTTP, Redis queue, Dramatiq worker, PostgreSQL (a scratch database), the
     client graph with the Rex scenario's scripted model, and a local fake WhatsApp gateway.
+    The first message is a voice note, transcribed by a local fake OpenAI-compatible server.
     Prints the transcript, the time per stage, the rows written and the last message's trace
     tree (recorded in memory; no OTEL_* variable needed). With --phoenix, Phoenix shows one
     trace per message afterwards, until Ctrl-C.
