@@ -126,7 +126,7 @@ def test_chat_missing_file_is_reported_and_nothing_is_sent(database_url: str) ->
     said = _offline(database_url, "/audio /nonexistent.ogg")
     assert said == [
         "not sent: no file /nonexistent.ogg: "
-        "type /audio PATH, /image PATH [legenda] or /document PATH [legenda]"
+        "type /audio PATH, /image PATH [caption] or /document PATH [caption]"
     ]
 
 

@@ -1,5 +1,5 @@
-"""`zapvet chat`'s file commands: `/audio PATH`, `/image PATH [legenda]`, `/document PATH
-[legenda]`, read from disk into what an Evolution media webhook carries."""
+"""`zapvet chat`'s file commands: `/audio PATH`, `/image PATH [caption]`, `/document PATH
+[caption]`, read from disk into what an Evolution media webhook carries."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from zapvet.testing.media import wav_seconds
 
 Kind = Literal["audio", "image", "document"]
 COMMANDS: dict[str, Kind] = {"/audio": "audio", "/image": "image", "/document": "document"}
-USAGE = "type /audio PATH, /image PATH [legenda] or /document PATH [legenda]"
+USAGE = "type /audio PATH, /image PATH [caption] or /document PATH [caption]"
 #: What WhatsApp itself sends for these extensions (a voice note is Opus in Ogg).
 MIME_TYPES = {
     ".ogg": "audio/ogg; codecs=opus",

@@ -3,7 +3,7 @@
 Each line typed becomes an Evolution webhook to the bridge; replies are printed as soon as
 the outbox records them as sent. At the end of input it waits for the answers still due,
 so `echo "oi" | zapvet chat --org petfeliz` prints the reply too. `/audio PATH` (a voice
-note), `/image PATH [legenda]` and `/document PATH [legenda]` send a local file: its bytes
+note), `/image PATH [caption]` and `/document PATH [caption]` send a local file: its bytes
 travel inside the webhook (Evolution's "webhook base64"), since the gateway `zapvet dev`
 runs knows nothing of the file, and the bridge hands them to the worker through Redis.
 """

@@ -140,9 +140,10 @@ def chat(
 ) -> None:
     """Play a customer's (or, with --as, the owner's) phone against a running `zapvet dev`.
 
-    Type a message and press Enter; replies appear as they are sent. Ctrl-D ends. To send a
-    file: `/audio PATH` (a voice note), `/image PATH [legenda]` or `/document PATH [legenda]`
-    (quote a PATH with spaces); its bytes go inside the webhook.
+    Type a message and press Enter; replies appear as they are sent. Ctrl-D ends.
+
+    To send a file: `/audio PATH` (a voice note), `/image PATH caption` or
+    `/document PATH caption` (the caption is optional; quote a PATH with spaces).
     """
     from zapvet.cli.chat import DEFAULT_PHONE, ChatError, find_line
     from zapvet.cli.chat import chat as run_chat
@@ -155,7 +156,7 @@ def chat(
             fail(str(exc), "start `zapvet dev` (it applies examples/petfeliz.toml) or apply an org")
         phone = as_phone or DEFAULT_PHONE
         typer.echo(f"you are {phone} writing to {line.name}; Ctrl-D ends", err=True)
-        typer.echo("files: /audio PATH, /image PATH [legenda], /document PATH [legenda]", err=True)
+        typer.echo("files: /audio PATH, /image PATH [caption], /document PATH [caption]", err=True)
         try:
             run_chat(services.database_url, bridge_url, line, phone, sys.stdin, typer.echo)
         except httpx.ConnectError:
