@@ -150,7 +150,9 @@ def chat(
                 payload = _media_webhook(line, number, attachment)
             else:
                 payload = builder.incoming(line.instance, number, typed, push_name=PUSH_NAME)
-            response = httpx.post(url, json=payload, headers={"X-Webhook-Token": line.token})
+            headers = {"X-Webhook-Token": line.token}
+            # A file's base64 can be tens of megabytes: more than httpx's default 5 s allows.
+            response = httpx.post(url, json=payload, headers=headers, timeout=60)
             if response.status_code != 200:
                 say(f"bridge refused the message: {response.status_code} {response.text}")
                 continue
