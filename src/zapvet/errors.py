@@ -6,6 +6,7 @@
     ├── OrgFileError             an organization file is invalid (one or more OrgFileProblem)
     ├── ScenarioError            a scenario file for `zapvet eval` is missing or invalid
     ├── ChatError                `zapvet chat` finds no such organization or Evolution instance
+    │   └── AttachmentError      a typed /audio, /image, /document cannot be sent (nothing sent)
     ├── StudioContextError       no organization for a LangGraph Studio context
     ├── PhoenixError             Phoenix is not installed or did not start
     ├── MediaError               a media file could not be fetched or read
@@ -94,6 +95,11 @@ class ScenarioError(ZapvetError):
 
 class ChatError(ZapvetError):
     """The organization or its Evolution instance cannot be found."""
+
+
+class AttachmentError(ChatError):
+    """A command typed into `zapvet chat` cannot be sent: unknown, or its file is missing,
+    unreadable or too big for the bridge. Nothing was sent; the chat goes on."""
 
 
 class StudioContextError(ZapvetError):

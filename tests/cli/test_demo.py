@@ -11,12 +11,16 @@ from dataclasses import dataclass, replace
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from zapvet.cli.demo import VOICE_NOTE_S, run_demo
 from zapvet.config import load_settings
 from zapvet.embedded import ServiceUrls
 from zapvet.otel.tree import SpanRecord, SpanRecorder, recording_spans, render_trace, roots
+from zapvet.testing.media import sha256, wav
 
 PHONE = "5511999999999"  # the Rex scenario's customer
 TEXTS = ("Rex", "Golden Retriever", "agendar", "10h")
+FIRST = "Olá! Quero agendar uma consulta para meu cachorro Rex."
+BOOKED = "Consulta Veterinária Geral on 2026-11-26 10:00 with Dra. Ana, scheduled, R$ 120,00"
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +43,27 @@ def demo_output(services: ServiceUrls) -> str:
 @pytest.mark.slow
 def test_demo_books_rex_through_the_pipeline(demo_output: str) -> None:
     out = demo_output
-    assert "👤 Cliente: Olá! Quero agendar uma consulta para meu cachorro Rex." in out
+    voice = f"👤 Cliente (🎤 áudio de 3 s): {FIRST}"
+    assert voice in out and "/audio/transcriptions" in out
+    assert "👤 Cliente: Consulta geral. Pode ser amanhã de manhã? É a primeira vez sim." in out
     assert "Valor: R$ 120,00" in out
     assert "Time per stage (ms)" in out and out.count("  message ") == 3
     assert "Rex: cachorro, Golden Retriever, 3 anos" in out
-    booked = "Consulta Veterinária Geral on 2026-11-26 10:00 with Dra. Ana, scheduled, R$ 120,00"
-    assert booked in out
+    assert BOOKED in out
     assert "incoming processed: 3" in out and "outgoing sent: 3" in out
+
+
+@pytest.mark.slow
+def test_demo_first_message_is_a_voice_note_transcribed_once(services: ServiceUrls) -> None:
+    said: list[str] = []
+    result = run_demo(services.database_url, services.redis_url, said.append)
+    note = sha256(wav(seconds=VOICE_NOTE_S))
+    assert result.voice_note_sha256 == note
+    assert result.transcribed_sha256 == [note]
+    assert result.transcript[0] == ("Cliente", FIRST)
+    assert [who for who, _ in result.transcript] == ["Cliente", "Pet Feliz"] * 3
+    assert result.rows["appointments"] == [f"#1 {BOOKED}"]
+    assert len(result.stages) == 3
 
 
 @dataclass

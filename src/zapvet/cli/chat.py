@@ -2,7 +2,10 @@
 
 Each line typed becomes an Evolution webhook to the bridge; replies are printed as soon as
 the outbox records them as sent. At the end of input it waits for the answers still due,
-so `echo "oi" | zapvet chat --org petfeliz` prints the reply too.
+so `echo "oi" | zapvet chat --org petfeliz` prints the reply too. `/audio PATH` (a voice
+note), `/image PATH [caption]` and `/document PATH [caption]` send a local file: its bytes
+travel inside the webhook (Evolution's "webhook base64"), since the gateway `zapvet dev`
+runs knows nothing of the file, and the bridge hands them to the worker through Redis.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -18,12 +22,15 @@ from sqlmodel import Session, col, select
 
 from zapvet import db
 from zapvet.bridge.identity import normalise_phone, phone_key
+from zapvet.cli.attachment import Attachment, is_command, read_attachment
+from zapvet.errors import AttachmentError
 from zapvet.errors import ChatError as ChatError
 from zapvet.models import Organization, WhatsAppInstance
 from zapvet.testing.gateways import FakeEvolutionAPI
 
 Print = Callable[[str], None]
 DEFAULT_PHONE = "5511912345678"
+PUSH_NAME = "Você (chat)"
 _REPLIES = text(
     """
     SELECT m.id, m.content FROM messages m
@@ -78,6 +85,23 @@ def find_line(database_url: str, slug: str) -> Line:
         engine.dispose()
 
 
+def _media_webhook(line: Line, number: str, attachment: Attachment) -> dict[str, Any]:
+    # A builder per file: it keeps the bytes it was given, for a getBase64 nobody will ask.
+    return FakeEvolutionAPI(instances=[line.instance]).incoming_media(
+        number,
+        attachment.kind,
+        attachment.data,
+        mimetype=attachment.mimetype,
+        caption=attachment.caption,
+        seconds=attachment.seconds,
+        ptt=attachment.kind == "audio",
+        file_name=attachment.path.name if attachment.kind == "document" else None,
+        inline_base64=True,
+        instance=line.instance,
+        push_name=PUSH_NAME,
+    )
+
+
 def chat(
     database_url: str,
     bridge_url: str,
@@ -116,11 +140,24 @@ def chat(
             typed = typed.strip()
             if not typed:
                 continue
-            payload = builder.incoming(line.instance, number, typed, push_name="Você (chat)")
-            response = httpx.post(url, json=payload, headers={"X-Webhook-Token": line.token})
+            attachment = None
+            if is_command(typed):
+                try:
+                    attachment = read_attachment(typed)
+                except AttachmentError as exc:
+                    say(f"not sent: {exc}")
+                    continue
+                payload = _media_webhook(line, number, attachment)
+            else:
+                payload = builder.incoming(line.instance, number, typed, push_name=PUSH_NAME)
+            headers = {"X-Webhook-Token": line.token}
+            # A file's base64 can be tens of megabytes: more than httpx's default 5 s allows.
+            response = httpx.post(url, json=payload, headers=headers, timeout=60)
             if response.status_code != 200:
                 say(f"bridge refused the message: {response.status_code} {response.text}")
                 continue
+            if attachment is not None:
+                say(attachment.describe())
             state["sent"] += 1
         deadline = time.monotonic() + wait_s
         while state["sent"] and time.monotonic() < deadline:

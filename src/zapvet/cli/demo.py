@@ -3,6 +3,8 @@
 The customer's three messages go to the bridge as Evolution webhooks over HTTP; the worker
 drains them from Redis, runs the client graph with the scripted model of the Rex scenario
 (scenarios/client/01-rex-booking.yaml) and sends the replies through a local fake gateway.
+The first message is a voice note: the worker fetches its bytes from the fake gateway and
+transcribes them at a fake OpenAI-compatible server, whose transcript is the scenario's words.
 The clock is pinned to the scenario's afternoon, so the booking is "tomorrow at 10:00"
 whatever day the demo runs. A scratch database keeps the demo's rows apart from yours.
 Bridge and worker run in this process, so `SpanRecorder` sees every span of a message's
@@ -23,14 +25,19 @@ from zapvet import db
 from zapvet.evals.runner import scripted_reply
 from zapvet.evals.scenario import Scenario, load_scenario
 from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.media.prepare import MediaSetup
 from zapvet.money import format_brl
 from zapvet.otel.tree import SpanRecorder, render_trace, roots
+from zapvet.testing.media import sha256, wav
+from zapvet.testing.openai_server import FakeOpenAIServer
 from zapvet.testing.stack import LocalStack, MovableClock
 
 REPO = Path(__file__).resolve().parents[3]
 SCENARIO = REPO / "scenarios" / "client" / "01-rex-booking.yaml"
 
 Print = Callable[[str], None]
+#: How long the customer's voice note lasts, in seconds.
+VOICE_NOTE_S = 3
 
 
 @dataclass
@@ -50,6 +57,14 @@ class DemoResult:
     rows: dict[str, list[str]] = field(default_factory=dict)
     #: The last message's trace, one line per span (see `render_trace`); empty untraced.
     trace_tree: list[str] = field(default_factory=list)
+    #: The sha256 of the voice note sent, and of each file the fake OpenAI server transcribed.
+    voice_note_sha256: str = ""
+    transcribed_sha256: list[str] = field(default_factory=list)
+
+
+def voice_note() -> bytes:
+    """The customer's first message as audio: a tone the fake server "hears" as words."""
+    return wav(seconds=VOICE_NOTE_S)
 
 
 def _scenario() -> Scenario:
@@ -136,6 +151,36 @@ def _money(line: str) -> str:
     return f"{head}, {format_brl(int(cents))}" if cents.isdigit() else line
 
 
+def _transcripts(database_url: str) -> list[str]:
+    """What the worker heard in the voice notes, as stored on their rows."""
+    engine = db.build_engine(database_url, pool_size=1)
+    sql = (
+        "SELECT meta->'media'->>'transcript' FROM messages "
+        "WHERE direction = 'incoming' AND message_type = 'audio' ORDER BY id"
+    )
+    try:
+        with engine.connect() as conn:
+            return [str(row[0]) for row in conn.execute(text(sql)) if row[0] is not None]
+    finally:
+        engine.dispose()
+
+
+def _send_voice_note(
+    stack: LocalStack, phone: str, audio: bytes, name: str | None, clock: MovableClock
+) -> None:
+    payload = stack.gateway.incoming_media(
+        phone,
+        "audio",
+        audio,
+        mimetype="audio/ogg; codecs=opus",
+        ptt=True,
+        seconds=VOICE_NOTE_S,
+        push_name=name,
+        timestamp=clock(),
+    )
+    stack.post(payload).raise_for_status()
+
+
 def _more_than(stack: LocalStack, count: int) -> Callable[[], bool]:
     return lambda: len(stack.gateway.sent) > count
 
@@ -166,32 +211,47 @@ def run_demo(
     result = DemoResult()
     webhook_ms: list[float] = []
     name = f"zapvet_demo_{os.getpid()}"
-    with db.scratch_database(server_url, name) as database_url:
+    audio = voice_note()
+    result.voice_note_sha256 = sha256(audio)
+    first = next(text_ for turn in scenario.turns for text_ in turn.texts())
+    openai = FakeOpenAIServer(transcripts={result.voice_note_sha256: first})
+    with db.scratch_database(server_url, name) as database_url, openai:
         stack = LocalStack(
             database_url=database_url,
             redis_url=redis_url,
             model=model,
             org_text=scenario.org_path().read_text(encoding="utf-8"),
             clock=clock,
+            media=MediaSetup(openai_base_url=openai.base_url, openai_api_key="demo"),
         )
         with stack:
             say(f"pipeline up: bridge {stack.bridge_url}, gateway {stack.gateway.base_url}")
             phone = scenario.contact.phone
             for turn in scenario.turns:
                 model.add(*(scripted_reply(step, {}) for step in turn.model))
+                before = len(stack.gateway.sent)
+                voiced = not webhook_ms
                 for text_ in turn.texts():
-                    result.transcript.append(("Cliente", text_))
-                    say(f"\n👤 Cliente: {text_}")
-                    before = len(stack.gateway.sent)
                     started = time.perf_counter()
-                    stack.say(phone, text_, push_name=scenario.contact.name, timestamp=clock())
+                    if not webhook_ms:
+                        _send_voice_note(stack, phone, audio, scenario.contact.name, clock)
+                    else:
+                        result.transcript.append(("Cliente", text_))
+                        say(f"\n👤 Cliente: {text_}")
+                        stack.say(phone, text_, push_name=scenario.contact.name, timestamp=clock())
                     webhook_ms.append((time.perf_counter() - started) * 1000)
                 stack.wait(_more_than(stack, before), timeout=120, what="the attendant's reply")
+                if voiced:
+                    heard = " ".join(_transcripts(database_url)) or "(nada)"
+                    result.transcript.insert(0, ("Cliente", heard))
+                    say(f"\n👤 Cliente (🎤 áudio de {VOICE_NOTE_S} s): {heard}")
+                    say("   transcrito pelo worker em POST /audio/transcriptions (fake, offline)")
                 for sent in stack.gateway.sent[before:]:
                     result.transcript.append(("Pet Feliz", sent.text))
                     say(f"🐾 Pet Feliz: {sent.text}")
             stack.wait(lambda: _settled(database_url) == len(webhook_ms),
                        what="every reply to be recorded as sent")  # fmt: skip
+            result.transcribed_sha256 = [t.sha256 for t in openai.transcriptions]
             if spans is not None:
                 result.trace_tree = _last_trace(stack, spans)
         result.stages = _stages(database_url, webhook_ms)
@@ -202,7 +262,7 @@ def run_demo(
 
 def print_result(result: DemoResult, say: Print, *, traced: bool) -> None:
     """The time per stage, the rows written and (when `traced`) the last message's trace tree."""
-    say("\nTime per stage (ms): webhook → stored · waiting (debounce + queue) · turn · send")
+    say("\nTime per stage (ms): webhook → stored · waiting (debounce, queue, media) · turn · send")
     for index, stage in enumerate(result.stages, start=1):
         say(
             f"  message {index}: {stage.webhook:7.1f} · {stage.queued:7.1f} · "

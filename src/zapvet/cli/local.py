@@ -102,6 +102,7 @@ def demo(
 
     Webhooks over HTTP, Redis queue, Dramatiq worker, PostgreSQL (a scratch database), the
     client graph with the Rex scenario's scripted model, and a local fake WhatsApp gateway.
+    The first message is a voice note, transcribed by a local fake OpenAI-compatible server.
     Prints the transcript, the time per stage, the rows written and the last message's trace
     tree (recorded in memory; no OTEL_* variable needed). With --phoenix, Phoenix shows one
     trace per message afterwards, until Ctrl-C.
@@ -140,6 +141,9 @@ def chat(
     """Play a customer's (or, with --as, the owner's) phone against a running `zapvet dev`.
 
     Type a message and press Enter; replies appear as they are sent. Ctrl-D ends.
+
+    To send a file: `/audio PATH` (a voice note), `/image PATH caption` or
+    `/document PATH caption` (the caption is optional; quote a PATH with spaces).
     """
     from zapvet.cli.chat import DEFAULT_PHONE, ChatError, find_line
     from zapvet.cli.chat import chat as run_chat
@@ -152,6 +156,7 @@ def chat(
             fail(str(exc), "start `zapvet dev` (it applies examples/petfeliz.toml) or apply an org")
         phone = as_phone or DEFAULT_PHONE
         typer.echo(f"you are {phone} writing to {line.name}; Ctrl-D ends", err=True)
+        typer.echo("files: /audio PATH, /image PATH [caption], /document PATH [caption]", err=True)
         try:
             run_chat(services.database_url, bridge_url, line, phone, sys.stdin, typer.echo)
         except httpx.ConnectError:
