@@ -3,6 +3,7 @@ in; no secret ever does (redaction.py: capture keeps content, never credentials)
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -19,6 +20,8 @@ from zapvet.config import load_settings
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.openai import build_chat_model
 from zapvet.logging import setup_logging
+from zapvet.media.prepare import MediaSetup
+from zapvet.testing import media as media_files
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
 from zapvet.testing.stack import API_KEY, WEBHOOK_TOKEN, LocalStack
 
@@ -134,3 +137,51 @@ def test_verify_tokens_never_reach_a_span(
     assert "/webhooks/cloud" in spans and "hub.challenge=42" in spans
     assert "s3cr3t-verify" not in spans
     assert "hub.verify_token=REDACTED" in spans
+
+
+def test_a_voice_notes_transcript_and_bytes_never_reach_spans_or_logs(
+    traced: Traced, database_url: str, services: ServiceUrls
+) -> None:
+    spoken = "Meu papagaio Bartolomeu comeu uma borracha verde"
+    audio = media_files.wav(seconds=1.0)
+    log_buffer = io.StringIO()
+    setup_logging(load_settings(log_format="json", capture_content=False))
+    for handler in logging.getLogger().handlers:
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(log_buffer)
+    try:
+        with FakeOpenAIServer(
+            responder=lambda _: Reply(text=REPLY), transcripts={media_files.sha256(audio): spoken}
+        ) as llm:
+            settings = load_settings(openai_api_key="k", openai_base_url=llm.base_url)
+            with LocalStack(
+                database_url=database_url,
+                redis_url=services.redis_url,
+                model=build_chat_model(settings),
+                org_text=EXAMPLE_ORG.read_text(),
+                debounce_seconds=0,
+                media=MediaSetup(openai_base_url=llm.base_url, openai_api_key="k"),
+            ) as stack:
+                note = stack.gateway.incoming_media(
+                    PHONE, "audio", audio, mimetype="audio/ogg; codecs=opus", ptt=True
+                )
+                stack.post(note).raise_for_status()
+                stack.wait(lambda: len(stack.gateway.sent) == 1, what="the reply")
+                stack.wait(
+                    lambda: any(s.name == "send evolution" for s in traced.spans),
+                    what="the send's span",
+                )
+    finally:
+        logging.basicConfig(handlers=[logging.NullHandler()], force=True)
+        structlog.reset_defaults()
+    assert spoken in json.dumps(llm.requests[0].body, ensure_ascii=False)  # it was heard
+    encoded = base64.b64encode(audio).decode()[:60]
+    spans, logs = _dump(traced.spans), log_buffer.getvalue()
+    for where in (spans, logs):
+        assert spoken not in where and encoded not in where
+        assert PHONE not in where
+    download = next(s for s in traced.spans if s.name == "media download")
+    transcribe = next(s for s in traced.spans if s.name == "media transcribe")
+    assert download.attributes is not None and transcribe.attributes is not None
+    assert download.attributes["zapvet.media.bytes"] == len(audio)
+    assert transcribe.attributes["zapvet.media.mime"] == "audio/ogg"
