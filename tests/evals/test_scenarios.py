@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import REPO
 from zapvet.evals.runner import run_scenario
 from zapvet.evals.scenario import load_scenario
+from zapvet.testing.media_rig import FakeMediaRig
 
 CLIENT = sorted((REPO / "scenarios" / "client").glob("*.yaml"))
 AURORA = sorted((REPO / "scenarios" / "aurora").glob("*.yaml"))
@@ -21,8 +22,10 @@ def test_there_are_enough_scenarios() -> None:
 
 
 @pytest.mark.parametrize("path", CLIENT + AURORA, ids=lambda p: f"{p.parent.name}/{p.stem}")
-async def test_scenario_passes_three_times(path: Path, database_url: str) -> None:
+async def test_scenario_passes_three_times(
+    path: Path, database_url: str, rig: FakeMediaRig
+) -> None:
     scenario = load_scenario(path)
     for attempt in range(3):
-        run = await run_scenario(scenario, database_url)
+        run = await run_scenario(scenario, database_url, media=rig)
         assert run.passed, f"run {attempt + 1}: {run.failures}"

@@ -240,6 +240,21 @@ def test_openai_transcriptions_refuse_a_request_without_a_file() -> None:
     assert recorded.data == wav()
 
 
+def test_openai_transcription_faults_for_one_audio_spare_the_others() -> None:
+    failing, other = wav(1.0, tone_hz=300), wav(1.0, tone_hz=500)
+
+    def post(data: bytes) -> int:
+        files = {"file": ("a.wav", data, "audio/wav")}
+        url = f"{fake.base_url}/audio/transcriptions"
+        return httpx.post(url, data={"model": "whisper-1"}, files=files).status_code
+
+    with FakeOpenAIServer() as fake:
+        fake.fail_transcriptions(500, times=2, sha256=sha256(failing))
+        statuses = [post(other), post(failing), post(other), post(failing), post(failing)]
+
+    assert statuses == [200, 500, 200, 500, 200]
+
+
 def test_openai_image_parts_decode_data_urls_only() -> None:
     image = png(4, 4)
     encoded = base64.b64encode(image).decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +24,10 @@ def eval_(
     """Run conversation scenarios on a scratch database and print a pass^k table.
 
     With a real model the scripted outputs are ignored and only each scenario's end state
-    and facts are checked. Progress (run i of N, elapsed time) goes to stderr: a bar on a
-    terminal, a line per run otherwise. Exits 1 unless every scenario passes all k runs.
+    and facts are checked. Scenarios with media items get a fake gateway and transcription
+    server on loopback (`zapvet.testing.media_rig`). Progress (run i of N, elapsed time)
+    goes to stderr: a bar on a terminal, a line per run otherwise. Exits 1 unless every
+    scenario passes all k runs.
     """
     from zapvet.evals.progress import eval_progress
     from zapvet.evals.report import render
@@ -56,9 +59,24 @@ def eval_(
         def factory() -> Any:
             return build_chat_model(settings, model=name, temperature=None)
 
-    with services_for(settings) as services, eval_progress(len(loaded) * k, k) as progress:
+    with ExitStack() as stack:
+        services = stack.enter_context(services_for(settings))
+        # Media turns need bytes to fetch and voice notes to transcribe: fakes on loopback,
+        # whatever model answers (a scenario writes its own transcripts).
+        rig = None
+        if any(turn.has_media() for scenario in loaded for turn in scenario.turns):
+            from zapvet.testing.media_rig import media_rig
+
+            rig = stack.enter_context(media_rig())
+        progress = eval_progress(len(loaded) * k, k)
+        stack.enter_context(progress)
         summaries = evaluate(
-            loaded, services.database_url, k=k, model_factory=factory, progress=progress
+            loaded,
+            services.database_url,
+            k=k,
+            model_factory=factory,
+            progress=progress,
+            media=rig,
         )
     typer.echo(render(summaries, k))
     if any(summary.pass_k < 1 for summary in summaries):

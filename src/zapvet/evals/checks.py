@@ -20,12 +20,20 @@ from zapvet.money import format_brl, parse_price
 
 
 def check_turn(index: int, turn: Turn, record: TurnRecord, scripted: bool) -> list[str]:
-    """One turn's expectations; a real model's wording is checked only for silence."""
+    """One turn's expectations; a real model's wording is checked only for silence.
+
+    `silent` is no reply at all: nothing sent and no tool called (a sticker, an escalated
+    conversation); a media notice is a reply.
+    """
     failures = []
     label = f"turn {index + 1}"
     expect = turn.expect
     if expect.silent and record.reply is not None:
         failures.append(f"{label}: expected silence, got a reply")
+    if expect.silent and record.tools:
+        failures.append(f"{label}: expected silence, got tool calls {record.tools}")
+    heard = "\n".join(record.heard).casefold()
+    failures += [f"{label}: the agent was not given {t!r}" for t in _missing(expect.heard, heard)]
     if not scripted:
         return failures
     if expect.tools is not None and record.tools != expect.tools:

@@ -14,6 +14,10 @@ class TurnRecord:
     error: str | None
     prompt_tokens: list[int]
     static_tokens: int
+    #: The agent ran (False: the turn was silent or a media notice, as the worker decides).
+    agent: bool = True
+    #: The customer's messages of this turn as the agent read them (media described).
+    heard: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Play one scenario against a real database: build its world, play the turns, check the end.
 
 Each turn goes through the scenario's own agent graph (`GRAPHS`) and the agent-neutral
-`graphs.turn.run_turn`, with a frozen clock; the world is dropped afterwards.
+`graphs.turn.run_turn`, with a frozen clock; the world is dropped afterwards. A turn with
+media items is first stored and prepared as the worker does (`evals.media`).
 """
 
 from __future__ import annotations
@@ -9,28 +10,40 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.graph.state import CompiledStateGraph
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Session
 
 from zapvet import db
 from zapvet.evals.checks import check_end, check_turn
+from zapvet.evals.media import MediaPlayer, MediaRig, media_trouble
 from zapvet.evals.outcome import ScenarioRun, TurnRecord
-from zapvet.evals.scenario import ModelStep, Scenario
+from zapvet.evals.scenario import ModelStep, Scenario, ScenarioError, Turn
 from zapvet.evals.world import World, build_world, drop_world
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
+from zapvet.graphs.history import to_langchain
 from zapvet.graphs.state import AgentState
 from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.llm.tokens import count_tokens
 from zapvet.tools.deps import ToolDeps
 
-__all__ = ["GRAPHS", "ModelFactory", "ScenarioRun", "TurnRecord", "run_scenario", "scripted_reply"]
+__all__ = [
+    "GRAPHS",
+    "MediaRig",
+    "ModelFactory",
+    "ScenarioRun",
+    "TurnRecord",
+    "run_scenario",
+    "scripted_reply",
+]
 
 _REF = re.compile(r"\$\{(\w+)\}")
 ModelFactory = Callable[[], BaseChatModel]
@@ -65,13 +78,89 @@ def scripted_reply(step: ModelStep, refs: dict[str, int]) -> AIMessage | Excepti
     return AIMessage(step.say or "", tool_calls=calls)
 
 
+def _text(message: BaseMessage) -> str:
+    """A message's words, without the image parts."""
+    if isinstance(message.content, str):
+        return message.content
+    return " ".join(
+        str(part["text"])
+        for part in message.content
+        if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+async def _agent_turn(
+    graph: Any, world: World, history: list[BaseMessage], user: list[str]
+) -> TurnRecord:
+    result = await run_turn(graph, world.context, history)
+    produced = [m for m in result.messages if isinstance(m, AIMessage) and m.usage_metadata]
+    return TurnRecord(
+        user=user,
+        reply=result.reply,
+        tools=[str(m.name) for m in result.messages if isinstance(m, ToolMessage)],
+        ungrounded=result.ungrounded,
+        error=result.error,
+        prompt_tokens=[m.usage_metadata["input_tokens"] for m in produced if m.usage_metadata],
+        static_tokens=count_tokens(result.system_prompt),
+    )
+
+
+def _without_agent(turn: Turn, reply: str | None, error: str | None) -> TurnRecord:
+    return TurnRecord(
+        user=turn.texts(),
+        reply=reply,
+        tools=[],
+        ungrounded=[],
+        error=error,
+        prompt_tokens=[],
+        static_tokens=0,
+        agent=False,
+    )
+
+
+async def _media_turn(
+    graph: Any,
+    world: World,
+    history: list[BaseMessage],
+    player: MediaPlayer,
+    turn: Turn,
+    now: datetime,
+) -> TurnRecord:
+    """A turn holding media, decided as the drain decides it: silence when nothing waits
+    (stickers), the notice when nothing is usable, else the agent on the stored rows."""
+    play = await player.play(turn.items(), now)
+    try:
+        if play.media is None:
+            return _without_agent(turn, None, None)
+        trouble = media_trouble(play.media)
+        if not play.media.usable:
+            history += to_langchain(play.rows)
+            return _without_agent(turn, play.media.notice, trouble)
+        start = len(history)
+        said = to_langchain(play.rows, play.media.images)
+        history += said
+        record = await _agent_turn(graph, world, history, turn.texts())
+        record.error = record.error or trouble
+        record.heard = [_text(message) for message in said]
+        # Later turns see this turn's photos as the worker's history shows them: described.
+        history[start:] = to_langchain(play.rows)
+        return record
+    finally:
+        await player.close(play, now)
+
+
 async def run_scenario(
-    scenario: Scenario, database_url: str, *, model_factory: ModelFactory | None = None
+    scenario: Scenario,
+    database_url: str,
+    *,
+    model_factory: ModelFactory | None = None,
+    media: MediaRig | None = None,
 ) -> ScenarioRun:
     """Play `scenario` on the (migrated) database at `database_url`.
 
     With no `model_factory` the scenario's scripted model outputs are played; otherwise the
-    factory's model answers and only the end state and facts are checked.
+    factory's model answers and only the end state and facts are checked. Turns with media
+    items need `media`, where their bytes are served and transcribed (`evals.media`).
     """
     run = ScenarioRun(name=scenario.name)
     token = uuid.uuid4().hex[:8]
@@ -79,39 +168,11 @@ async def run_scenario(
     async_engine = db.build_async_engine(database_url, pool_size=3)
     world: World | None = None
     try:
-        world = build_world(engine, scenario, token)
-        scripted = model_factory is None
-        model: BaseChatModel = ScriptedChatModel() if scripted else model_factory()  # type: ignore[misc]
-        clock = [scenario.now.astimezone(UTC)]
-        deps = ToolDeps(sessions=db.async_session_maker(async_engine), clock=lambda: clock[0])
-        graph = GRAPHS[scenario.agent](model, deps)
-        history: list[BaseMessage] = []
-        for index, turn in enumerate(scenario.turns):
-            if turn.at is not None:
-                clock[0] = turn.at.astimezone(UTC)
-            if isinstance(model, ScriptedChatModel):
-                model.add(*(scripted_reply(step, world.refs) for step in turn.model))
-            history += [HumanMessage(text) for text in turn.texts()]
-            result = await run_turn(graph, world.context, history)
-            produced = [m for m in result.messages if isinstance(m, AIMessage) and m.usage_metadata]
-            record = TurnRecord(
-                user=turn.texts(),
-                reply=result.reply,
-                tools=[str(m.name) for m in result.messages if isinstance(m, ToolMessage)],
-                ungrounded=result.ungrounded,
-                error=result.error,
-                prompt_tokens=[
-                    m.usage_metadata["input_tokens"] for m in produced if m.usage_metadata
-                ],
-                static_tokens=count_tokens(result.system_prompt),
-            )
-            run.turns.append(record)
-            run.failures += check_turn(index, turn, record, scripted)
-            if isinstance(model, ScriptedChatModel) and model.remaining:
-                run.failures.append(f"turn {index + 1}: {model.remaining} scripted outputs unused")
-                model.script[:] = model.script[: len(model.script) - model.remaining]
-            if result.reply is not None:
-                history.append(AIMessage(result.reply))
+        async with httpx.AsyncClient() as http:
+            world = build_world(engine, scenario, token)
+            if media is None and any(turn.has_media() for turn in scenario.turns):
+                raise ScenarioError("media turns need a media rig (as `zapvet eval` starts)")
+            await _play(scenario, world, run, model_factory, async_engine, media, http)
         with Session(engine) as session:
             run.failures += check_end(session, scenario, world, run)
     except Exception as error:  # a crashing scenario is a failed run, reported, not raised
@@ -122,3 +183,52 @@ async def run_scenario(
         engine.dispose()
         await async_engine.dispose()
     return run
+
+
+async def _play(
+    scenario: Scenario,
+    world: World,
+    run: ScenarioRun,
+    model_factory: ModelFactory | None,
+    async_engine: AsyncEngine,
+    rig: MediaRig | None,
+    http: httpx.AsyncClient,
+) -> None:
+    scripted = model_factory is None
+    model: BaseChatModel = ScriptedChatModel() if scripted else model_factory()  # type: ignore[misc]
+    clock = [scenario.now.astimezone(UTC)]
+    sessions = db.async_session_maker(async_engine)
+    deps = ToolDeps(sessions=sessions, clock=lambda: clock[0])
+    graph = GRAPHS[scenario.agent](model, deps)
+    player = (
+        MediaPlayer(
+            rig,
+            sessions,
+            http,
+            organization_id=world.org_id,
+            conversation_id=world.context.conversation_id,
+            sender=scenario.contact,
+        )
+        if rig is not None
+        else None
+    )
+    history: list[BaseMessage] = []
+    for index, turn in enumerate(scenario.turns):
+        if turn.at is not None:
+            clock[0] = turn.at.astimezone(UTC)
+        if isinstance(model, ScriptedChatModel):
+            model.add(*(scripted_reply(step, world.refs) for step in turn.model))
+        if turn.has_media():
+            assert player is not None
+            record = await _media_turn(graph, world, history, player, turn, clock[0])
+        else:
+            history += [HumanMessage(text) for text in turn.texts()]
+            record = await _agent_turn(graph, world, history, turn.texts())
+            record.heard = turn.texts()
+        run.turns.append(record)
+        run.failures += check_turn(index, turn, record, scripted)
+        if isinstance(model, ScriptedChatModel) and model.remaining:
+            run.failures.append(f"turn {index + 1}: {model.remaining} scripted outputs unused")
+            model.script[:] = model.script[: len(model.script) - model.remaining]
+        if record.reply is not None:
+            history.append(AIMessage(record.reply))

@@ -23,16 +23,40 @@ facts the replies must (or must not) contain.
     end:
       appointments: [{pet: Rex, service: Banho, start: 2026-11-26T09:00, status: cancelled}]
       replies_contain: ["09:00"]
+
+A turn's `user` list may hold media items beside texts, each a mapping with one key:
+`audio {transcript, seconds: 3, fail: null|5xx|4xx}`, `image {caption: "", size_mb: null}`,
+`document {file_name: documento.pdf, lines: [...], caption: ""}` (a PDF of those lines),
+`video {caption: "", seconds: 10, size_mb: null}`, `sticker {}`,
+`location {latitude, longitude, name: null, address: null}` and `contact {name, phone}`.
+They are played as the worker plays them (`evals.media`): a voice note reads as its
+transcript; `fail` makes every transcription of it fail (5xx: after the retries), `size_mb`
+sends a file that large; a sticker alone gets no reply at all (`expect.silent`), media
+nobody can use get the worker's notice without the model. `expect.heard` lists words the
+agent must have been given in the turn (a transcript, a PDF's text, an address).
+
+      - user:
+          - audio: {transcript: "Quero agendar uma consulta pro Rex amanhã às 10", seconds: 4}
+          - "é pro Rex mesmo"
+        expect: {heard: ["consulta pro Rex"]}
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from zapvet.errors import ScenarioError as ScenarioError
 
@@ -113,21 +137,148 @@ class ModelStep(_Strict):
         return list(self.calls)
 
 
+class AudioSpec(_Strict):
+    """A voice note saying `transcript`; `fail` makes every transcription of it fail."""
+
+    transcript: str
+    seconds: int = 3
+    fail: Literal["5xx", "4xx"] | None = None
+
+
+class ImageSpec(_Strict):
+    caption: str = ""
+    size_mb: float | None = None  # a file this large (over the limit: too large)
+
+
+class DocumentSpec(_Strict):
+    file_name: str = "documento.pdf"
+    lines: list[str] = []  # the text of the PDF made for it
+    caption: str = ""
+
+
+class VideoSpec(_Strict):
+    caption: str = ""
+    seconds: int = 10
+    size_mb: float | None = None
+
+
+class StickerSpec(_Strict):
+    pass
+
+
+class LocationSpec(_Strict):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class ContactSpec(_Strict):
+    name: str
+    phone: str
+
+
+class Audio(_Strict):
+    audio: AudioSpec
+
+
+class Image(_Strict):
+    image: ImageSpec
+
+
+class Document(_Strict):
+    document: DocumentSpec
+
+
+class Video(_Strict):
+    video: VideoSpec
+
+
+class Sticker(_Strict):
+    sticker: StickerSpec
+
+
+class Location(_Strict):
+    location: LocationSpec
+
+
+class ContactCard(_Strict):
+    contact: ContactSpec
+
+
+MediaItem = Audio | Image | Document | Video | Sticker | Location | ContactCard
+MEDIA_KINDS = ("audio", "image", "document", "video", "sticker", "location", "contact")
+
+
+def _item_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value)))
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+#: One thing the customer sends in a turn: a text, or one media item.
+UserItem = Annotated[
+    Annotated[str, Tag("text")]
+    | Annotated[Audio, Tag("audio")]
+    | Annotated[Image, Tag("image")]
+    | Annotated[Document, Tag("document")]
+    | Annotated[Video, Tag("video")]
+    | Annotated[Sticker, Tag("sticker")]
+    | Annotated[Location, Tag("location")]
+    | Annotated[ContactCard, Tag("contact")],
+    Discriminator(
+        _item_kind,
+        custom_error_type="user_item",
+        custom_error_message="a user item is a text or one key of: " + ", ".join(MEDIA_KINDS),
+    ),
+]
+
+
+def label(item: str | MediaItem) -> str:
+    """How an item reads in reports: the text itself, or its kind and what it carries."""
+    match item:
+        case str():
+            return item
+        case Audio(audio=spec):
+            return f"[áudio] {spec.transcript}"
+        case Location(location=spec):
+            return f"[localização] {spec.address or spec.name or ''}".rstrip()
+        case ContactCard(contact=spec):
+            return f"[contato] {spec.name}"
+    kind = _item_kind(item) or "mídia"
+    caption = getattr(getattr(item, kind), "caption", "")
+    return f"[{kind}] {caption}".rstrip()
+
+
 class TurnExpect(_Strict):
     tools: list[str] | None = None
     reply_contains: list[str] = []
     reply_excludes: list[str] = []
     silent: bool = False
+    #: Words the agent must have been given this turn (a transcript, a PDF's text, an
+    #: address): what media became, checked whatever model runs.
+    heard: list[str] = []
 
 
 class Turn(_Strict):
-    user: str | list[str]
+    user: str | list[UserItem]
     at: datetime | None = None  # the clock for this turn (and after); aware
     model: list[ModelStep] = []
     expect: TurnExpect = TurnExpect()
 
-    def texts(self) -> list[str]:
+    def items(self) -> list[str | MediaItem]:
         return [self.user] if isinstance(self.user, str) else list(self.user)
+
+    def has_media(self) -> bool:
+        return any(not isinstance(item, str) for item in self.items())
+
+    def texts(self) -> list[str]:
+        """What the customer sent, as text (media items by `label`)."""
+        return [label(item) for item in self.items()]
 
 
 class PetExpect(_Strict):

@@ -10,7 +10,7 @@ from typing import Protocol
 from zapvet import db
 from zapvet.evals.outcome import ScenarioRun
 from zapvet.evals.report import ScenarioSummary, summarise
-from zapvet.evals.runner import ModelFactory, run_scenario
+from zapvet.evals.runner import MediaRig, ModelFactory, run_scenario
 from zapvet.evals.scenario import Scenario
 
 
@@ -29,6 +29,7 @@ async def run_suite(
     k: int,
     model_factory: ModelFactory | None = None,
     progress: Progress | None = None,
+    media: MediaRig | None = None,
 ) -> list[ScenarioSummary]:
     """Each scenario k times, one after another, in one event loop (the OpenAI client's
     connection pool is bound to the loop it was first used on)."""
@@ -38,7 +39,9 @@ async def run_suite(
         for attempt in range(k):
             if progress:
                 progress.starting(scenario, attempt)
-            run = await run_scenario(scenario, database_url, model_factory=model_factory)
+            run = await run_scenario(
+                scenario, database_url, model_factory=model_factory, media=media
+            )
             runs.append(run)
             if progress:
                 progress.finished(scenario, attempt, run)
@@ -53,9 +56,17 @@ def evaluate(
     k: int,
     model_factory: ModelFactory | None = None,
     progress: Progress | None = None,
+    media: MediaRig | None = None,
 ) -> list[ScenarioSummary]:
     """Run the suite on a freshly migrated scratch database that is dropped afterwards."""
     with db.scratch_database(server_url, f"zapvet_eval_{os.getpid()}") as url:
         return asyncio.run(
-            run_suite(scenarios, url, k=k, model_factory=model_factory, progress=progress)
+            run_suite(
+                scenarios,
+                url,
+                k=k,
+                model_factory=model_factory,
+                progress=progress,
+                media=media,
+            )
         )

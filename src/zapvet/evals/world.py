@@ -21,6 +21,7 @@ from zapvet.models import (
     AuroraOwnerNumber,
     BusinessHours,
     Contact,
+    ContactIdentity,
     Conversation,
     Organization,
     Pet,
@@ -98,6 +99,15 @@ class _Builder:
         self.session.add(contact)
         self.session.flush()
         assert contact.id is not None
+        # As a webhook leaves it: a media turn's webhook then finds this contact by phone.
+        self.session.add(
+            ContactIdentity(
+                organization_id=self.org_id,
+                contact_id=contact.id,
+                kind="phone",
+                value=phone_key(normalise_phone(person.phone)),
+            )
+        )
         by_name: dict[str, int] = {}
         for row in pets:
             pet = Pet(organization_id=self.org_id, contact_id=contact.id, **row.model_dump())

@@ -155,6 +155,7 @@ class FakeOpenAIServer(LoopbackFake):
         self.default_transcript = default_transcript
         self._transcriptions: list[Transcription] = []
         self._transcription_faults: deque[int] = deque()
+        self._faults_by_audio: dict[str, deque[int]] = {}
         self._responder = responder
         self._latency = latency
         self._models = tuple(models)
@@ -179,10 +180,18 @@ class FakeOpenAIServer(LoopbackFake):
         with self._lock:
             return list(self._transcriptions)
 
-    def fail_transcriptions(self, status: int, times: int = 1) -> None:
-        """Answer the next `times` transcription requests with `status` and OpenAI's error JSON."""
+    def fail_transcriptions(
+        self, status: int, times: int = 1, *, sha256: str | None = None
+    ) -> None:
+        """Answer the next `times` transcription requests with `status` and OpenAI's error JSON;
+        with `sha256` (hex), only those of that audio, whatever else is transcribed between."""
         with self._lock:
-            self._transcription_faults.extend([status] * times)
+            faults = (
+                self._transcription_faults
+                if sha256 is None
+                else self._faults_by_audio.setdefault(sha256, deque())
+            )
+            faults.extend([status] * times)
 
     @property
     def in_flight(self) -> int:
@@ -238,7 +247,8 @@ class FakeOpenAIServer(LoopbackFake):
         )
         with self._lock:
             self._transcriptions.append(recorded)
-            fault = self._transcription_faults.popleft() if self._transcription_faults else None
+            faults = self._faults_by_audio.get(recorded.sha256) or self._transcription_faults
+            fault = faults.popleft() if faults else None
         await self._pause(self._latency)
         if fault is not None:
             return _error_response(Reply(status=fault))
