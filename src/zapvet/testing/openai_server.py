@@ -150,6 +150,10 @@ class FakeOpenAIServer(LoopbackFake):
         default_transcript: str = "Oi, queria marcar um banho pro Thor amanhã.",
     ) -> None:
         super().__init__(port=port)
+        #: In `base_url`, so no two servers share one: langchain-openai caches an httpx client
+        #: per base URL, bound to the event loop that made it, and a later server on a reused
+        #: port would otherwise get a client of a loop that is closed ("Event loop is closed").
+        self._prefix = f"/fake-{uuid.uuid4().hex[:12]}"
         #: Transcript per sha256 (hex) of the audio; others get `default_transcript`.
         self.transcripts: dict[str, str] = dict(transcripts or {})
         self.default_transcript = default_transcript
@@ -210,14 +214,20 @@ class FakeOpenAIServer(LoopbackFake):
         Raises:
             RuntimeError: the port is still to be picked by `start()`.
         """
-        return f"{self._origin()}/v1"
+        return f"{self._origin()}{self._prefix}/v1"
 
     def _app(self) -> Starlette:
         return Starlette(
             routes=[
-                Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
-                Route("/v1/models", self._list_models, methods=["GET"]),
-                Route("/v1/audio/transcriptions", self._transcribe, methods=["POST"]),
+                route
+                for prefix in ("", self._prefix)
+                for route in (
+                    Route(
+                        f"{prefix}/v1/chat/completions", self._chat_completions, methods=["POST"]
+                    ),
+                    Route(f"{prefix}/v1/models", self._list_models, methods=["GET"]),
+                    Route(f"{prefix}/v1/audio/transcriptions", self._transcribe, methods=["POST"]),
+                )
             ]
         )
 
