@@ -455,3 +455,30 @@ def test_cloud_an_expired_photo_gets_the_write_instead_reply(
 
     assert cloud_replies(engine, stack, 1) == [COULD_NOT["image"]]
     assert openai.requests == []
+
+
+def test_cloud_a_pdf_a_location_and_a_sticker_read_as_on_evolution(
+    cloud: tuple[CloudStack, FakeOpenAIServer], engine: Engine
+) -> None:
+    stack, openai = cloud
+    card = files.pdf(["Carteira de vacinação da Mel", "V10: 02/02/2026"])
+    stack.deliver(stack.gateway.incoming_media(ANA, "sticker", files.png(), mimetype="image/webp"))
+    stack.deliver(
+        stack.gateway.incoming_media(
+            ANA, "document", card, mimetype="application/pdf", file_name="mel.pdf"
+        )
+    )
+    assert cloud_replies(engine, stack, 1)[0].startswith("Recebi: [O cliente enviou um documento")
+    stack.deliver(
+        stack.gateway.incoming_media(
+            ANA, "location", None, latitude=-22.9, longitude=-43.2, address="Rua do Catete, 10"
+        )
+    )
+    cloud_replies(engine, stack, 2)
+
+    first, second = openai.requests
+    assert "mel.pdf" in user_texts(first)[0] and "V10: 02/02/2026" in user_texts(first)[0]
+    assert "figurinha" not in history_texts(first)  # the sticker never reached the model
+    assert user_texts(second) == [
+        "[O cliente enviou uma localização: Rua do Catete, 10 (coordenadas -22.9, -43.2).]"
+    ]
