@@ -21,7 +21,7 @@ from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import ingest
 from zapvet.evals.scenario import MediaItem, Person
 from zapvet.media.prepare import MediaSetup, MediaTurn, prepare_media
-from zapvet.models import AISettings, Message, WhatsAppInstance
+from zapvet.models import AISettings, Message, WhatsAppInstance, pending_messages
 
 #: Rounds of `prepare_media` a turn may take: one per passing failure, and then some.
 MAX_PREPARE_ROUNDS = 10
@@ -137,16 +137,7 @@ class MediaPlayer:
     async def _pending(self) -> list[Message]:
         async with self.sessions() as session:
             return list(
-                await session.exec(
-                    select(Message)
-                    .where(
-                        Message.organization_id == self.organization_id,
-                        Message.conversation_id == self.conversation_id,
-                        Message.direction == "incoming",
-                        Message.status == "pending",
-                    )
-                    .order_by(col(Message.message_at), col(Message.id))
-                )
+                await session.exec(pending_messages(self.organization_id, self.conversation_id))
             )
 
     async def _instance(self) -> int:
@@ -170,8 +161,3 @@ class MediaPlayer:
             session.add(instance)
             self._instance_id = instance.id or 0
         return self._instance_id
-
-
-def media_trouble(media: MediaTurn) -> str | None:
-    """The error the worker records when some of a batch's media could not be used."""
-    return "media could not be used: " + "; ".join(media.failures) if media.failures else None

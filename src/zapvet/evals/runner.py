@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from zapvet import db
 from zapvet.evals.checks import check_end, check_turn
-from zapvet.evals.media import MediaPlayer, MediaRig, media_trouble
+from zapvet.evals.media import MediaPlayer, MediaRig
 from zapvet.evals.outcome import ScenarioRun, TurnRecord
 from zapvet.evals.scenario import ModelStep, Scenario, ScenarioError, Turn
 from zapvet.evals.world import World, build_world, drop_world
@@ -132,7 +132,7 @@ async def _media_turn(
     try:
         if play.media is None:
             return _without_agent(turn, None, None)
-        trouble = media_trouble(play.media)
+        trouble = play.media.trouble
         if not play.media.usable:
             history += to_langchain(play.rows)
             return _without_agent(turn, play.media.notice, trouble)

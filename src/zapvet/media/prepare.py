@@ -127,6 +127,11 @@ class MediaTurn:
     #: When nothing is usable: the reply to send instead of running the agent.
     notice: str | None = None
 
+    @property
+    def trouble(self) -> str | None:
+        """The error recorded (an `ai_interactions` row) when some media could not be used."""
+        return "media could not be used: " + "; ".join(self.failures) if self.failures else None
+
 
 def media_of(row: Message) -> dict[str, Any]:
     return dict((row.meta or {}).get("media") or {})

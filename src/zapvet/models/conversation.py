@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from sqlalchemy import CheckConstraint, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from zapvet.cleaning import clean_text
 from zapvet.models.base import (
@@ -158,4 +159,19 @@ def outgoing_message(
         created_at=now,
         updated_at=now,
         meta=meta,
+    )
+
+
+def pending_messages(organization_id: int, conversation_id: int) -> SelectOfScalar[Message]:
+    """The conversation's incoming messages still waiting for an answer, oldest first: what
+    one turn answers."""
+    return (
+        select(Message)
+        .where(
+            Message.organization_id == organization_id,
+            Message.conversation_id == conversation_id,
+            Message.direction == "incoming",
+            Message.status == "pending",
+        )
+        .order_by(col(Message.message_at), col(Message.id))
     )

@@ -26,7 +26,14 @@ from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
 from zapvet.graphs.turn import run_turn
 from zapvet.logging import bind, get_logger
 from zapvet.media.prepare import MEDIA_KINDS, MediaTurn, prepare_media
-from zapvet.models import AIInteraction, AISettings, Conversation, Message, outgoing_message
+from zapvet.models import (
+    AIInteraction,
+    AISettings,
+    Conversation,
+    Message,
+    outgoing_message,
+    pending_messages,
+)
 from zapvet.models.ai import AIType
 from zapvet.otel.tracing import tracer
 from zapvet.proactive.escalation import escalate
@@ -82,16 +89,7 @@ async def _pending(
     session: AsyncSession, conversation: Conversation, now: datetime
 ) -> _Pending | None:
     rows = list(
-        await session.exec(
-            select(Message)
-            .where(
-                Message.organization_id == conversation.organization_id,
-                Message.conversation_id == conversation.id,
-                Message.direction == "incoming",
-                Message.status == "pending",
-            )
-            .order_by(col(Message.message_at), col(Message.id))
-        )
+        await session.exec(pending_messages(conversation.organization_id, conversation.id or 0))
     )
     if not rows:
         return None
@@ -193,7 +191,7 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
         enqueue.drain(conversation_id, delay_ms=media.retry_in_ms)
         return Outcome.DEFERRED
     agent_of_batch: AIType = "aurora" if owner_number_id is not None else "client"
-    trouble = _media_trouble(conversation, agent_of_batch, media.failures)
+    trouble = _media_trouble(conversation, agent_of_batch, media.trouble)
     if not media.usable:  # only media nobody could use: say so, without the agent
         return await _commit(
             res, enqueue, conversation, pending, Turn(media.notice, interaction=trouble)
@@ -321,17 +319,17 @@ class Turn:
 
 
 def _media_trouble(
-    conversation: Conversation, agent: AIType, failures: list[str]
+    conversation: Conversation, agent: AIType, trouble: str | None
 ) -> AIInteraction | None:
     """The error row that says why some of the batch's media could not be used."""
-    if not failures:
+    if trouble is None:
         return None
     return AIInteraction(
         organization_id=conversation.organization_id,
         conversation_id=conversation.id,
         ai_type=agent,
         status="error",
-        error_message="media could not be used: " + "; ".join(failures),
+        error_message=trouble,
     )
 
 
