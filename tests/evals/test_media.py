@@ -19,7 +19,8 @@ from zapvet.testing.media_rig import FAILED_TRIES, FakeMediaRig
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, image_parts
 
 CLIENT = REPO / "scenarios" / "client"
-pytestmark = pytest.mark.anyio
+# Slow: replays media scenarios through ingest, the media step and the graphs.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def _scenario(tmp_path: Path, turns: list[dict[str, Any]], **end: Any) -> Path:

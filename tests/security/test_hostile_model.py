@@ -50,7 +50,8 @@ from zapvet.queue.drain import Outcome, drain_conversation
 from zapvet.queue.resources import Resources, build_resources
 from zapvet.testing.openai_server import FakeOpenAIServer, Reply, ToolCall
 
-pytestmark = pytest.mark.anyio
+# Slow: every probe drains a whole turn against a fake model over HTTP.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 ANA = "5511970001234"  # the customer whose conversation the hostile model answers
 BIA = "5511970005678"  # another customer of the same shop
