@@ -186,21 +186,11 @@ async def prepare_media(
             await _forget_inline(setup, row)
         if media.get("state") == "failed":
             turn.failures.append(f"{row.message_type}: {media.get('error', 'unknown')}")
-    refreshed = await _reload(sessions, ids)
-    unusable = [r for r in refreshed if _unusable(r, media_of(r))]
-    if refreshed and len(unusable) == len(refreshed):
+    unusable = [r for r in rows if _unusable(r, media_of(r))]  # `_save` kept rows current
+    if rows and len(unusable) == len(rows):
         turn.usable = False
         turn.notice = _notice(unusable)
     return turn
-
-
-async def _reload(sessions: Any, ids: list[int]) -> list[Message]:
-    async with sessions() as session:
-        return list(
-            await session.exec(
-                select(Message).where(col(Message.id).in_(ids)).order_by(col(Message.id))
-            )
-        )
 
 
 def _unusable(row: Message, media: dict[str, Any]) -> bool:
