@@ -59,10 +59,20 @@ def count(
 
 
 def observe(
-    client: redis.Redis, namespace: str, name: str, labels: dict[str, str], seconds: float
+    client: redis.Redis,
+    namespace: str,
+    name: str,
+    labels: dict[str, str],
+    seconds: float,
+    *,
+    counted: tuple[str, dict[str, str]] | None = None,
 ) -> None:
+    """Add `seconds` to histogram `name`; with `counted`, also add 1 to that counter, in the
+    same round trip (no MULTI: each field is its own atomic increment)."""
     with _quiet():
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
+        if counted is not None:
+            pipe.hincrby(key(namespace), field("c", *counted), 1)
         pipe.hincrby(key(namespace), field("h", name, labels, _bucket(seconds)), 1)
         pipe.hincrbyfloat(key(namespace), field("s", name, labels), seconds)
         pipe.execute()

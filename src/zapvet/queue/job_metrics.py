@@ -34,17 +34,18 @@ class JobMetrics(dramatiq.Middleware):
         actor = message.actor_name
         # Retries has decided by now (this middleware sits before it): failed means for good.
         outcome = "processed" if exception is None else "failed" if message.failed else "retried"
-        count(
-            self.client, self.namespace, "zapvet_jobs_total", {"actor": actor, "outcome": outcome}
+        jobs = ("zapvet_jobs_total", {"actor": actor, "outcome": outcome})
+        if started is None:
+            count(self.client, self.namespace, *jobs)
+            return
+        observe(
+            self.client,
+            self.namespace,
+            "zapvet_job_duration_seconds",
+            {"actor": actor},
+            time.perf_counter() - started,
+            counted=jobs,
         )
-        if started is not None:
-            observe(
-                self.client,
-                self.namespace,
-                "zapvet_job_duration_seconds",
-                {"actor": actor},
-                time.perf_counter() - started,
-            )
 
     def after_skip_message(self, broker: Any, message: Any) -> None:
         self._started.pop(message.message_id, None)

@@ -33,7 +33,8 @@ class PoisonGuard(dramatiq.Middleware):
         key = f"{self.namespace}:deliveries:{message.message_id}:{retries}"
         try:
             deliveries = int(self.client.incr(key))
-            self.client.expire(key, 86_400)
+            if deliveries == 1:  # the key is new: it lives a day (one call, not two, per job)
+                self.client.expire(key, 86_400)
         except redis.RedisError:
             return  # never block work because the guard's own bookkeeping failed
         if deliveries > self.max_deliveries:
