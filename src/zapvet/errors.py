@@ -18,6 +18,7 @@
     ├── TransientError           worth retrying: the world may be different in a moment
     │   └── SendError            a send failed on the way (timeout, 5xx, 429); status, detail
     └── PermanentError           retrying cannot help; fail the work at once
+        ├── UnknownOrganization  no organization has this id (a cached configuration's read)
         ├── RejectedSend         the provider refused a send for good; status, detail
         ├── PayloadError         a webhook body is not what the provider sends (422); message
         ├── ScriptExhaustedError a scripted model was called more often than it has replies
@@ -28,7 +29,8 @@ Two private signals, each caught where it is raised, subclass it too:
 `bridge.app._Refused` (PermanentError: a body refused before parsing, with its response)
 and `queue.drain._Raced` (ZapvetError: another drain answered first; roll back).
 The leaves are re-exported where they are raised (`bridge.senders`, `bridge.events`,
-`llm.scripted`, `chat`, `evals.scenario`, `graphs.studio`, `otel.phoenix`, `media`).
+`llm.scripted`, `chat`, `evals.scenario`, `graphs.studio`, `otel.phoenix`, `media`,
+`models.config`).
 
 Errors carry fields, not formatted strings; `str(error)` renders them for people.
 HTTP status mapping lives in `zapvet.bridge` only.
@@ -179,6 +181,14 @@ class SendError(TransientError):
 
 class PermanentError(ZapvetError):
     """A failure that retrying cannot fix (bad input, 4xx, missing rows)."""
+
+
+class UnknownOrganization(PermanentError):
+    """No organization has this id."""
+
+    def __init__(self, organization_id: int) -> None:
+        self.organization_id = organization_id
+        super().__init__(f"no organization with id {organization_id}")
 
 
 class RejectedSend(PermanentError):

@@ -200,9 +200,26 @@ async def load_history(
         .order_by(col(Message.message_at).desc(), col(Message.id).desc())
         .limit(limit)
     )
+    return history_of(list(rows), limit=limit, batch=batch, images=images)
+
+
+def history_of(
+    rows: Sequence[Message],
+    *,
+    limit: int = HISTORY_LIMIT,
+    batch: Collection[int] | None = None,
+    images: Mapping[int, tuple[str, bytes]] | None = None,
+) -> list[BaseMessage]:
+    """`load_history` on rows already read: any superset of the conversation's `limit`
+    newest messages (e.g. `models.pending_and_recent`); deleted ones are left out."""
+    newest = sorted(
+        (r for r in rows if r.deleted_at is None),
+        key=lambda r: (r.message_at, r.id or 0),
+        reverse=True,
+    )[:limit]
     waiting = [
         r
-        for r in rows
+        for r in newest
         if not (batch is not None and r.direction == "incoming" and r.status == "pending")
         or r.id in batch
     ]

@@ -5,7 +5,13 @@ from zapvet.models.appointment import OCCUPYING_STATUSES, UPCOMING_STATUSES, App
 from zapvet.models.aurora import AuditLog, AuroraPendingAction, AuroraProactiveMessage
 from zapvet.models.catalog import Resource, ResourceService, Service
 from zapvet.models.contact import Contact, ContactIdentity, Pet
-from zapvet.models.conversation import Conversation, Message, outgoing_message, pending_messages
+from zapvet.models.conversation import (
+    Conversation,
+    Message,
+    outgoing_message,
+    pending_and_recent,
+    pending_messages,
+)
 from zapvet.models.organization import AISettings, Organization
 from zapvet.models.schedule import WEEKDAYS, BusinessHours, Closure
 from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance
@@ -34,5 +40,6 @@ __all__ = [
     "Service",
     "WhatsAppInstance",
     "outgoing_message",
+    "pending_and_recent",
     "pending_messages",
 ]

@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.errors import UnknownOrganization as UnknownOrganization
 from zapvet.models.catalog import Service
 from zapvet.models.organization import AISettings, Organization
 from zapvet.models.schedule import BusinessHours, Closure
 from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance
-
-
-class UnknownOrganization(LookupError):
-    """No organization has this id."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from sqlalchemy import CheckConstraint, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, or_, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from zapvet.cleaning import clean_text
@@ -174,4 +174,34 @@ def pending_messages(organization_id: int, conversation_id: int) -> SelectOfScal
             Message.status == "pending",
         )
         .order_by(col(Message.message_at), col(Message.id))
+    )
+
+
+def pending_and_recent(
+    organization_id: int, conversation_id: int, recent: int = 20
+) -> SelectOfScalar[Message]:
+    """In one read, the conversation's pending incoming messages (`pending_messages`) and its
+    `recent` newest messages that are not deleted (what a turn's history is made of),
+    newest first."""
+    newest = (
+        select(Message.id)
+        .where(
+            Message.organization_id == organization_id,
+            Message.conversation_id == conversation_id,
+            col(Message.deleted_at).is_(None),
+        )
+        .order_by(col(Message.message_at).desc(), col(Message.id).desc())
+        .limit(recent)
+    )
+    return (
+        select(Message)
+        .where(
+            Message.organization_id == organization_id,
+            Message.conversation_id == conversation_id,
+            or_(
+                (col(Message.direction) == "incoming") & (col(Message.status) == "pending"),
+                col(Message.id).in_(newest.scalar_subquery()),
+            ),
+        )
+        .order_by(col(Message.message_at).desc(), col(Message.id).desc())
     )

@@ -27,13 +27,13 @@ class Organization(SQLModel, table=True):
     slot_minutes: int = Field(default=30)
     min_lead_minutes: int = Field(default=60)
     booking_horizon_days: int = Field(default=60)
+    created_at: datetime = created_field()
+    updated_at: datetime = updated_field()
     #: Bumped by the database on any change to the organization's configuration rows
     #: (migration 0005): what `zapvet.models.config.ConfigCache` checks per turn.
     config_version: int = Field(
         default=1, sa_type=BigInteger, sa_column_kwargs={"server_default": "1"}
     )
-    created_at: datetime = created_field()
-    updated_at: datetime = updated_field()
 
 
 class AISettings(SQLModel, table=True):

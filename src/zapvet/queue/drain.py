@@ -16,28 +16,31 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
-from sqlmodel import col, select, update
+from sqlalchemy import func, literal
+from sqlmodel import col, exists, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from zapvet.bridge.directory import owner_number_for
-from zapvet.errors import ZapvetError, describe
-from zapvet.graphs.history import load_history
+from zapvet.errors import PermanentError, ZapvetError, describe
+from zapvet.graphs.history import history_of, load_history
 from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
 from zapvet.graphs.turn import run_turn
 from zapvet.logging import bind, get_logger
 from zapvet.media.prepare import MEDIA_KINDS, MediaTurn, prepare_media
 from zapvet.models import (
     AIInteraction,
-    AISettings,
+    ContactIdentity,
     Conversation,
     Message,
+    Organization,
     outgoing_message,
-    pending_messages,
+    pending_and_recent,
 )
 from zapvet.models.ai import AIType
+from zapvet.models.config import OrgConfig
 from zapvet.otel.tracing import tracer
 from zapvet.proactive.escalation import escalate
 from zapvet.queue.failures import is_transient
+from zapvet.queue.outbox import send_outgoing
 from zapvet.queue.resources import Resources
 from zapvet.tools.context import AuroraContext, ClientContext
 
@@ -83,27 +86,57 @@ class _Pending:
     starts: int
     #: The batch holds files (voice notes, photos, documents, videos) to make usable first.
     has_media: bool = False
+    #: The conversation's recent messages read with the batch (its history, for a text batch).
+    recent: tuple[Message, ...] = ()
 
 
-async def _pending(
-    session: AsyncSession, conversation: Conversation, now: datetime
-) -> _Pending | None:
-    rows = list(
-        await session.exec(pending_messages(conversation.organization_id, conversation.id or 0))
+def _pending(rows: list[Message], now: datetime) -> _Pending | None:
+    """The batch among `pending_and_recent`'s rows (the incoming ones still pending)."""
+    batch = sorted(
+        (r for r in rows if r.direction == "incoming" and r.status == "pending"),
+        key=lambda r: (r.message_at, r.id or 0),
     )
-    if not rows:
+    if not batch:
         return None
-    stale = [r.id or 0 for r in rows if now - r.message_at > STALE_AFTER]
     return _Pending(
-        ids=[r.id or 0 for r in rows],
-        newest_arrival=max(r.created_at for r in rows),
-        instance_id=rows[-1].instance_id,
-        chat_id=rows[-1].chat_id,
-        stale=stale,
-        texts=[r.content or "" for r in rows],
-        starts=max(r.attempts for r in rows),
-        has_media=any(r.message_type in MEDIA_KINDS for r in rows),
+        ids=[r.id or 0 for r in batch],
+        newest_arrival=max(r.created_at for r in batch),
+        instance_id=batch[-1].instance_id,
+        chat_id=batch[-1].chat_id,
+        stale=[r.id or 0 for r in batch if now - r.message_at > STALE_AFTER],
+        texts=[r.content or "" for r in batch],
+        starts=max(r.attempts for r in batch),
+        has_media=any(r.message_type in MEDIA_KINDS for r in batch),
+        recent=tuple(rows),
     )
+
+
+#: The conversation, its organization's configuration version and the contact's identities
+#: ("kind:value"), in one read: what routing (owner or customer) and pausing need.
+def _conversation(conversation_id: int) -> Any:
+    identities = (
+        select(func.array_agg(ContactIdentity.kind + literal(":") + ContactIdentity.value))
+        .where(
+            ContactIdentity.organization_id == Conversation.organization_id,
+            ContactIdentity.contact_id == Conversation.contact_id,
+        )
+        .scalar_subquery()
+    )
+    return (
+        select(Conversation, Organization.config_version, identities)
+        .join(Organization, col(Organization.id) == col(Conversation.organization_id))
+        .where(Conversation.id == conversation_id)
+    )
+
+
+def _owner_number(config: OrgConfig, identities: list[str] | None) -> int | None:
+    """The active owner number whose identities the contact shares, if any."""
+    keys: dict[str, set[str]] = {"phone": set(), "lid": set(), "bsuid": set()}
+    for item in identities or []:
+        kind, _, value = item.partition(":")
+        keys.setdefault(kind, set()).add(value)
+    owner = config.owner_for(phone_keys=keys["phone"], lids=keys["lid"], bsuids=keys["bsuid"])
+    return owner.id if owner is not None else None
 
 
 async def _close(session: AsyncSession, ids: list[int], now: datetime, status: str) -> int:
@@ -123,10 +156,13 @@ async def drain_conversation(res: Resources, enqueue: Enqueue, conversation_id: 
             return Outcome.BUSY
         outcome = Outcome.NOTHING
         while True:
-            step = await _drain_once(res, enqueue, conversation_id)
+            seen = _Seen()
+            step = await _drain_once(res, enqueue, conversation_id, seen)
             if step in (Outcome.NOTHING, Outcome.DEFERRED):
                 break
             outcome = step
+            if not seen.more:
+                break  # the commit saw nothing else pending: no second read
     if step is not Outcome.DEFERRED:
         await _recheck(res, enqueue, conversation_id)
     return step if step is Outcome.DEFERRED else outcome
@@ -150,31 +186,42 @@ async def _recheck(res: Resources, enqueue: Enqueue, conversation_id: int) -> No
         enqueue.drain(conversation_id)
 
 
-async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) -> Outcome:
+@dataclass
+class _Seen:
+    """What the last commit saw: whether other messages of the conversation were pending."""
+
+    more: bool = True
+
+
+async def _drain_once(
+    res: Resources, enqueue: Enqueue, conversation_id: int, seen: _Seen
+) -> Outcome:
     now = res.clock()
     async with res.sessions() as session:
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None:
+        found = (await session.exec(_conversation(conversation_id))).first()
+        if found is None:
             return Outcome.NOTHING
-        pending = await _pending(session, conversation, now)
+        conversation, version, identities = found
+        rows = list(
+            await session.exec(pending_and_recent(conversation.organization_id, conversation_id))
+        )
+        pending = _pending(rows, now)
         if pending is None:
             return Outcome.NOTHING
-        settings = await session.get(AISettings, conversation.organization_id)
-        debounce = timedelta(seconds=settings.debounce_seconds if settings else 3)
-        wait = debounce - (now - pending.newest_arrival)
+        config = await res.configs.get(session, conversation.organization_id, version)
+        settings = config.ai
+        wait = timedelta(seconds=config.debounce_seconds) - (now - pending.newest_arrival)
         if wait > timedelta(0):
             enqueue.drain(conversation_id, delay_ms=max(1, int(wait.total_seconds() * 1000)))
             return Outcome.DEFERRED
-        owner_number_id = await owner_number_for(
-            session, conversation.organization_id, conversation.contact_id
-        )
+    owner_number_id = _owner_number(config, identities)
     paused = conversation.status != "active" or (
         conversation.bot_paused_until is not None and conversation.bot_paused_until > now
     )
     if conversation.status == "escalated" and pending.starts > 0:
         # A turn on these rows escalated and then died before its reply was stored: the
         # staff alert went out with the escalation; the customer still needs to hear back.
-        return await _commit(res, enqueue, conversation, pending, Turn(HANDOFF_REPLY))
+        return await _commit(res, enqueue, seen, conversation, pending, Turn(HANDOFF_REPLY))
     if paused or pending.stale:
         async with res.sessions() as session, session.begin():
             if pending.stale:
@@ -194,7 +241,7 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
     trouble = _media_trouble(conversation, agent_of_batch, media.trouble)
     if not media.usable:  # only media nobody could use: say so, without the agent
         return await _commit(
-            res, enqueue, conversation, pending, Turn(media.notice, interaction=trouble)
+            res, enqueue, seen, conversation, pending, Turn(media.notice, interaction=trouble)
         )
     with tracer().start_as_current_span("route") as span:
         graph, context, agent = _route(res, conversation, owner_number_id)
@@ -206,21 +253,24 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
             type="OWNER" if agent == "aurora" else "CLIENT",
             agentType=f"{agent}-ai",
         )
-        async with res.sessions() as session:
-            history = await load_history(
-                session,
-                organization_id=conversation.organization_id,
-                conversation_id=conversation_id,
-                batch=set(pending.ids),
-                images=media.images,
-            )
+        if pending.has_media:  # the media step wrote transcripts and texts: read them again
+            async with res.sessions() as session:
+                history = await load_history(
+                    session,
+                    organization_id=conversation.organization_id,
+                    conversation_id=conversation_id,
+                    batch=set(pending.ids),
+                    images=media.images,
+                )
+        else:
+            history = history_of(pending.recent, batch=set(pending.ids))
         bind(messageContent="\n".join(pending.texts))  # dropped from logs unless captured
     async with res.gate.enter(alone=pending.starts > 0):  # a suspect runs alone
         starts = await _start_turn(res, pending.ids)
         if starts > MAX_TURN_STARTS:
             log.error("poison batch given up", batch=len(pending.ids), starts=starts)
             reason = GAVE_UP.format(starts=starts - 1)
-            return await _give_up(res, enqueue, conversation, pending, agent, reason)
+            return await _give_up(res, enqueue, seen, conversation, pending, agent, reason)
         log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
         try:
             cost = {"audio_seconds": media.audio_seconds, "images": len(media.images)}
@@ -230,19 +280,19 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
                 raise
             log.error("turn failed for good", error_type=type(error).__name__, exc_info=error)
             reason = f"the turn failed: {describe(error)}"
-            return await _give_up(res, enqueue, conversation, pending, agent, reason)
+            return await _give_up(res, enqueue, seen, conversation, pending, agent, reason)
         for alert_id in result.alerts:  # committed with the escalation, whatever happens next
             enqueue.proactive(alert_id)
         handoff = result.handoff and agent == "client"
         turn = Turn(result.reply, handoff=handoff, interaction=trouble)
         try:
-            outcome = await _commit(res, enqueue, conversation, pending, turn)
+            outcome = await _commit(res, enqueue, seen, conversation, pending, turn)
         except Exception as error:
             if is_transient(error):
                 raise
             log.error("reply could not be stored", error_type=type(error).__name__)
             reason = f"the reply could not be stored: {describe(error)}"
-            return await _give_up(res, enqueue, conversation, pending, agent, reason)
+            return await _give_up(res, enqueue, seen, conversation, pending, agent, reason)
     if outcome is Outcome.ANSWERED:
         log.info(
             f"[{agent.upper()}-AI] Response ready",
@@ -255,6 +305,7 @@ async def _drain_once(res: Resources, enqueue: Enqueue, conversation_id: int) ->
 async def _give_up(
     res: Resources,
     enqueue: Enqueue,
+    seen: _Seen,
     conversation: Conversation,
     pending: _Pending,
     agent: AIType,
@@ -269,7 +320,7 @@ async def _give_up(
         status="error",
         error_message=reason,
     )
-    return await _commit(res, enqueue, conversation, pending, Turn(None, failure=failure))
+    return await _commit(res, enqueue, seen, conversation, pending, Turn(None, failure=failure))
 
 
 async def _start_turn(res: Resources, ids: list[int]) -> int:
@@ -334,20 +385,54 @@ def _media_trouble(
 
 
 async def _commit(
-    res: Resources, enqueue: Enqueue, conversation: Conversation, pending: _Pending, turn: Turn
+    res: Resources,
+    enqueue: Enqueue,
+    seen: _Seen,
+    conversation: Conversation,
+    pending: _Pending,
+    turn: Turn,
 ) -> Outcome:
     now = res.clock()
     try:
         async with res.sessions() as session, session.begin():
             outgoing, alerts = await _write(session, conversation, pending, turn, now)
+            seen.more = bool(await session.scalar(_more_pending(conversation.id or 0)))
     except _Raced:
         log.warning("pending messages changed during the turn", conversation_id=conversation.id)
         return Outcome.RACED
-    if outgoing is not None and outgoing.id is not None:
-        enqueue.send(outgoing.id)
     for alert_id in alerts:
         enqueue.proactive(alert_id)
+    if outgoing is not None and outgoing.id is not None:
+        await _send(res, enqueue, outgoing.id)
     return Outcome.ANSWERED if turn.failure is None else Outcome.GAVE_UP
+
+
+def _more_pending(conversation_id: int) -> Any:
+    return select(
+        exists().where(
+            col(Message.conversation_id) == conversation_id,
+            col(Message.direction) == "incoming",
+            col(Message.status) == "pending",
+        )
+    )
+
+
+async def _send(res: Resources, enqueue: Enqueue, message_id: int) -> None:
+    """Send the committed reply from this job; the send job takes over if that fails.
+
+    The outbox row is the truth either way: this job claims it like the send job does, so
+    the reply goes out once, and a worker dying here leaves the row to the sweeper.
+    """
+    if not res.send_inline:
+        enqueue.send(message_id)
+        return
+    try:
+        await send_outgoing(res, message_id, last_attempt=False)
+    except PermanentError as refused:  # the row is `failed` with the reason
+        log.warning("reply refused by the gateway", error_type=type(refused).__name__)
+    except Exception as error:  # the row is back to pending (or never claimed): retry as a job
+        log.warning("inline send failed; the send job retries", error_type=type(error).__name__)
+        enqueue.send(message_id)
 
 
 class _Raced(ZapvetError):

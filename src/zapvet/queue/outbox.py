@@ -9,10 +9,12 @@ so a retry resumes after the last accepted part instead of repeating the reply.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,6 +30,7 @@ from zapvet.models import (
     ContactIdentity,
     Conversation,
     Message,
+    Organization,
     WhatsAppInstance,
     outgoing_message,
 )
@@ -59,20 +62,25 @@ class _Claim:
 
 
 async def _claim(
-    session: AsyncSession, message_id: int, now: datetime, *, retry_failed: bool
+    res: Resources, session: AsyncSession, message_id: int, now: datetime, *, retry_failed: bool
 ) -> _Claim | Sent:
-    message = (
+    found = (
         await session.exec(
-            select(Message).where(Message.id == message_id).with_for_update(skip_locked=True)
+            select(Message, Organization.config_version)
+            .join(Organization, col(Organization.id) == col(Message.organization_id))
+            .where(Message.id == message_id)
+            .with_for_update(skip_locked=True, of=Message)
         )
     ).first()
-    if message is None or message.direction != "outgoing":
+    if found is None or found[0].direction != "outgoing":
         return Sent.GONE
+    message, version = found
     stuck = message.status == "sending" and message.updated_at < now - SENDING_LEASE
     again = retry_failed and message.status == "failed"
     if message.status != "pending" and not stuck and not again:
         return Sent.ALREADY
-    instance = await _instance(session, message)
+    config = await res.configs.get(session, message.organization_id, version)
+    instance = config.instance(message.instance_id)
     chat_id = message.chat_id or await _address(session, message, instance)
     if instance is None or chat_id is None:
         message.status, message.error = "failed", "no WhatsApp instance or address to send to"
@@ -82,19 +90,6 @@ async def _claim(
     return _Claim(
         message.content, chat_id, instance, done, message.organization_id, message.conversation_id
     )
-
-
-async def _instance(session: AsyncSession, message: Message) -> WhatsAppInstance | None:
-    if message.instance_id is not None:
-        return await session.get(WhatsAppInstance, message.instance_id)
-    return (
-        await session.exec(
-            select(WhatsAppInstance).where(
-                WhatsAppInstance.organization_id == message.organization_id,
-                col(WhatsAppInstance.is_active),
-            )
-        )
-    ).first()
 
 
 async def _address(
@@ -130,24 +125,46 @@ async def _address(
     return bsuid if instance is not None and instance.provider == "cloud" else None
 
 
+#: Record a send's outcome in one statement; what the rare follow-ups need comes back.
+_SETTLE = text(
+    """
+    UPDATE messages
+       SET meta = (CASE WHEN jsonb_typeof(meta) = 'object' THEN meta ELSE '{}'::jsonb END)
+                  || jsonb_build_object('provider_ids', CAST(:ids AS jsonb)),
+           whatsapp_message_id = COALESCE(whatsapp_message_id, :first),
+           status = :status, error = :error, updated_at = :now
+     WHERE id = :id
+    RETURNING meta->>'proactive_id'
+    """
+)
+
+
 async def _settle(
     res: Resources, message_id: int, *, ids: list[str], error: str | None, status: str
 ) -> None:
     async with res.sessions() as session, session.begin():
-        message = await session.get(Message, message_id, with_for_update=True)
-        if message is None:
+        result = await session.execute(
+            _SETTLE,
+            {
+                "ids": json.dumps(ids),
+                "first": ids[0] if ids else None,
+                "status": status,
+                "error": error,
+                "now": res.clock(),
+                "id": message_id,
+            },
+        )
+        row = result.first()
+        if row is None or status != "sent":
             return
-        message.meta = {**(message.meta or {}), "provider_ids": ids}
-        message.whatsapp_message_id = message.whatsapp_message_id or (ids[0] if ids else None)
-        message.status, message.error, message.updated_at = status, error, res.clock()  # type: ignore[assignment]
-        if status == "sent" and (message.meta or {}).get("proactive_id"):
-            proactive = await session.get(
-                AuroraProactiveMessage, message.meta["proactive_id"], with_for_update=True
-            )
+        if row[0] is not None:
+            proactive = await session.get(AuroraProactiveMessage, int(row[0]), with_for_update=True)
             if proactive is not None:
                 await finish(session, proactive, res.clock())
-        if status != "sent":
+        if len(ids) < 2:
             return
+        message = await session.get(Message, message_id)
+        assert message is not None
         for index, provider_id in enumerate(ids[1:], start=2):
             # Later parts get rows of their own so the gateway's echoes and statuses match.
             session.add(
@@ -179,7 +196,7 @@ async def send_outgoing(
         RejectedSend: the provider refused for good; the row is `failed`.
     """
     async with res.sessions() as session, session.begin():
-        claim = await _claim(session, message_id, res.clock(), retry_failed=retry_failed)
+        claim = await _claim(res, session, message_id, res.clock(), retry_failed=retry_failed)
     if isinstance(claim, Sent):
         return claim
     bind(organizationId=claim.organization_id, conversationId=claim.conversation_id)
@@ -207,10 +224,12 @@ async def _deliver(res: Resources, message_id: int, claim: _Claim, *, last_attem
         await _settle(res, message_id, ids=list(claim.done), error=str(missing), status="failed")
         raise RejectedSend(None, str(missing)) from missing
     ids = list(claim.done)
+    parts = split_text(claim.content)
     try:
-        for part in split_text(claim.content)[len(ids) :]:
+        for part in parts[len(ids) :]:
             ids.append(await sender.send_text(claim.chat_id, part))
-            await _settle(res, message_id, ids=ids, error=None, status="sending")
+            if len(ids) < len(parts):  # recorded at once; the last part is recorded as sent
+                await _settle(res, message_id, ids=ids, error=None, status="sending")
     except SendError as failure:
         status = "failed" if last_attempt else "pending"
         await _settle(res, message_id, ids=ids, error=failure.detail, status=status)

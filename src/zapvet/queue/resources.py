@@ -17,6 +17,7 @@ from zapvet.clock import Clock, system_clock
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.media.prepare import MediaSetup
+from zapvet.models.config import ConfigCache
 from zapvet.queue.gate import TurnGate
 from zapvet.queue.locks import ConversationLocks
 from zapvet.tools.deps import ToolDeps
@@ -40,6 +41,11 @@ class Resources:
     #: How voice notes, photos and documents are fetched and transcribed before a turn.
     media: MediaSetup = field(default_factory=MediaSetup)
     media_http: httpx.AsyncClient | None = None  # built from `media` on first use
+    #: The drain sends its reply itself once committed (the send job is the fallback);
+    #: False: it only enqueues the send job.
+    send_inline: bool = True
+    #: Organizations' configurations (shared with the graphs' tools through their deps).
+    configs: ConfigCache = field(default_factory=ConfigCache)
 
     def media_client(self) -> httpx.AsyncClient:
         if self.media_http is None:
@@ -68,7 +74,8 @@ def build_resources(
     """Build a process's resources; call it inside the event loop that will use them."""
     engine = db.build_async_engine(database_url, pool_size=pool_size)
     sessions = db.async_session_maker(engine)
-    deps = ToolDeps(sessions=sessions, clock=clock)
+    configs = ConfigCache()
+    deps = ToolDeps(sessions=sessions, clock=clock, configs=configs)
     model = model_factory()
     return Resources(
         engine=engine,
@@ -79,4 +86,5 @@ def build_resources(
         aurora_graph=build_aurora_graph(model, deps),
         clock=clock,
         media=media or MediaSetup(),
+        configs=configs,
     )

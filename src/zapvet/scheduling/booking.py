@@ -31,6 +31,7 @@ from zapvet.models import (
     Service,
 )
 from zapvet.models.appointment import AppointmentSource
+from zapvet.models.config import OrgConfig
 from zapvet.scheduling.availability import (
     Policy,
     ResourceLoad,
@@ -74,12 +75,23 @@ async def load_policy(session: AsyncSession, organization_id: int) -> OrgPolicy:
     hours = await session.exec(
         select(BusinessHours).where(BusinessHours.organization_id == organization_id)
     )
+    closures = await session.exec(select(Closure).where(Closure.organization_id == organization_id))
+    return _org_policy(org, list(hours), list(closures))
+
+
+def policy_of(config: OrgConfig) -> OrgPolicy:
+    """The booking rules of a cached configuration (no query)."""
+    return _org_policy(config.organization, config.hours, config.closures)
+
+
+def _org_policy(
+    org: Organization, hours: Sequence[BusinessHours], closures: Sequence[Closure]
+) -> OrgPolicy:
     weekly: dict[int, list[tuple[time, time]]] = {}
     for row in hours:
         weekly.setdefault(row.weekday, []).append((row.opens_at, row.closes_at))
-    closures = await session.exec(select(Closure).where(Closure.organization_id == organization_id))
     return OrgPolicy(
-        organization_id=organization_id,
+        organization_id=org.id or 0,
         name=org.name,
         policy=Policy(
             timezone=ZoneInfo(org.timezone),

@@ -1,13 +1,15 @@
-"""What agent tools need from the process: database sessions and a clock (frozen in tests)."""
+"""What agent tools need from the process: database sessions, a clock (frozen in tests) and the
+process's cache of organization configurations."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.clock import Clock, system_clock
+from zapvet.models.config import ConfigCache
 
 
 @dataclass(frozen=True)
@@ -16,3 +18,5 @@ class ToolDeps:
 
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock = system_clock
+    #: Organizations' configurations, checked against their version on every use.
+    configs: ConfigCache = field(default_factory=ConfigCache)

@@ -65,6 +65,7 @@ def build_graph(
                 contact_id=context.contact_id,
                 conversation_id=context.conversation_id,
                 now=now,
+                configs=deps.configs,
             )
         fields = turn_fields(
             state,

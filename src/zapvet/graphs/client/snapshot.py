@@ -8,16 +8,18 @@ from datetime import date, datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.errors import ToolError
 from zapvet.models import (
     UPCOMING_STATUSES,
-    AISettings,
     Appointment,
     Contact,
     Conversation,
+    Organization,
     Pet,
     Service,
 )
-from zapvet.scheduling.booking import OrgPolicy, active_services, load_policy
+from zapvet.models.config import ConfigCache, UnknownOrganization
+from zapvet.scheduling.booking import OrgPolicy, policy_of
 
 
 @dataclass(frozen=True)
@@ -50,25 +52,28 @@ async def load_snapshot(
     contact_id: int,
     conversation_id: int,
     now: datetime,
+    configs: ConfigCache,
 ) -> TurnSnapshot:
-    org = await load_policy(session, organization_id)
-    ai = await session.get(AISettings, organization_id)
-    conversation = (
+    """The turn's snapshot: three reads, with the organization's configuration from
+    `configs` at the version the first read returns."""
+    found = (
         await session.exec(
-            select(Conversation).where(
+            select(Conversation.status, Contact.name, Organization.config_version)
+            .join(Contact, col(Contact.id) == col(Conversation.contact_id))
+            .join(Organization, col(Organization.id) == col(Conversation.organization_id))
+            .where(
                 Conversation.organization_id == organization_id,
                 Conversation.id == conversation_id,
                 Conversation.contact_id == contact_id,
             )
         )
     ).first()
-    contact = (
-        await session.exec(
-            select(Contact).where(
-                Contact.organization_id == organization_id, Contact.id == contact_id
-            )
-        )
-    ).first()
+    status, contact_name, version = found if found is not None else ("missing", None, None)
+    try:
+        config = await configs.get(session, organization_id, version)
+    except UnknownOrganization as missing:
+        raise ToolError("Organização não encontrada.") from missing
+    org = policy_of(config)
     pets = await session.exec(
         select(Pet)
         .where(Pet.organization_id == organization_id, Pet.contact_id == contact_id)
@@ -88,15 +93,16 @@ async def load_snapshot(
         .limit(10)
     )
     today = now.astimezone(org.zone).date()
+    ai = config.ai
     return TurnSnapshot(
         org=org,
         personality=ai.personality if ai else "",
         model=ai.model if ai else None,
         temperature=ai.temperature if ai else 0.3,
-        services=await active_services(session, organization_id),
+        services=list(config.services),
         closures=sorted(day for day in org.policy.closures if day >= today),
-        conversation_status=conversation.status if conversation else "missing",
-        contact_name=contact.name if contact else None,
+        conversation_status=status,
+        contact_name=contact_name,
         pets=list(pets),
         upcoming=[
             UpcomingAppointment(
