@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Literal
 
 from zapvet.money import parse_price
@@ -121,16 +121,24 @@ def extract_facts(text: str, *, today: date) -> list[Fact]:
 
 
 def ungrounded_facts(reply: str, sources: Iterable[str], *, today: date) -> list[Fact]:
-    """The facts of `reply` that appear in none of `sources`, each once, in reply order."""
-    known = {
-        (fact.kind, fact.value) for source in sources for fact in extract_facts(source, today=today)
-    }
+    """The facts of `reply` that appear in none of `sources`, each once, in reply order.
+
+    A reply without facts needs no source read; a source seen before on the same day (the
+    organization's system prompt, every turn) is not read again.
+    """
+    claimed = extract_facts(reply, today=today)
+    if not claimed:
+        return []
+    known: set[_Key] = set().union(*(_source_facts(source, today) for source in sources))
     month_days = {
         value[-2:] for kind, value in known if kind == "date" and isinstance(value, tuple)
     }
-    return [
-        fact for fact in extract_facts(reply, today=today) if not _grounded(fact, known, month_days)
-    ]
+    return [fact for fact in claimed if not _grounded(fact, known, month_days)]
+
+
+@lru_cache(maxsize=512)
+def _source_facts(source: str, today: date) -> frozenset[_Key]:
+    return frozenset((fact.kind, fact.value) for fact in extract_facts(source, today=today))
 
 
 def _grounded(fact: Fact, known: set[_Key], month_days: set[tuple[int, ...]]) -> bool:

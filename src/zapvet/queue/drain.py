@@ -87,10 +87,10 @@ class _Pending:
     #: The batch holds files (voice notes, photos, documents, videos) to make usable first.
     has_media: bool = False
     #: The conversation's recent messages read with the batch (its history, for a text batch).
-    recent: tuple[Message, ...] = ()
+    recent: tuple[Any, ...] = ()
 
 
-def _pending(rows: list[Message], now: datetime) -> _Pending | None:
+def _pending(rows: list[Any], now: datetime) -> _Pending | None:
     """The batch among `pending_and_recent`'s rows (the incoming ones still pending)."""
     batch = sorted(
         (r for r in rows if r.direction == "incoming" and r.status == "pending"),
@@ -202,9 +202,8 @@ async def _drain_once(
         if found is None:
             return Outcome.NOTHING
         conversation, version, identities = found
-        rows = list(
-            await session.exec(pending_and_recent(conversation.organization_id, conversation_id))
-        )
+        statement = pending_and_recent(conversation.organization_id, conversation_id)
+        rows: list[Any] = list((await session.execute(statement)).all())
         pending = _pending(rows, now)
         if pending is None:
             return Outcome.NOTHING
