@@ -160,8 +160,9 @@ def component(workload: dict[str, Any]) -> str:
 
 
 def the_container(name: str) -> dict[str, Any]:
-    (container,) = pod_spec(find("Deployment", f"zapvet-{name}"))["containers"]
-    return container
+    containers: list[dict[str, Any]] = pod_spec(find("Deployment", f"zapvet-{name}"))["containers"]
+    assert len(containers) == 1
+    return containers[0]
 
 
 # -- schemas -------------------------------------------------------------------------------
