@@ -36,7 +36,7 @@ def build_async_engine(database_url: str, *, pool_size: int = 10, **kwargs: Any)
         normalise_database_url(database_url),
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         **kwargs,
     )
 
