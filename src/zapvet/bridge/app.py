@@ -7,17 +7,20 @@ pending rows. Bad input gets a 4xx with a JSON body, never a 500.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -28,13 +31,15 @@ from zapvet.bridge.cloud import parse_cloud, signed
 from zapvet.bridge.events import Event, Inbound, PayloadError
 from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import IngestReport, ingest
+from zapvet.bridge.instances import Admitted, Instances, Refused
 from zapvet.bridge.seams import DrainQueue, MetricsReader, StatsReader
 from zapvet.clock import Clock, system_clock
 from zapvet.errors import PermanentError
 from zapvet.logging import get_logger
 from zapvet.media import stash
 from zapvet.models import WhatsAppInstance
-from zapvet.otel.metrics import acount
+from zapvet.otel.metrics import field as metric_field
+from zapvet.otel.metrics import key as metric_key
 from zapvet.otel.tracing import tracer
 
 #: Larger bodies are refused with 413. A text webhook is ~2 KB and media normally come as
@@ -56,6 +61,8 @@ class BridgeState:
     stats: StatsReader
     metrics: MetricsReader
     clock: Clock = system_clock
+    #: Instance keys and organization configurations, kept for the process's lifetime.
+    instances: Instances = field(default_factory=Instances)
     close: Callable[[], Awaitable[None]] | None = None
 
 
@@ -113,16 +120,9 @@ async def _answered(webhook: Awaitable[Response]) -> Response:
         return _error(503, "unavailable", "storage is unavailable; retry later")
 
 
-async def _instance(session: AsyncSession, provider: str, key: str) -> WhatsAppInstance | None:
-    return (
-        await session.exec(
-            select(WhatsAppInstance).where(
-                WhatsAppInstance.provider == provider,
-                WhatsAppInstance.instance == key,
-                col(WhatsAppInstance.is_active),
-            )
-        )
-    ).first()
+def _invalidated(error: BaseException) -> bool:
+    """A pooled connection the server had dropped (restart, failover, idle kill)."""
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
 
 def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
@@ -145,58 +145,87 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
 
     async def accept(
         state: BridgeState,
-        batches: list[tuple[WhatsAppInstance, list[Event]]],
-        session: AsyncSession,
-    ) -> JSONResponse:
-        """Store every batch in one transaction (all or nothing), then ask for the drains."""
-        reports: list[IngestReport] = []
-        with ExitStack() as spans:
-            for instance, events in batches:
-                span = spans.enter_context(
-                    tracer().start_as_current_span(
-                        f"ingest {instance.provider}",
-                        attributes=_ingest_attributes(instance, events),
-                    )
-                )
-                report = await ingest(session, instance, events, state.clock())
-                span.set_attributes({f"zapvet.ingest.{k}": v for k, v in report.as_json().items()})
-                reports.append(report)
-            await session.commit()
-            for report in reports:
-                await _stash_media(state, report)
-                for conversation_id, delay_ms in report.drains.items():
-                    try:
-                        state.enqueue.drain(conversation_id, delay_ms=delay_ms)
-                    except Exception as exc:  # stored already; the sweeper will enqueue it
-                        log.warning("could not enqueue a drain", error_type=type(exc).__name__)
+        batches: list[tuple[str, list[Event]]],
+        provider: str,
+        accepts: Callable[[WhatsAppInstance], bool],
+    ) -> Response:
+        """Store every batch in one transaction (all or nothing), then ask for the drains.
+
+        The transaction runs again, once, when its connection turns out to have been
+        dropped (there is no pre-ping): nothing was committed, and the unique provider ids
+        make a second run harmless anyway.
+        """
+        for attempt in (1, 2):
+            try:
+                reports = await store(state, batches, provider, accepts)
+            except Refused as refused:
+                return _refusal(provider, refused)
+            except sa_exc.DBAPIError as error:
+                if attempt == 2 or not _invalidated(error):
+                    raise
+                log.warning("database connection was dropped; running the webhook again")
+                continue
+            break
         for report in reports:
-            for outcome, amount in report.as_json().items():
-                if amount:
-                    await acount(
-                        state.redis,
-                        state.namespace,
-                        "zapvet_inbound_messages_total",
-                        {"outcome": outcome},
-                        amount,
-                    )
+            await _stash_media(state, report)
+            for conversation_id, delay_ms in report.drains.items():
+                try:
+                    state.enqueue.drain(conversation_id, delay_ms=delay_ms)
+                except Exception as exc:  # stored already; the sweeper will enqueue it
+                    log.warning("could not enqueue a drain", error_type=type(exc).__name__)
+        await _count(state, reports)
         if len(reports) != 1:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "ok", **reports[0].as_json()})
 
+    async def store(
+        state: BridgeState,
+        batches: list[tuple[str, list[Event]]],
+        provider: str,
+        accepts: Callable[[WhatsAppInstance], bool],
+    ) -> list[IngestReport]:
+        reports: list[IngestReport] = []
+        async with state.sessions() as session:
+            admitted = [
+                (await state.instances.admit(session, provider, key, accepts), events)
+                for key, events in batches
+            ]
+
+            async def confirm(current: Admitted, version: int) -> Admitted:
+                return await state.instances.confirm(session, current, version, accepts)
+
+            with ExitStack() as spans:
+                for instance, events in admitted:
+                    span = spans.enter_context(
+                        tracer().start_as_current_span(
+                            f"ingest {provider}",
+                            attributes=_ingest_attributes(instance.instance, events),
+                        )
+                    )
+                    report = await ingest(session, instance, events, state.clock(), confirm)
+                    span.set_attributes(
+                        {f"zapvet.ingest.{k}": v for k, v in report.as_json().items()}
+                    )
+                    reports.append(report)
+                await session.commit()
+        return reports
+
     async def evolution(request: Request, instance_name: str, event: str | None) -> Response:
         state = state_of(request)
         raw = await _body(request)
-        async with state.sessions() as session:
-            instance = await _instance(session, "evolution", instance_name)
-            if instance is None:
-                return _error(404, "unknown_instance", f"no Evolution instance {instance_name!r}")
-            token = request.headers.get("x-webhook-token", "")
-            if not instance.webhook_token or not hmac.compare_digest(
-                token.encode(), instance.webhook_token.encode()
-            ):
-                return _error(401, "unauthorized", "missing or wrong X-Webhook-Token")
-            events = parse_evolution(_json(raw), event=event)
-            return await accept(state, [(instance, events)], session)
+        token = request.headers.get("x-webhook-token", "").encode()
+
+        def accepts(instance: WhatsAppInstance) -> bool:
+            expected = instance.webhook_token
+            return bool(expected) and hmac.compare_digest(token, (expected or "").encode())
+
+        try:
+            async with state.sessions() as session:  # refused before the body is even parsed
+                await state.instances.admit(session, "evolution", instance_name, accepts)
+        except Refused as refused:
+            return _refusal("evolution", refused)
+        events = parse_evolution(_json(raw), event=event)
+        return await accept(state, [(instance_name, events)], "evolution", accepts)
 
     @app.post("/webhooks/evolution/{instance}")
     async def evolution_webhook(request: Request, instance: str) -> Response:
@@ -230,20 +259,14 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
         grouped: dict[str, list[Event]] = {}
         for phone_number_id, event in parse_cloud(_json(raw)):
             grouped.setdefault(phone_number_id, []).append(event)
+        if not grouped:
+            return JSONResponse({"status": "ok", "stored": 0, "duplicates": 0})
         signature = request.headers.get("x-hub-signature-256", "")
-        async with state.sessions() as session:
-            instances = {}
-            for phone_number_id in grouped:
-                instance = await _instance(session, "cloud", phone_number_id)
-                if instance is None:
-                    return _error(404, "unknown_instance", f"no phone_number_id {phone_number_id}")
-                if not signed(raw, signature, instance.app_secret):
-                    return _error(401, "unauthorized", "missing or wrong X-Hub-Signature-256")
-                instances[phone_number_id] = instance
-            if not grouped:
-                return JSONResponse({"status": "ok", "stored": 0, "duplicates": 0})
-            batches = [(instances[key], events) for key, events in grouped.items()]
-            return await accept(state, batches, session)
+
+        def accepts(instance: WhatsAppInstance) -> bool:
+            return signed(raw, signature, instance.app_secret)
+
+        return await accept(state, list(grouped.items()), "cloud", accepts)
 
     @app.post("/webhooks/cloud")
     async def cloud_webhook(request: Request) -> Response:
@@ -292,6 +315,33 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
 
 _UNTRACED = "/healthz,/readyz,/metrics,/stats"
 _UNSTORABLE = "a value is too long for its field or holds characters that cannot be stored"
+
+
+def _refusal(provider: str, refused: Refused) -> JSONResponse:
+    if refused.unknown:
+        what = "Evolution instance" if provider == "evolution" else "phone_number_id"
+        key = repr(refused.key) if provider == "evolution" else refused.key
+        return _error(404, "unknown_instance", f"no {what} {key}")
+    header = "X-Webhook-Token" if provider == "evolution" else "X-Hub-Signature-256"
+    return _error(401, "unauthorized", f"missing or wrong {header}")
+
+
+async def _count(state: BridgeState, reports: list[IngestReport]) -> None:
+    """Add the webhook's outcomes to the shared counters in one round trip (metrics never
+    fail the work they describe)."""
+    amounts: dict[str, int] = {}
+    for report in reports:
+        for outcome, amount in report.as_json().items():
+            if amount:
+                amounts[outcome] = amounts.get(outcome, 0) + amount
+    if not amounts:
+        return
+    with suppress_instrumentation(), contextlib.suppress(redis.RedisError):
+        pipe = state.redis.pipeline(transaction=False)
+        for outcome, amount in amounts.items():
+            name = metric_field("c", "zapvet_inbound_messages_total", {"outcome": outcome})
+            pipe.hincrby(metric_key(state.namespace), name, amount)
+        await pipe.execute()
 
 
 async def _stash_media(state: BridgeState, report: IngestReport) -> None:

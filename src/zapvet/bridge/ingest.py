@@ -9,22 +9,28 @@ the queue to drain the conversations in `IngestReport.drains`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from zapvet.bridge.directory import contact_for, open_conversation, owner_for
-from zapvet.bridge.events import Delete, Edit, Event, Ignored, Inbound, Reaction, Status
+from zapvet.bridge import statements
+from zapvet.bridge.directory import identities
+from zapvet.bridge.events import Delete, Edit, Event, Ignored, Inbound, Reaction, Sender, Status
+from zapvet.bridge.identity import phone_key
+from zapvet.bridge.instances import Admitted
 from zapvet.logging import get_logger
-from zapvet.models import AISettings, Conversation, Message, WhatsAppInstance
+from zapvet.models import Message, WhatsAppInstance
+from zapvet.models.config import ConfigCache
 
 log = get_logger("zapvet.bridge.ingest")
 _STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+#: `Instances.confirm` bound to the session and the webhook's credentials.
+Confirm = Callable[[Admitted, int], Awaitable[Admitted]]
 
 
 @dataclass
@@ -50,89 +56,141 @@ class IngestReport:
         }
 
 
-async def _insert(session: AsyncSession, values: dict[str, Any]) -> int | None:
-    """Insert a message unless its provider id is known; the new id, or None if a duplicate."""
-    statement = (
-        insert(Message)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=["organization_id", "whatsapp_message_id"],
-            index_where=text("whatsapp_message_id IS NOT NULL"),
-        )
-        .returning(col(Message.id))
-    )
-    row = (await session.exec(statement)).first()
-    return None if row is None else int(row[0])
-
-
 def _row(
-    instance: WhatsAppInstance, conversation: Conversation, now: datetime, **values: Any
+    instance: WhatsAppInstance, conversation_id: int, now: datetime, **values: Any
 ) -> dict[str, Any]:
     # Stamped with the caller's clock, which the drain's debounce and the sweeper also use.
     return {
         "created_at": now,
         "updated_at": now,
         "organization_id": instance.organization_id,
-        "conversation_id": conversation.id,
+        "conversation_id": conversation_id,
         "instance_id": instance.id,
         "attempts": 0,
         "from_me": False,
         "sent_by_ai": False,
+        "processed_at": None,
         **values,
     }
 
 
+async def _trusted(admitted: Admitted, version: int) -> Admitted:  # noqa: ARG001
+    return admitted
+
+
+class _Transaction:
+    """One batch's place in the webhook's transaction: the configuration, confirmed by the
+    version its first statement read."""
+
+    def __init__(self, session: AsyncSession, admitted: Admitted, confirm: Confirm) -> None:
+        self.session = session
+        self.admitted = admitted
+        self._confirm = confirm
+        self._confirmed = False
+
+    @property
+    def instance(self) -> WhatsAppInstance:
+        return self.admitted.instance
+
+    @property
+    def org_id(self) -> int:
+        return self.admitted.instance.organization_id
+
+    async def confirm(self, version: int | None = None) -> None:
+        """Check the configuration at `version` (read now when not given), once.
+
+        Raises:
+            Refused: the instance no longer accepts this webhook (roll back).
+        """
+        if self._confirmed:
+            return
+        if version is None:
+            version = await statements.version(await self.session.connection(), self.org_id)
+        self.admitted = await self._confirm(self.admitted, version)
+        self._confirmed = True
+
+    async def contact_id(self, sender: Sender, now: datetime) -> int:
+        """The contact behind `sender` (`directory.contact_for`, in one statement when the
+        sender and all of their identities are known)."""
+        keys = identities(sender)
+        if not keys:
+            raise ValueError("a sender without phone, LID or BSUID")
+        conn = await self.session.connection()
+        version, contact_id = await statements.contact_id_for(
+            conn, self.org_id, keys, name=sender.name, phone=sender.phone, now=now
+        )
+        await self.confirm(version)
+        return contact_id
+
+    async def learn_owner(self, sender: Sender) -> None:
+        """Record an owner number's LID or BSUID the first time it writes with one."""
+        owner = self.admitted.config.owner_for(
+            phone_keys={phone_key(sender.phone)} if sender.phone else set(),
+            lids={sender.lid} if sender.lid else set(),
+            bsuids={sender.bsuid} if sender.bsuid else set(),
+        )
+        if owner is None or owner.id is None:
+            return
+        if (sender.lid and not owner.lid) or (sender.bsuid and not owner.bsuid):
+            conn = await self.session.connection()
+            await statements.learn_owner(conn, owner.id, sender.lid, sender.bsuid)
+
+
 async def ingest(
-    session: AsyncSession, instance: WhatsAppInstance, events: list[Event], now: datetime
+    session: AsyncSession,
+    target: Admitted | WhatsAppInstance,
+    events: list[Event],
+    now: datetime,
+    confirm: Confirm | None = None,
 ) -> IngestReport:
+    """Store `events` for an instance the bridge admitted from its cache (`confirm` checks
+    the configuration version the transaction read before anything is used from it), or
+    for an instance row the caller read in this transaction.
+
+    Raises:
+        Refused: the configuration changed and the instance refuses the webhook now.
+    """
+    if isinstance(target, WhatsAppInstance):
+        config = await ConfigCache().get(session, target.organization_id)
+        admitted, confirm = Admitted(config, target), _trusted
+    else:
+        admitted = target
+    assert confirm is not None, "an admitted instance is confirmed by its transaction"
     report = IngestReport()
-    settings = await session.get(AISettings, instance.organization_id)
-    debounce_ms = (settings.debounce_seconds if settings else 3) * 1000
-    takeover = timedelta(minutes=settings.human_takeover_minutes if settings else 480)
+    tx = _Transaction(session, admitted, confirm)
     for event in events:
         if isinstance(event, Inbound):
-            await _inbound(session, instance, event, now, report, debounce_ms, takeover)
+            await _inbound(tx, event, now, report)
         elif isinstance(event, Reaction):
-            await _reaction(session, instance, event, now, report)
+            await _reaction(tx, event, now, report)
         elif isinstance(event, Edit | Delete):
-            await _change(session, instance, event, now, report)
+            await tx.confirm()
+            await _change(session, tx.instance, event, now, report)
         elif isinstance(event, Status):
-            await _status(session, instance, event, report)
+            await tx.confirm()
+            await _status(session, tx.instance, event, report)
         elif isinstance(event, Ignored):
             report.ignored += 1
+    await tx.confirm()  # even a webhook that stores nothing is refused by a stale token
     return report
 
 
-async def _inbound(
-    session: AsyncSession,
-    instance: WhatsAppInstance,
-    event: Inbound,
-    now: datetime,
-    report: IngestReport,
-    debounce_ms: int,
-    takeover: timedelta,
-) -> None:
-    org_id = instance.organization_id
+async def _inbound(tx: _Transaction, event: Inbound, now: datetime, report: IngestReport) -> None:
+    org_id = tx.org_id
     if event.from_me:
-        ours = (
-            await session.exec(
-                select(Message.id).where(
-                    Message.organization_id == org_id,
-                    Message.whatsapp_message_id == event.provider_id,
-                )
-            )
-        ).first()
-        if ours is not None:
+        await tx.confirm()
+        if await statements.known_message(await tx.session.connection(), org_id, event.provider_id):
             report.duplicates += 1
             return
-    contact = await contact_for(session, org_id, event.sender, now)
+    contact_id = await tx.contact_id(event.sender, now)
     if not event.from_me:
-        await owner_for(session, org_id, event.sender)  # learns an owner's LID or BSUID
-    conversation = await open_conversation(session, org_id, contact.id or 0, now)
+        await tx.learn_owner(event.sender)
+    conn = await tx.session.connection()
+    conversation_id = await statements.open_conversation_id(conn, org_id, contact_id, now)
     meta = {k: v for k, v in (("media", event.media), ("reply_to", event.reply_to)) if v}
     values = _row(
-        instance,
-        conversation,
+        tx.instance,
+        conversation_id,
         now,
         whatsapp_message_id=event.provider_id,
         chat_id=event.chat_id,
@@ -150,7 +208,7 @@ async def _inbound(
         values.update(direction="incoming", status="processed", processed_at=now)
     else:
         values.update(direction="incoming", status="pending")
-    if await _insert(session, values) is None:
+    if await statements.insert_message(conn, values) is None:
         report.duplicates += 1
         return
     report.stored += 1
@@ -159,33 +217,30 @@ async def _inbound(
     log.info(
         "message stored",
         organizationId=org_id,
-        conversationId=conversation.id,
-        contactId=contact.id,
+        conversationId=conversation_id,
+        contactId=contact_id,
         kind=event.kind,
         staff=event.from_me,
         **{"from": event.sender.phone or event.sender.lid or event.sender.bsuid},
         messageContent=event.text,  # these two are dropped from logs unless captured
     )
+    ai = tx.admitted.config.ai
     if event.from_me:
         # A person answered from the business phone: the bot steps back in this chat.
-        conversation.bot_paused_until = now + takeover
+        takeover = timedelta(minutes=ai.human_takeover_minutes if ai else 480)
+        await statements.pause(conn, conversation_id, now + takeover)
         report.takeovers += 1
     elif values["status"] == "pending":
-        report.drains[conversation.id or 0] = debounce_ms
+        report.drains[conversation_id] = tx.admitted.config.debounce_seconds * 1000
 
 
-async def _reaction(
-    session: AsyncSession,
-    instance: WhatsAppInstance,
-    event: Reaction,
-    now: datetime,
-    report: IngestReport,
-) -> None:
-    contact = await contact_for(session, instance.organization_id, event.sender, now)
-    conversation = await open_conversation(session, instance.organization_id, contact.id or 0, now)
+async def _reaction(tx: _Transaction, event: Reaction, now: datetime, report: IngestReport) -> None:
+    contact_id = await tx.contact_id(event.sender, now)
+    conn = await tx.session.connection()
+    conversation_id = await statements.open_conversation_id(conn, tx.org_id, contact_id, now)
     values = _row(
-        instance,
-        conversation,
+        tx.instance,
+        conversation_id,
         now,
         whatsapp_message_id=event.provider_id,
         chat_id=event.chat_id,
@@ -197,7 +252,7 @@ async def _reaction(
         message_at=event.sent_at,
         meta={"target": event.target_id},
     )
-    if await _insert(session, values) is None:
+    if await statements.insert_message(conn, values) is None:
         report.duplicates += 1
     else:
         report.stored += 1
