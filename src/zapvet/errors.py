@@ -25,9 +25,10 @@
         └── ToolError            an agent tool refused; `message` is pt-BR text for the model
             └── SlotTakenError   the requested time is not (or no longer) free; has alternatives
 
-Two private signals, each caught where it is raised, subclass it too:
-`bridge.app._Refused` (PermanentError: a body refused before parsing, with its response)
-and `queue.drain._Raced` (ZapvetError: another drain answered first; roll back).
+Three signals, each caught in the module that raises it or its caller, subclass it too:
+`bridge.app._Refused` (PermanentError: a body refused before parsing, with its response),
+`bridge.instances.Refused` (PermanentError: an unknown or inactive instance, or wrong
+credentials) and `queue.drain._Raced` (ZapvetError: another drain answered first; roll back).
 The leaves are re-exported where they are raised (`bridge.senders`, `bridge.events`,
 `llm.scripted`, `chat`, `evals.scenario`, `graphs.studio`, `otel.phoenix`, `media`,
 `models.config`).

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.errors import PermanentError
 from zapvet.models.config import ConfigCache, OrgConfig, UnknownOrganization
 from zapvet.models.whatsapp import WhatsAppInstance
 
@@ -30,7 +31,7 @@ _ORGANIZATION_OF = text(
 )
 
 
-class Refused(Exception):
+class Refused(PermanentError):
     """The instance is unknown or inactive (`unknown`), or refuses the credentials."""
 
     def __init__(self, key: str, *, unknown: bool) -> None:
