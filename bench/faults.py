@@ -137,9 +137,10 @@ class Rig:
     ) -> None:
         """Post `messages` from 8 threads, spread over `spread_s` seconds."""
         gap = spread_s / max(1, len(messages))
+        start = time.monotonic()
 
-        def one(index: int) -> None:
-            time.sleep(index * gap)
+        def one(index: int) -> None:  # message `index` goes out `index × gap` after start
+            time.sleep(max(0.0, start + index * gap - time.monotonic()))
             self.say(*messages[index], copies=copies)
 
         with ThreadPoolExecutor(8) as pool:
