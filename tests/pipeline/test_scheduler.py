@@ -21,7 +21,12 @@ from zapvet import db
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import AISettings, Message, Organization, Resource, Service
 from zapvet.queue import scheduler
-from zapvet.queue.locks import CONVERSATION_LOCKS, ConversationLocks
+from zapvet.queue.locks import (
+    CONVERSATION_LOCKS,
+    KEEPALIVE_IDLE_S,
+    ConversationLocks,
+    lock_conninfo,
+)
 from zapvet.queue.outbox import SENDING_LEASE, send_outgoing, stage_proactive
 from zapvet.queue.resources import Resources, build_resources
 from zapvet.queue.scheduler import (
@@ -407,7 +412,7 @@ async def test_tick_leaves_a_media_retry_its_wait(
     # A drain that deferred itself to fetch a voice note again comes back on its own.
     org_id, second = petfeliz.id or 0, timedelta(seconds=1)
     conversation = start_conversation(session, petfeliz, MARINA).conversation_id
-    retrying = {"media": {"state": "retrying", "attempts": 3}}
+    retrying: dict[str, object] = {"media": {"state": "retrying", "attempts": 3}}
     incoming_row(session, conversation, org_id, SWEEP_MARGIN + RETRY_WAIT - second, retrying)
     recorder = Recorder()
     await tick(sessions, recorder, MORNING)
@@ -452,3 +457,16 @@ async def test_sweeper_re_enqueues_work_once_per_period_and_retries_failed_enque
     for _ in range(2):
         await tick(sessions, queue, MORNING, recently=every_tick)
     assert queue.drains == [stuck] * 3 and queue.sends == [unsent] * 3
+
+
+def test_lock_connections_ask_the_server_to_drop_a_vanished_peer(database_url: str) -> None:
+    # A worker or scheduler host that vanishes sends no FIN: without keepalives its backend,
+    # and the conversation or leader locks it holds, would outlive it by hours.
+    with_options = f"{database_url}{'&' if '?' in database_url else '?'}options=-cwork_mem%3D8MB"
+    settings = psycopg.conninfo.conninfo_to_dict(lock_conninfo(with_options))
+    assert settings["keepalives"] == "1" and settings["keepalives_idle"] == str(KEEPALIVE_IDLE_S)
+    options = str(settings["options"])
+    assert "-cwork_mem=8MB" in options  # the operator's own options are kept
+    assert f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S}" in options
+    with psycopg.connect(lock_conninfo(with_options)) as conn:  # the server accepts them
+        assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)

@@ -29,14 +29,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.clock import Clock
-from zapvet.db import libpq_url
 from zapvet.logging import get_logger
 from zapvet.media.prepare import RETRY_DELAYS_S as MEDIA_RETRY_DELAYS_S
 from zapvet.proactive.delivery import due_ids
 from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.queue import dlq
 from zapvet.queue.drain import Enqueue
-from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK
+from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK, lock_conninfo
 from zapvet.queue.outbox import SENDING_LEASE
 
 #: How late a drain may legitimately take its conversation after the debounce window ends:
@@ -198,7 +197,7 @@ class Leadership:
     """The scheduler's leader lock, held on a connection of its own for as long as it lives."""
 
     def __init__(self, database_url: str) -> None:
-        self._conninfo = libpq_url(database_url)
+        self._conninfo = lock_conninfo(database_url)
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def acquire(self) -> bool:
