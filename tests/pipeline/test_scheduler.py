@@ -19,12 +19,24 @@ from tests.pipeline.conftest import rows, scalar
 from tests.pipeline.support import Recorder, await_until
 from zapvet import db
 from zapvet.llm.scripted import ScriptedChatModel
-from zapvet.models import Message, Organization, Resource, Service
+from zapvet.models import AISettings, Message, Organization, Resource, Service
 from zapvet.queue import scheduler
-from zapvet.queue.locks import CONVERSATION_LOCKS, ConversationLocks
+from zapvet.queue.locks import (
+    CONVERSATION_LOCKS,
+    KEEPALIVE_IDLE_S,
+    ConversationLocks,
+    lock_conninfo,
+)
 from zapvet.queue.outbox import SENDING_LEASE, send_outgoing, stage_proactive
 from zapvet.queue.resources import Resources, build_resources
-from zapvet.queue.scheduler import SWEEP_AFTER, Leadership, tick
+from zapvet.queue.scheduler import (
+    RETRY_WAIT,
+    SWEEP_AFTER,
+    SWEEP_MARGIN,
+    Leadership,
+    Recently,
+    tick,
+)
 from zapvet.testing.gateways import FakeEvolutionAPI
 from zapvet.testing.stack import API_KEY, INSTANCE
 
@@ -227,7 +239,12 @@ async def take_over(leadership: Leadership, *, attempts: int = 500) -> None:
 
 
 def outbox_row(
-    session: Session, conversation_id: int, org_id: int, status: str, age: timedelta
+    session: Session,
+    conversation_id: int,
+    org_id: int,
+    status: str,
+    age: timedelta,
+    attempts: int = 0,
 ) -> int:
     stamp = MORNING - age
     message = Message(
@@ -238,6 +255,7 @@ def outbox_row(
         from_me=True,
         sent_by_ai=True,
         status=status,  # type: ignore[arg-type]
+        attempts=attempts,
         message_at=stamp,
         created_at=stamp,
         updated_at=stamp,
@@ -248,7 +266,13 @@ def outbox_row(
     return message.id
 
 
-def incoming_row(session: Session, conversation_id: int, org_id: int, age: timedelta) -> None:
+def incoming_row(
+    session: Session,
+    conversation_id: int,
+    org_id: int,
+    age: timedelta,
+    meta: dict[str, object] | None = None,
+) -> None:
     stamp = MORNING - age
     session.add(
         Message(
@@ -258,11 +282,18 @@ def incoming_row(session: Session, conversation_id: int, org_id: int, age: timed
             content="Oi",
             status="pending",
             message_at=stamp,
+            meta=meta,
             created_at=stamp,
             updated_at=stamp,
         )
     )
     session.commit()
+
+
+def debounce_of(session: Session, org: Organization) -> timedelta:
+    settings = session.get(AISettings, org.id)
+    assert settings is not None
+    return timedelta(seconds=settings.debounce_seconds)
 
 
 async def test_tick_re_enqueues_outbox_rows_left_pending_or_sending(
@@ -275,15 +306,22 @@ async def test_tick_re_enqueues_outbox_rows_left_pending_or_sending(
     def row(status: str, age: timedelta) -> int:
         return outbox_row(session, conversation_id, org_id, status, age)
 
-    left_pending = row("pending", SWEEP_AFTER + second)
-    row("pending", SWEEP_AFTER - second)  # just written: its send job is still on its way
+    left_pending = row("pending", SWEEP_MARGIN + second)  # never tried: its job is late
+    row("pending", SWEEP_MARGIN - second)  # just written: its send job is still on its way
+
+    def retried(age: timedelta) -> int:  # failed once, back to pending for a retry
+        return outbox_row(session, conversation_id, org_id, "pending", age, attempts=1)
+
+    retry_overdue = retried(SWEEP_MARGIN + RETRY_WAIT + second)
+    retried(SWEEP_MARGIN + RETRY_WAIT - second)  # its retry may still be on its way
     stuck_sending = row("sending", SENDING_LEASE + second)
     row("sending", SENDING_LEASE - second)  # a live worker may still be sending it
     row("sent", SENDING_LEASE * 10)
     row("failed", SENDING_LEASE * 10)
     recorder = Recorder()
     report = await tick(sessions, recorder, MORNING)
-    assert sorted(recorder.sends) == sorted([left_pending, stuck_sending]) and report.sends == 2
+    assert sorted(recorder.sends) == sorted([left_pending, retry_overdue, stuck_sending])
+    assert report.sends == 3
     assert recorder.drains == [] and recorder.proactive_ids == []
 
 
@@ -296,8 +334,9 @@ async def test_tick_leaves_a_conversation_alone_while_a_drain_holds_it(
     org_id = petfeliz.id or 0
     held = start_conversation(session, petfeliz, MARINA).conversation_id
     fresh = start_conversation(session, petfeliz, "5511966665555").conversation_id
-    incoming_row(session, held, org_id, SWEEP_AFTER + timedelta(seconds=1))
-    incoming_row(session, fresh, org_id, SWEEP_AFTER - timedelta(seconds=1))  # debouncing
+    window = debounce_of(session, petfeliz) + SWEEP_MARGIN
+    incoming_row(session, held, org_id, window + timedelta(seconds=1))
+    incoming_row(session, fresh, org_id, window - timedelta(seconds=1))  # its drain is due
     locks = ConversationLocks(database_url)
     try:
         async with locks.hold(held) as holding:
@@ -330,3 +369,104 @@ async def test_tick_ignores_drain_locks_of_another_database_on_the_server(
             assert recorder.drains == [stuck]
     finally:
         await elsewhere.close()
+
+
+async def test_tick_waits_for_each_organizations_debounce_window(
+    session: Session, petfeliz: Organization, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = session.get(AISettings, petfeliz.id)
+    assert settings is not None
+    settings.debounce_seconds = 30  # a slow typist's shop
+    session.add(settings)
+    session.commit()
+    org_id, second = petfeliz.id or 0, timedelta(seconds=1)
+    window = timedelta(seconds=30) + SWEEP_MARGIN
+    late = start_conversation(session, petfeliz, MARINA).conversation_id
+    waiting = start_conversation(session, petfeliz, "5511966665555").conversation_id
+    incoming_row(session, late, org_id, window + second)
+    incoming_row(session, waiting, org_id, window - second)  # its drain is not due yet
+    recorder = Recorder()
+    await tick(sessions, recorder, MORNING)
+    assert recorder.drains == [late]
+
+
+async def test_tick_measures_the_window_from_a_bursts_newest_message(
+    session: Session, petfeliz: Organization, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # The drain waits for the burst to end: its first message being old says nothing.
+    org_id, second = petfeliz.id or 0, timedelta(seconds=1)
+    window = debounce_of(session, petfeliz) + SWEEP_MARGIN
+    burst = start_conversation(session, petfeliz, MARINA).conversation_id
+    incoming_row(session, burst, org_id, window * 5)
+    incoming_row(session, burst, org_id, window - second)
+    recorder = Recorder()
+    await tick(sessions, recorder, MORNING)
+    assert recorder.drains == []
+    assert (await tick(sessions, recorder, MORNING + 2 * second)).drains == 1
+    assert recorder.drains == [burst]
+
+
+async def test_tick_leaves_a_media_retry_its_wait(
+    session: Session, petfeliz: Organization, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # A drain that deferred itself to fetch a voice note again comes back on its own.
+    org_id, second = petfeliz.id or 0, timedelta(seconds=1)
+    conversation = start_conversation(session, petfeliz, MARINA).conversation_id
+    retrying: dict[str, object] = {"media": {"state": "retrying", "attempts": 3}}
+    incoming_row(session, conversation, org_id, SWEEP_MARGIN + RETRY_WAIT - second, retrying)
+    recorder = Recorder()
+    await tick(sessions, recorder, MORNING)
+    assert recorder.drains == []
+    await tick(sessions, recorder, MORNING + 2 * second)
+    assert recorder.drains == [conversation]
+
+
+class FlakyQueue(Recorder):
+    """A queue that refuses its first `failures` enqueues (Redis is away)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Redis is away")
+        super().drain(conversation_id, delay_ms=delay_ms)
+
+
+async def test_sweeper_re_enqueues_work_once_per_period_and_retries_failed_enqueues(
+    session: Session, petfeliz: Organization, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    org_id = petfeliz.id or 0
+    stuck = start_conversation(session, petfeliz, MARINA).conversation_id
+    incoming_row(session, stuck, org_id, SWEEP_AFTER)
+    unsent = outbox_row(session, stuck, org_id, "pending", SWEEP_AFTER)
+
+    queue = FlakyQueue(failures=1)
+    hour = Recently(every_s=3600)
+    with pytest.raises(ConnectionError):
+        await tick(sessions, queue, MORNING, recently=hour)
+    first = await tick(sessions, queue, MORNING, recently=hour)  # the refused drain again
+    assert (first.drains, first.sends) == (1, 1)
+    again = await tick(sessions, queue, MORNING, recently=hour)  # still queued: left alone
+    assert (again.drains, again.sends) == (0, 0)
+    assert queue.drains == [stuck] and queue.sends == [unsent]
+
+    every_tick = Recently(every_s=0)
+    for _ in range(2):
+        await tick(sessions, queue, MORNING, recently=every_tick)
+    assert queue.drains == [stuck] * 3 and queue.sends == [unsent] * 3
+
+
+def test_lock_connections_ask_the_server_to_drop_a_vanished_peer(database_url: str) -> None:
+    # A worker or scheduler host that vanishes sends no FIN: without keepalives its backend,
+    # and the conversation or leader locks it holds, would outlive it by hours.
+    with_options = f"{database_url}{'&' if '?' in database_url else '?'}options=-cwork_mem%3D8MB"
+    settings = psycopg.conninfo.conninfo_to_dict(lock_conninfo(with_options))
+    assert settings["keepalives"] == "1" and settings["keepalives_idle"] == str(KEEPALIVE_IDLE_S)
+    options = str(settings["options"])
+    assert "-cwork_mem=8MB" in options  # the operator's own options are kept
+    assert f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S}" in options
+    with psycopg.connect(lock_conninfo(with_options)) as conn:  # the server accepts them
+        assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)

@@ -14,7 +14,11 @@ NAMESPACE = "zapvet"
 INBOUND, OUTBOUND, PROACTIVE = "inbound", "outbound", "proactive"
 QUEUES = (INBOUND, OUTBOUND, PROACTIVE)
 #: A dead worker's messages return after this (Dramatiq's default 60 s plus a random
-#: maintenance wait measured at up to 15 minutes; research/dramatiq.md §2).
+#: maintenance wait measured at up to 15 minutes; research/dramatiq.md §2). Recovery does
+#: not wait for it: the sweeper re-enqueues a killed worker's conversations a few seconds
+#: after the kill (queue/scheduler.py), and the redelivered drains then find nothing to do.
+#: Shorter would gain nothing and would redeliver messages of live workers that are slow to
+#: call Redis (dramatiq#692).
 HEARTBEAT_TIMEOUT_MS = 15_000
 #: Per-million chance that a Redis call runs maintenance (requeues dead workers' messages).
 MAINTENANCE_CHANCE = 50_000

@@ -2,7 +2,9 @@
 
 Each worker process keeps one PostgreSQL connection for its conversation locks
 (`pg_try_advisory_lock`), so an LLM call in flight costs no extra connection, and a killed
-process releases all its locks with its connection. Session advisory locks are re-entrant
+process releases all its locks with its connection (at once on a local socket or when the
+process dies on a live host; within seconds, by TCP keepalives, when its host vanishes).
+Session advisory locks are re-entrant
 within a connection, so the keeper also remembers which keys it holds, keeping two drains
 of the same process apart, for as long as they run, even across a reconnection. If the lock
 connection breaks, its locks are gone for other processes: the drain's commit is
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from zapvet.db import libpq_url
 from zapvet.logging import get_logger
@@ -25,7 +28,36 @@ CONVERSATION_LOCKS = 7301
 #: Key of the scheduler's leader lock (same keyspace, object id 0 is never a conversation).
 SCHEDULER_LOCK = CONVERSATION_LOCKS << 32
 
+#: TCP keepalives of the connections that hold advisory locks (a worker's conversation locks,
+#: the scheduler's leadership). A process that dies on a live host closes its socket and the
+#: server frees its locks at once; a host that vanishes (power, network) sends nothing, and
+#: the server would keep the backend, and the locks, for the kernel's default of 2 hours.
+#: With these, the server drops it after about idle + interval × count = 11 s, and the client
+#: likewise gives up on a vanished server. Unix-socket connections ignore them.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 5, 2, 3
+
 log = get_logger("zapvet.queue.locks")
+
+
+def lock_conninfo(database_url: str) -> str:
+    """`database_url` as a libpq connection string for a connection holding advisory locks:
+    keepalives on both ends (the server's are per-session settings, passed as options)."""
+    conninfo = libpq_url(database_url)
+    server = (
+        f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S}"
+        f" -c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S}"
+        f" -c tcp_keepalives_count={KEEPALIVE_COUNT}"
+    )
+    own = conninfo_to_dict(conninfo).get("options")
+    options = f"{own} {server}" if own else server
+    return make_conninfo(
+        conninfo,
+        options=options,
+        keepalives=1,
+        keepalives_idle=KEEPALIVE_IDLE_S,
+        keepalives_interval=KEEPALIVE_INTERVAL_S,
+        keepalives_count=KEEPALIVE_COUNT,
+    )
 
 
 def lock_key(conversation_id: int) -> int:
@@ -36,7 +68,7 @@ class ConversationLocks:
     """Non-blocking per-conversation locks held on one connection of this process."""
 
     def __init__(self, database_url: str) -> None:
-        self._conninfo = libpq_url(database_url)
+        self._conninfo = lock_conninfo(database_url)
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._mutex = asyncio.Lock()
         self._held: set[int] = set()

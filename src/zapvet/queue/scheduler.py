@@ -1,9 +1,15 @@
 """The scheduler: proactive messages, and the sweeper that makes Redis's contents disposable.
 
-Every tick (default 5 s), the process holding the leader lock schedules reminders and daily
-summaries, enqueues due proactive messages, re-enqueues conversations whose messages wait
-unanswered with no drain holding them (a lost queue message, a flushed Redis, a killed
-worker), re-enqueues outbox rows left unsent, and trims the dead-letter queue. A second
+The process holding the leader lock sweeps every second: it enqueues due proactive
+messages, re-enqueues conversations whose messages wait unanswered with no drain holding
+them (a lost queue message, a flushed Redis, a killed worker), and re-enqueues outbox rows
+left unsent. "Stuck" is relative to when work was due, not a fixed age: a conversation is
+stuck once its organization's debounce window has passed since its newest pending message,
+plus `SWEEP_MARGIN` for the queue to deliver the drain; a row the pipeline deferred on
+purpose (a media or send retry) gets its retry wait on top. Re-enqueued work is not
+enqueued again for one planning interval (5 s by default, the pre-2026-12 cadence), so a
+queue that is merely slow is not flooded. Every planning interval it also schedules
+reminders and daily summaries, and now and then trims the dead-letter queue. A second
 scheduler waits for the lock; if it ever acts too, scheduling and claiming are idempotent.
 """
 
@@ -11,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import time
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psycopg
@@ -21,26 +29,51 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.clock import Clock
-from zapvet.db import libpq_url
 from zapvet.logging import get_logger
+from zapvet.media.prepare import RETRY_DELAYS_S as MEDIA_RETRY_DELAYS_S
 from zapvet.proactive.delivery import due_ids
 from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.queue import dlq
 from zapvet.queue.drain import Enqueue
-from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK
+from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK, lock_conninfo
 from zapvet.queue.outbox import SENDING_LEASE
 
-#: Pending inbound rows older than this, with no drain holding their conversation, are
-#: re-enqueued (longer than any debounce window, short enough to recover within 30 s).
-SWEEP_AFTER = timedelta(seconds=15)
-TRIM_EVERY_TICKS = 60
+#: How late a drain may legitimately take its conversation after the debounce window ends:
+#: the delay queue fires up to ~1.3 s late (research/dramatiq.md §3) and a worker thread
+#: then picks the drain up. Later than this with no drain holding the lock, it is re-enqueued.
+SWEEP_MARGIN = timedelta(seconds=3)
+#: The debounce assumed for an organization without AI settings (as the drain does).
+DEFAULT_DEBOUNCE_S = 3
+#: The debounce window's upper bound (`ck_ai_settings_debounce`).
+MAX_DEBOUNCE = timedelta(seconds=60)
+#: The longest deliberate wait between two attempts at a row: a send's retries
+#: (actors._retry_later: 2, 4, 8 s) and a media fetch's (media.prepare: 2, 4, 8 s).
+RETRY_WAIT = timedelta(seconds=max(8, *MEDIA_RETRY_DELAYS_S))
+#: Older than this, a forgotten row is re-enqueued whatever its organization and state
+#: (tests that must see everything swept step their clock past it).
+SWEEP_AFTER = MAX_DEBOUNCE + RETRY_WAIT + SWEEP_MARGIN
+#: How often the leader looks for stuck work (at most; a shorter `interval_s` wins). Each
+#: look is a scan of the partial index of pending rows and of `pg_locks`.
+SWEEP_EVERY_S = 1.0
+#: How often the dead-letter queue is trimmed.
+TRIM_EVERY_S = 300.0
 
 log = get_logger("zapvet.scheduler")
 
+# Conversations whose newest pending message is older than their organization's debounce
+# window plus the margin (the drain waits for the newest arrival, so an older row in a burst
+# is not late), whose media retries (if any) are overdue, and that no drain holds. Reads the
+# partial index `ix_messages_pending` (pending rows only), never the whole table.
 _STUCK_CONVERSATIONS = text(
     """
-    SELECT DISTINCT m.conversation_id FROM messages m
-     WHERE m.direction = 'incoming' AND m.status = 'pending' AND m.created_at < :before
+    SELECT m.conversation_id FROM messages m
+      LEFT JOIN ai_settings s ON s.organization_id = m.organization_id
+     WHERE m.direction = 'incoming' AND m.status = 'pending'
+     GROUP BY m.conversation_id
+    HAVING max(m.created_at) < CAST(:now AS timestamptz) - :margin
+             - make_interval(secs => coalesce(max(s.debounce_seconds), :default_debounce))
+       AND coalesce(max(m.updated_at) FILTER (WHERE m.meta->'media'->>'state' = 'retrying'),
+                    '-infinity') < CAST(:now AS timestamptz) - :margin - :retry_wait
        AND NOT EXISTS (SELECT 1 FROM pg_locks l
                         WHERE l.locktype = 'advisory' AND l.granted
                           AND l.database = (SELECT oid FROM pg_database
@@ -48,14 +81,43 @@ _STUCK_CONVERSATIONS = text(
                           AND l.classid = :space AND l.objid = m.conversation_id)
     """
 )
-_STUCK_OUTBOX = text(
+# Outbox rows never tried whose send job should have run by now, and rows waiting out a
+# retry longer than the longest retry wait (the partial index of pending rows again).
+_UNSENT_OUTBOX = text(
     """
     SELECT id FROM messages
-     WHERE direction = 'outgoing'
-       AND ((status = 'pending' AND updated_at < :before)
-            OR (status = 'sending' AND updated_at < :lease))
+     WHERE direction = 'outgoing' AND status = 'pending'
+       AND updated_at < CASE WHEN attempts = 0 THEN CAST(:fresh AS timestamptz)
+                             ELSE CAST(:retried AS timestamptz) END
     """
 )
+# Rows whose sender died mid-send, past the lease. No index covers `sending` rows, so this
+# scans the table: it runs on the planning cadence only, which a 2-minute lease allows.
+_LEASED_OUTBOX = text(
+    """
+    SELECT id FROM messages
+     WHERE direction = 'outgoing' AND status = 'sending' AND updated_at < :lease
+    """
+)
+
+
+@dataclass
+class Recently:
+    """What the sweeper enqueued lately, so that work still waiting in a slow queue is not
+    enqueued again on every tick; in memory, per leader (a new leader starts afresh)."""
+
+    every_s: float
+    _at: dict[Hashable, float] = field(default_factory=dict)
+
+    def due(self, keys: Iterable[Hashable]) -> list[Hashable]:
+        """The keys not enqueued within `every_s`."""
+        now = time.monotonic()
+        self._at = {k: at for k, at in self._at.items() if now - at < self.every_s}
+        return [k for k in keys if k not in self._at]
+
+    def enqueued(self, key: Hashable) -> None:
+        """Record `key` once it is really enqueued (a failed enqueue is tried next tick)."""
+        self._at[key] = time.monotonic()
 
 
 @dataclass
@@ -68,35 +130,66 @@ class TickReport:
 
 
 async def tick(
-    sessions: async_sessionmaker[AsyncSession], enqueue: Enqueue, now: datetime
+    sessions: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    now: datetime,
+    *,
+    plan: bool = True,
+    recently: Recently | None = None,
 ) -> TickReport:
-    """One round of scheduling and sweeping (the caller holds the leader lock)."""
+    """One round of sweeping, and of scheduling with `plan` (the caller holds the leader
+    lock). With `recently`, work enqueued within its period is left to the queue."""
     report = TickReport()
-    async with sessions() as session, session.begin():
-        report.reminders = len(await schedule_reminders(session, now))
-    async with sessions() as session, session.begin():
-        report.summaries = len(await schedule_daily_summaries(session, now))
+    if plan:
+        async with sessions() as session, session.begin():
+            report.reminders = len(await schedule_reminders(session, now))
+        async with sessions() as session, session.begin():
+            report.summaries = len(await schedule_daily_summaries(session, now))
     async with sessions() as session:
         due = await due_ids(session, now)
         stuck = (
             await session.exec(  # type: ignore[call-overload]
                 _STUCK_CONVERSATIONS,
-                params={"before": now - SWEEP_AFTER, "space": CONVERSATION_LOCKS},
+                params={
+                    "now": now,
+                    "margin": SWEEP_MARGIN,
+                    "default_debounce": DEFAULT_DEBOUNCE_S,
+                    "retry_wait": RETRY_WAIT,
+                    "space": CONVERSATION_LOCKS,
+                },
             )
         ).all()
         unsent = (
             await session.exec(  # type: ignore[call-overload]
-                _STUCK_OUTBOX,
-                params={"before": now - SWEEP_AFTER, "lease": now - SENDING_LEASE},
+                _UNSENT_OUTBOX,
+                params={"fresh": now - SWEEP_MARGIN, "retried": now - SWEEP_MARGIN - RETRY_WAIT},
             )
         ).all()
-    for proactive_id in due:
-        enqueue.proactive(proactive_id)
-    for (conversation_id,) in stuck:
-        enqueue.drain(conversation_id)
-    for (message_id,) in unsent:
-        enqueue.send(message_id)
-    report.proactive, report.drains, report.sends = len(due), len(stuck), len(unsent)
+        if plan:
+            unsent += (
+                await session.exec(  # type: ignore[call-overload]
+                    _LEASED_OUTBOX, params={"lease": now - SENDING_LEASE}
+                )
+            ).all()
+    work = [
+        *(("proactive", proactive_id) for proactive_id in due),
+        *(("drain", conversation_id) for (conversation_id,) in stuck),
+        *(("send", message_id) for (message_id,) in unsent),
+    ]
+    if recently is not None:
+        work = recently.due(work)  # type: ignore[assignment]
+    for kind, key in work:
+        if kind == "proactive":
+            enqueue.proactive(key)
+            report.proactive += 1
+        elif kind == "drain":
+            enqueue.drain(key)
+            report.drains += 1
+        else:
+            enqueue.send(key)
+            report.sends += 1
+        if recently is not None:
+            recently.enqueued((kind, key))
     return report
 
 
@@ -104,7 +197,7 @@ class Leadership:
     """The scheduler's leader lock, held on a connection of its own for as long as it lives."""
 
     def __init__(self, database_url: str) -> None:
-        self._conninfo = libpq_url(database_url)
+        self._conninfo = lock_conninfo(database_url)
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def acquire(self) -> bool:
@@ -139,24 +232,31 @@ async def run(
     interval_s: float = 5.0,
     dead_letters: tuple[redis.Redis, str] | None = None,
 ) -> None:
-    """Tick every `interval_s` seconds while leader, until `stop` is set."""
+    """While leader, until `stop` is set: sweep every `SWEEP_EVERY_S` (or `interval_s` if
+    shorter), schedule every `interval_s`, and enqueue the same work at most once per
+    `interval_s`."""
     leader = Leadership(database_url)
-    ticks = 0
+    every_s = min(SWEEP_EVERY_S, interval_s)
+    recently = Recently(interval_s)
+    planned = trimmed = float("-inf")
     try:
         while not stop.is_set():
             if await leader.acquire():
                 try:
-                    report = await tick(sessions, enqueue, clock())
+                    plan = time.monotonic() - planned >= interval_s
+                    report = await tick(sessions, enqueue, clock(), plan=plan, recently=recently)
+                    if plan:
+                        planned = time.monotonic()
                     if report.drains or report.sends:
                         log.info(
                             "sweeper re-enqueued work", drains=report.drains, sends=report.sends
                         )
-                    ticks += 1
-                    if dead_letters is not None and ticks % TRIM_EVERY_TICKS == 0:
+                    if dead_letters is not None and time.monotonic() - trimmed >= TRIM_EVERY_S:
+                        trimmed = time.monotonic()
                         dlq.trim(*dead_letters)
                 except Exception:  # the next tick tries again; say what went wrong
                     log.exception("scheduler tick failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
     finally:
         await leader.close()
