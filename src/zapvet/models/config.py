@@ -160,7 +160,7 @@ class ConfigCache:
         if cached is not None and cached.version >= version:
             return cached
         async with _Separate(session) as reader:
-            config = await load_config(reader, organization_id)
+            config = await load_config(reader, organization_id)  # on the caller's connection
         self.loads += 1
         newest = self._configs.get(organization_id)
         if newest is None or newest.version <= config.version:
@@ -176,14 +176,20 @@ class ConfigCache:
 
 
 class _Separate:
-    """A session of its own on the caller's engine, so that expunging the configuration's
-    rows never detaches anything the caller's session holds."""
+    """A session of its own on the caller's connection, so that expunging the configuration's
+    rows never detaches anything the caller's session holds, and loading it never waits for a
+    second pooled connection (a process whose connections are all held by turns waiting on
+    a reload would otherwise deadlock until the pool's timeout)."""
 
     def __init__(self, session: AsyncSession) -> None:
-        self._session = AsyncSession(session.bind, expire_on_commit=False)
+        self._caller = session
+        self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> AsyncSession:
+        connection = await self._caller.connection()
+        self._session = AsyncSession(bind=connection, expire_on_commit=False)
         return self._session
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._session.close()
+        if self._session is not None:
+            await self._session.close()

@@ -60,8 +60,13 @@ class Queue:
     def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
         self.drain_actor.send_with_options(args=(conversation_id,), delay=delay_ms or None)
 
-    def send(self, message_id: int) -> None:
-        self.send_actor.send(message_id)
+    def send(self, message_id: int, *, retry: bool = False) -> None:
+        """Send the outbox row; `retry`: a first attempt failed already, so this is the first
+        retry (2 s later), and the usual 4 s and 8 s ones follow."""
+        if retry:
+            self.send_actor.send_with_options(args=(message_id,), delay=2000, retries=1)
+        else:
+            self.send_actor.send(message_id)
 
     def proactive(self, proactive_id: int) -> None:
         self.proactive_actor.send(proactive_id)

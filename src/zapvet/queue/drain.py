@@ -60,7 +60,7 @@ class Enqueue(Protocol):
     """The queue as the pipeline sees it (Dramatiq in production, a list in tests)."""
 
     def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None: ...
-    def send(self, message_id: int) -> None: ...
+    def send(self, message_id: int, *, retry: bool = False) -> None: ...
     def proactive(self, proactive_id: int) -> None: ...
 
 
@@ -203,7 +203,8 @@ async def _drain_once(
             return Outcome.NOTHING
         conversation, version, identities = found
         statement = pending_and_recent(conversation.organization_id, conversation_id)
-        rows: list[Any] = list((await session.execute(statement)).all())
+        connection = await session.connection()  # Core rows: no ORM objects to build
+        rows: list[Any] = list((await connection.execute(statement)).all())
         pending = _pending(rows, now)
         if pending is None:
             return Outcome.NOTHING
@@ -264,7 +265,10 @@ async def _drain_once(
         else:
             history = history_of(pending.recent, batch=set(pending.ids))
         bind(messageContent="\n".join(pending.texts))  # dropped from logs unless captured
-    async with res.gate.enter(alone=pending.starts > 0):  # a suspect runs alone
+    # A batch caught in one crash runs with the others (a killed worker's turns all come
+    # back at once: serialising them made recovery one model call per turn); one that was
+    # in flight in two crashes is a suspect and runs alone.
+    async with res.gate.enter(alone=pending.starts > 1):
         starts = await _start_turn(res, pending.ids)
         if starts > MAX_TURN_STARTS:
             log.error("poison batch given up", batch=len(pending.ids), starts=starts)
@@ -431,7 +435,7 @@ async def _send(res: Resources, enqueue: Enqueue, message_id: int) -> None:
         log.warning("reply refused by the gateway", error_type=type(refused).__name__)
     except Exception as error:  # the row is back to pending (or never claimed): retry as a job
         log.warning("inline send failed; the send job retries", error_type=type(error).__name__)
-        enqueue.send(message_id)
+        enqueue.send(message_id, retry=True)  # this was the first attempt: the job is the second
 
 
 class _Raced(ZapvetError):

@@ -1,9 +1,11 @@
-"""Turns side by side, except a suspect one: a batch whose earlier turns never finished.
+"""Turns side by side, except a suspect one: a batch whose earlier turns never finished twice.
 
 A message that kills its worker process (a segfault, the OOM killer) also kills every turn
-that process was running, and those come back with it, over and over. Running a suspect
-batch alone in its process means that if it dies again, it dies alone: the batches merely
-caught in an earlier crash finish, and only the poison's own start count grows.
+that process was running, and those come back with it, over and over. After one crash they
+run side by side again (a plain kill or deploy should recover at full speed); a batch that
+died twice is a suspect and runs alone in its process, so that if it dies again, it dies
+alone: the batches merely caught in the earlier crashes finish (with at most three starts,
+under the drain's limit), and only the poison's own start count grows.
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ async def _settle(
     res: Resources, message_id: int, *, ids: list[str], error: str | None, status: str
 ) -> None:
     async with res.sessions() as session, session.begin():
-        result = await session.execute(
+        connection = await session.connection()
+        result = await connection.execute(
             _SETTLE,
             {
                 "ids": json.dumps(ids),
