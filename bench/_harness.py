@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +261,39 @@ def pg_counters(database_url: str) -> dict[str, int]:
     names = ["xact_commit", "xact_rollback", "tup_returned", "tup_fetched", "tup_inserted"]
     names += ["tup_updated", "tup_deleted"]
     return dict(zip(names, [int(v) for v in row or ()], strict=True))
+
+
+class RssPeak:
+    """Samples the resident memory of a process and its children every 100 ms in a thread."""
+
+    def __init__(self, pid: Callable[[], int]) -> None:
+        self._pid = pid
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.peak_mb = 0.0
+
+    def reset(self) -> None:
+        self.peak_mb = 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                root = psutil.Process(self._pid())
+                tree = [root, *root.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in tree)
+            except (psutil.Error, OSError, ValueError):
+                continue  # between a worker's stop and its restart
+            self.peak_mb = max(self.peak_mb, rss / 2**20)
+
+    def __enter__(self) -> RssPeak:
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 class ConnectionPeak:

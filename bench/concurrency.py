@@ -32,6 +32,7 @@ from bench._harness import (
     REPO,
     Child,
     ConnectionPeak,
+    RssPeak,
     apply_org,
     child_env,
     clear_namespace,
@@ -78,6 +79,8 @@ class Level:
     lost: int
     refused: int = 0
     connections: int = 0
+    #: Peak resident memory of the worker process tree (the CLI and its Dramatiq process).
+    rss_mb: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -251,6 +254,7 @@ def run_variant(
         with (
             asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
             ConnectionPeak(database_url) as connections,
+            RssPeak(lambda: workers[-1].pid) as memory,
         ):
             # Warm-up: the worker connects, builds its graphs and its model client.
             runner.run(_level(0, 5, port, webhooks, replies, model, timeout=120))
@@ -260,19 +264,21 @@ def run_variant(
                 found.direct.append(runner.run(_direct(model, count)))
                 if "live" in modes:
                     connections.reset()
+                    memory.reset()
                     live = runner.run(_level(first, count, port, webhooks, replies, model, timeout))
-                    live.connections = connections.peak
+                    live.connections, live.rss_mb = connections.peak, memory.peak_mb
                     found.live.append(live)
                     first += count
                 if "backlog" in modes:
                     workers[-1].stop(timeout=60)
                     connections.reset()
+                    memory.reset()
                     backlog = runner.run(
                         _backlog(
                             first, count, port, webhooks, replies, model, restart_worker, timeout
                         )
                     )
-                    backlog.connections = connections.peak
+                    backlog.connections, backlog.rss_mb = connections.peak, memory.peak_mb
                     found.backlog.append(backlog)
                     first += count
     finally:
@@ -303,6 +309,7 @@ def report(name: str, threads: int, found: Variant) -> None:
                     level.peak,
                     f"{level.peak / TARGET_IN_FLIGHT:.2f}",
                     level.connections,
+                    f"{level.rss_mb:.0f}",
                     f"{level.lost} / {level.refused}",
                 ]
             )
@@ -318,6 +325,7 @@ def report(name: str, threads: int, found: Variant) -> None:
             "peak model requests in flight",
             f"peak ÷ target {TARGET_IN_FLIGHT}",
             "peak PG connections",
+            "peak worker RSS MB",
             "unanswered / bridge non-200 (retried)",
         ],
         rows,

@@ -198,7 +198,9 @@ def measure(
     seconds: float,
     warmup: float,
     work: Path,
+    workers: int = 1,
 ) -> Result:
+    """One run: the bridge and `workers` worker processes (each `threads` threads)."""
     replies = Replies()
     gateway = FakeEvolutionAPI(api_key=API_KEY, instances=[INSTANCE], on_send=replies.on_send)
     gateway.start()
@@ -208,23 +210,25 @@ def measure(
     )
     port = free_port()
     children: dict[str, Child] = {}
-    dirs = {name: work / name for name in ("bridge", "worker")}
+    names = ["bridge", *(f"worker{n}" for n in range(1, workers + 1))]
+    dirs = {name: work / f"{name}-of-{workers}" for name in names}
     for path in dirs.values():
         path.mkdir()
     client = redis.Redis.from_url(redis_url)
     try:
-        children["worker"] = Child(
-            serve_command("worker", "--threads", str(threads), "--stats-dir", str(dirs["worker"])),
-            env=env,
-            log=work / "worker.log",
-        ).start()
+        for name in names[1:]:
+            children[name] = Child(
+                serve_command("worker", "--threads", str(threads), "--stats-dir", str(dirs[name])),
+                env=env,
+                log=work / f"{name}-of-{workers}.log",
+            ).start()
         children["bridge"] = Child(
             serve_command("bridge", "--port", str(port), "--stats-dir", str(dirs["bridge"])),
             env=env,
             log=work / "bridge.log",
         ).start()
         wait_http(f"http://127.0.0.1:{port}/healthz", child=children["bridge"])
-        webhooks = Webhooks(Contacts(customers), run=namespace[-6:])
+        webhooks = Webhooks(Contacts(customers), run=f"{namespace[-6:]}W{workers}")
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_play(port, webhooks, replies, customers, warmup))
             before = {name: snapshot(dirs[name], "a") for name in dirs}
@@ -241,11 +245,15 @@ def measure(
             child.stop()
         gateway.stop()
         client.close()
+    statements = {n: after[n]["statements"] - before[n]["statements"] for n in dirs}
     return Result(
         window=window,
-        cpu_bridge=used["bridge"],
-        cpu_worker=used["worker"],
-        statements={n: after[n]["statements"] - before[n]["statements"] for n in dirs},
+        cpu_bridge=used.pop("bridge"),
+        cpu_worker=sum(used.values()),
+        statements={
+            "bridge": statements.pop("bridge"),
+            "worker": sum(statements.values()),
+        },
         transactions=pg_after["xact_commit"] - pg["xact_commit"],
         redis=commands,
     )
@@ -298,6 +306,11 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=None, help="worker threads (default: the CLI's default)"
     )
     parser.add_argument("--noop-messages", type=int, default=20000, help="baseline messages")
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="also measure two worker processes, same run, and report the ratio to one",
+    )
     parser.add_argument("--no-machine", action="store_true", help="do not print machine info")
     args = parser.parse_args(argv)
     stop_on_sigterm()
@@ -324,8 +337,45 @@ def main(argv: list[str] | None = None) -> None:
             warmup=args.warmup,
             work=work,
         )
-        clear_namespace(urls.redis_url, namespace)
         report(result, noop, threads, args.customers)
+        if args.scale_out:
+            two = measure(
+                database_url,
+                urls.redis_url,
+                namespace,
+                threads=threads,
+                customers=args.customers,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                work=work,
+                workers=2,
+            )
+            report_scale_out(result, two, args.customers)
+        clear_namespace(urls.redis_url, namespace)
+
+
+def report_scale_out(one: Result, two: Result, customers: int) -> None:
+    rates = [r.window.count / r.window.seconds for r in (one, two)]
+    rows = [
+        [
+            str(workers),
+            f"{fmt(rate)} msgs/s",
+            f"**{rate / rates[0]:.2f}**",
+            f"{(r.cpu_bridge + r.cpu_worker) / max(r.window.count, 1) * 1000:.2f} ms",
+            f"{percentile(r.window.latencies, 50) * 1000:.0f} ms",
+        ]
+        for workers, rate, r in zip((1, 2), rates, (one, two), strict=True)
+    ]
+    table(
+        f"Scale-out: worker processes on this machine, {customers} customers, same run",
+        ["worker processes", "end to end", "÷ one worker", "CPU per message", "turn p50"],
+        rows,
+    )
+    note(
+        "Both runs share this machine's cores with the bridge, PostgreSQL, Redis and the "
+        "load generator: a second process can add throughput only where the first left a "
+        "core idle; on more machines each process brings its own cores."
+    )
 
 
 if __name__ == "__main__":
