@@ -19,7 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 import redis
@@ -263,69 +263,80 @@ def pg_counters(database_url: str) -> dict[str, int]:
     return dict(zip(names, [int(v) for v in row or ()], strict=True))
 
 
-class RssPeak:
-    """Samples the resident memory of a process and its children every 100 ms in a thread."""
+class _Sampler:
+    """Calls `sample` every `every` seconds in a daemon thread while the block runs."""
+
+    every = 0.1
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class RssPeak(_Sampler):
+    """The peak resident memory of a process and its children, sampled every 100 ms."""
 
     def __init__(self, pid: Callable[[], int]) -> None:
+        super().__init__()
         self._pid = pid
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.peak_mb = 0.0
 
     def reset(self) -> None:
         self.peak_mb = 0.0
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            try:
-                root = psutil.Process(self._pid())
-                tree = [root, *root.children(recursive=True)]
-                rss = sum(p.memory_info().rss for p in tree)
-            except (psutil.Error, OSError, ValueError):
-                continue  # between a worker's stop and its restart
-            self.peak_mb = max(self.peak_mb, rss / 2**20)
-
-    def __enter__(self) -> RssPeak:
-        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def sample(self) -> None:
+        try:
+            root = psutil.Process(self._pid())
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        except (psutil.Error, OSError, ValueError):
+            return  # between a worker's stop and its restart
+        self.peak_mb = max(self.peak_mb, rss / 2**20)
 
 
-class ConnectionPeak:
-    """Samples this database's connections (`pg_stat_activity`) every 50 ms in a thread."""
+class ConnectionPeak(_Sampler):
+    """This database's connections (`pg_stat_activity`), sampled every 50 ms."""
+
+    every = 0.05
 
     def __init__(self, database_url: str) -> None:
+        super().__init__()
         self._conninfo = db.libpq_url(database_url)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._conn: Any = None
         self.peak = 0
 
     def reset(self) -> None:
         self.peak = 0
 
-    def _run(self) -> None:
+    def sample(self) -> None:
         import psycopg
 
+        if self._conn is None:  # opened in the sampling thread, used only there
+            self._conn = psycopg.connect(self._conninfo, autocommit=True)
         sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
-            while not self._stop.wait(0.05):
-                row = conn.execute(sql).fetchone()
-                self.peak = max(self.peak, int(row[0]) - 1 if row else 0)  # not this one
-
-    def __enter__(self) -> ConnectionPeak:
-        self._thread = threading.Thread(target=self._run, name="pg-connections", daemon=True)
-        self._thread.start()
-        return self
+        row = self._conn.execute(sql).fetchone()
+        self.peak = max(self.peak, int(row[0]) - 1 if row else 0)  # not this one
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().__exit__(*exc)
+        if self._conn is not None:
+            self._conn.close()
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -327,19 +327,9 @@ def main(argv: list[str] | None = None) -> None:
             print_machine(machine(urls))
         work = Path(tmp)
         noop = baseline(urls.redis_url, namespace, threads, args.noop_messages, work)
-        result = measure(
-            database_url,
-            urls.redis_url,
-            namespace,
-            threads=threads,
-            customers=args.customers,
-            seconds=args.seconds,
-            warmup=args.warmup,
-            work=work,
-        )
-        report(result, noop, threads, args.customers)
-        if args.scale_out:
-            two = measure(
+
+        def run(workers: int) -> Result:
+            return measure(
                 database_url,
                 urls.redis_url,
                 namespace,
@@ -348,9 +338,13 @@ def main(argv: list[str] | None = None) -> None:
                 seconds=args.seconds,
                 warmup=args.warmup,
                 work=work,
-                workers=2,
+                workers=workers,
             )
-            report_scale_out(result, two, args.customers)
+
+        result = run(1)
+        report(result, noop, threads, args.customers)
+        if args.scale_out:
+            report_scale_out(result, run(2), args.customers)
         clear_namespace(urls.redis_url, namespace)
 
 

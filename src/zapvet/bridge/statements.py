@@ -66,9 +66,21 @@ _INSERT_MESSAGE = (
 )
 
 
+def _pairs(arity: int) -> str:
+    """`(:k0, :v0), (:k1, :v1), …`: identities as (kind, value) rows; `_pair_params` binds them."""
+    return ", ".join(f"(:k{i}, :v{i})" for i in range(arity))
+
+
+def _pair_params(keys: list[tuple[IdentityKind, str]]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for i, (kind, value) in enumerate(keys):
+        params[f"k{i}"], params[f"v{i}"] = kind, value
+    return params
+
+
 @cache
 def _known_contact(arity: int) -> TextClause:
-    pairs = ", ".join(f"(:k{i}, :v{i})" for i in range(arity))
+    pairs = _pairs(arity)
     return text(
         f"""
         WITH known AS (
@@ -96,7 +108,7 @@ async def version(conn: AsyncConnection, org_id: int) -> int:
 
 @cache
 def _new_contact(arity: int) -> TextClause:
-    pairs = ", ".join(f"(:k{i}, :v{i})" for i in range(arity))
+    pairs = _pairs(arity)
     return text(
         f"""
         WITH created AS (
@@ -118,7 +130,7 @@ def _new_contact(arity: int) -> TextClause:
 
 @cache
 def _learn_identities(arity: int) -> TextClause:
-    pairs = ", ".join(f"(:k{i}, :v{i})" for i in range(arity))
+    pairs = _pairs(arity)
     return text(
         f"""
         INSERT INTO contact_identities (organization_id, contact_id, kind, value, created_at)
@@ -148,9 +160,7 @@ async def contact_id_for(
     decides, as in `contact_for`); a contact created in that race is dropped again.
     """
     params: dict[str, Any] = {"org": org_id, "now": now, "updated": utcnow()}
-    params.update(name=name, phone=phone)
-    for i, (kind, value) in enumerate(keys):
-        params[f"k{i}"], params[f"v{i}"] = kind, value
+    params.update(name=name, phone=phone, **_pair_params(keys))
     first: int | None = None
     for _ in range(3):
         row = (await conn.execute(_known_contact(len(keys)), params)).one()
@@ -159,10 +169,8 @@ async def contact_id_for(
         if contact_id is not None:
             missing = [(kind, value) for kind, value in keys if kind not in kinds]
             if missing:
-                learn: dict[str, Any] = {"org": org_id, "contact": contact_id}
-                learn["updated"] = params["updated"]
-                for i, (kind, value) in enumerate(missing):
-                    learn[f"k{i}"], learn[f"v{i}"] = kind, value
+                learn = {"org": org_id, "contact": contact_id, "updated": params["updated"]}
+                learn.update(_pair_params(missing))
                 await conn.execute(_learn_identities(len(missing)), learn)
             return first, int(contact_id)
         created = (await conn.execute(_new_contact(len(keys)), params)).one()
