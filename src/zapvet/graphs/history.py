@@ -12,10 +12,10 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.models import Message
+from zapvet.models.conversation import recent_messages
 
 HISTORY_LIMIT = 20
 STAFF_PREFIX = "[mensagem de uma pessoa da equipe] "
@@ -190,16 +190,7 @@ async def load_history(
     messages outside it (arrived after the turn's batch was taken) are left for the next
     turn: the model must not answer what this turn will not mark answered.
     """
-    rows = await session.exec(
-        select(Message)
-        .where(
-            Message.organization_id == organization_id,
-            Message.conversation_id == conversation_id,
-            col(Message.deleted_at).is_(None),
-        )
-        .order_by(col(Message.message_at).desc(), col(Message.id).desc())
-        .limit(limit)
-    )
+    rows = await session.exec(recent_messages(organization_id, conversation_id, limit))
     return history_of(list(rows), limit=limit, batch=batch, images=images)
 
 

@@ -178,6 +178,22 @@ def pending_messages(organization_id: int, conversation_id: int) -> SelectOfScal
     )
 
 
+def recent_messages(
+    organization_id: int, conversation_id: int, limit: int
+) -> SelectOfScalar[Message]:
+    """The conversation's `limit` newest messages that are not deleted, newest first."""
+    return (
+        select(Message)
+        .where(
+            Message.organization_id == organization_id,
+            Message.conversation_id == conversation_id,
+            col(Message.deleted_at).is_(None),
+        )
+        .order_by(col(Message.message_at).desc(), col(Message.id).desc())
+        .limit(limit)
+    )
+
+
 def pending_and_recent(organization_id: int, conversation_id: int, recent: int = 20) -> Select[Any]:
     """In one read, the conversation's pending incoming messages (`pending_messages`) and its
     `recent` newest messages that are not deleted (what a turn's history is made of),
@@ -186,15 +202,8 @@ def pending_and_recent(organization_id: int, conversation_id: int, recent: int =
     Plain rows with every column of `messages` as attributes, not ORM objects: a turn only
     reads them, and building twenty SQLModel instances per turn cost more than the query.
     """
-    newest = (
-        select(Message.id)
-        .where(
-            Message.organization_id == organization_id,
-            Message.conversation_id == conversation_id,
-            col(Message.deleted_at).is_(None),
-        )
-        .order_by(col(Message.message_at).desc(), col(Message.id).desc())
-        .limit(recent)
+    newest = recent_messages(organization_id, conversation_id, recent).with_only_columns(
+        col(Message.id)
     )
     table = Message.__table__  # type: ignore[attr-defined]
     return (
