@@ -45,7 +45,7 @@ class Delays:
     def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
         self.drains.append(delay_ms)
 
-    def send(self, message_id: int, *, retry: bool = False) -> None:
+    def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None:
         self.sends.append(message_id)
 
     def proactive(self, proactive_id: int) -> None:

@@ -81,7 +81,6 @@ def test_a_stopping_worker_flushes_its_spans_into_the_webhooks_trace(
         "invoke_agent client",
         "node agent",
         "chat gpt-4o-mini",
-        "process outbound",
         "send evolution",
     } <= names
     assert {s.service for s in received} == {"zapvet-worker-test"}

@@ -96,7 +96,6 @@ def test_the_demo_is_one_trace_per_message_in_phoenix(
         "node prepare",
         "node agent",
         "node finalize",
-        "process outbound",
         "send evolution",
     }
     for names in messages:

@@ -166,13 +166,6 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                 log.warning("database connection was dropped; running the webhook again")
                 continue
             break
-        for report in reports:
-            await _stash_media(state, report)
-            for conversation_id, delay_ms in report.drains.items():
-                try:
-                    state.enqueue.drain(conversation_id, delay_ms=delay_ms)
-                except Exception as exc:  # stored already; the sweeper will enqueue it
-                    log.warning("could not enqueue a drain", error_type=type(exc).__name__)
         await _count(state, reports)
         if len(reports) != 1:
             return JSONResponse({"status": "ok"})
@@ -208,6 +201,14 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                     )
                     reports.append(report)
                 await session.commit()
+                # Inside the ingest spans: each drain's trace starts under its webhook's ingest.
+                for report in reports:
+                    await _stash_media(state, report)
+                    for conversation_id, delay_ms in report.drains.items():
+                        try:
+                            state.enqueue.drain(conversation_id, delay_ms=delay_ms)
+                        except Exception as exc:  # stored already; the sweeper will enqueue it
+                            log.warning("could not enqueue a drain", error_type=type(exc).__name__)
         return reports
 
     async def evolution(request: Request, instance_name: str, event: str | None) -> Response:

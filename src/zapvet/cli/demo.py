@@ -188,7 +188,13 @@ def _more_than(stack: LocalStack, count: int) -> Callable[[], bool]:
 def _last_trace(stack: LocalStack, spans: SpanRecorder) -> list[str]:
     recorded = spans.spans
     parents = {span.parent_id for span in recorded}
-    messages = [root for root in roots(recorded) if root.span_id in parents]
+    # A webhook's span, not a span whose parent is still open (the drain's inline send ends
+    # before its job's span does).
+    messages = [
+        root
+        for root in roots(recorded)
+        if root.span_id in parents and root.name.startswith("POST /webhooks/")
+    ]
     if not messages:
         return []
     last = messages[-1]

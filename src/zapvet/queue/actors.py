@@ -14,7 +14,7 @@ from typing import Any, cast
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from zapvet.errors import PermanentError
+from zapvet.errors import PermanentError, RejectedSend
 from zapvet.logging import get_logger
 from zapvet.queue.broker import INBOUND, OUTBOUND, PROACTIVE
 from zapvet.queue.dlq import REQUEUED
@@ -25,6 +25,8 @@ from zapvet.queue.resources import Resources
 MAX_RETRIES = 3
 #: Triggers older than this are dropped by AgeLimit: the sweeper re-enqueues what matters.
 MAX_AGE_MS = 6 * 3_600_000
+#: Message option of a send the drain's inline attempt saw refused for good (its reason).
+REFUSED = "zapvet_refused"
 #: Longer than any turn (30 s model timeout × retries × tool rounds), shorter than forever.
 TIME_LIMIT_MS = 10 * 60_000
 
@@ -40,6 +42,12 @@ def _retries() -> int:
 def _requeued() -> bool:
     message = CurrentMessage.get_current_message()
     return bool(message and message.options.get(REQUEUED))
+
+
+def _refusal() -> str | None:
+    message = CurrentMessage.get_current_message()
+    refused = message.options.get(REFUSED) if message else None
+    return str(refused) if refused is not None else None
 
 
 def _retry_later(error: Exception) -> dramatiq.Retry:
@@ -60,10 +68,15 @@ class Queue:
     def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
         self.drain_actor.send_with_options(args=(conversation_id,), delay=delay_ms or None)
 
-    def send(self, message_id: int, *, retry: bool = False) -> None:
+    def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None:
         """Send the outbox row; `retry`: a first attempt failed already, so this is the first
-        retry (2 s later), and the usual 4 s and 8 s ones follow."""
-        if retry:
+        retry (2 s later), and the usual 4 s and 8 s ones follow. `refused`: the gateway
+        refused it for good already; the job only fails with that reason, so that the send is
+        dead-lettered (and counted) as if the job had tried, and `zapvet dlq requeue` sends it.
+        """
+        if refused is not None:
+            self.send_actor.send_with_options(args=(message_id,), **{REFUSED: refused})
+        elif retry:
             self.send_actor.send_with_options(args=(message_id,), delay=2000, retries=1)
         else:
             self.send_actor.send(message_id)
@@ -86,6 +99,9 @@ def declare(broker: Any, get_resources: GetResources) -> Queue:
             raise _retry_later(error) from error
 
     async def send_message(message_id: int) -> None:
+        refusal = _refusal()
+        if refusal is not None and not _requeued():
+            raise RejectedSend(None, refusal)
         res = await get_resources()
         last = _retries() >= MAX_RETRIES
         try:

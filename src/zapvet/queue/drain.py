@@ -60,7 +60,7 @@ class Enqueue(Protocol):
     """The queue as the pipeline sees it (Dramatiq in production, a list in tests)."""
 
     def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None: ...
-    def send(self, message_id: int, *, retry: bool = False) -> None: ...
+    def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None: ...
     def proactive(self, proactive_id: int) -> None: ...
 
 
@@ -433,6 +433,7 @@ async def _send(res: Resources, enqueue: Enqueue, message_id: int) -> None:
         await send_outgoing(res, message_id, last_attempt=False)
     except PermanentError as refused:  # the row is `failed` with the reason
         log.warning("reply refused by the gateway", error_type=type(refused).__name__)
+        enqueue.send(message_id, refused=str(refused))  # dead-lettered like a refused job
     except Exception as error:  # the row is back to pending (or never claimed): retry as a job
         log.warning("inline send failed; the send job retries", error_type=type(error).__name__)
         enqueue.send(message_id, retry=True)  # this was the first attempt: the job is the second
