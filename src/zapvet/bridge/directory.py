@@ -111,25 +111,6 @@ async def owner_for(session: AsyncSession, org_id: int, sender: Sender) -> Auror
     return owner
 
 
-async def owner_number_for(session: AsyncSession, org_id: int, contact_id: int) -> int | None:
-    """The active owner number whose identities the contact shares, if any."""
-    rows = await session.exec(
-        select(ContactIdentity).where(
-            ContactIdentity.organization_id == org_id, ContactIdentity.contact_id == contact_id
-        )
-    )
-    sender = Sender()
-    for row in rows:
-        if row.kind == "phone":
-            sender = Sender(phone=row.value, lid=sender.lid, bsuid=sender.bsuid)
-        elif row.kind == "lid":
-            sender = Sender(phone=sender.phone, lid=row.value, bsuid=sender.bsuid)
-        else:
-            sender = Sender(phone=sender.phone, lid=sender.lid, bsuid=row.value)
-    owner = await owner_for(session, org_id, sender)
-    return owner.id if owner else None
-
-
 async def open_conversation(
     session: AsyncSession, org_id: int, contact_id: int, now: datetime
 ) -> Conversation:

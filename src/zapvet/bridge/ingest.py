@@ -24,7 +24,7 @@ from zapvet.bridge.identity import phone_key
 from zapvet.bridge.instances import Admitted
 from zapvet.logging import get_logger
 from zapvet.models import Message, WhatsAppInstance
-from zapvet.models.config import ConfigCache
+from zapvet.models.config import ConfigCache, current_version
 
 log = get_logger("zapvet.bridge.ingest")
 _STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -105,7 +105,7 @@ class _Transaction:
         if self._confirmed:
             return
         if version is None:
-            version = await statements.version(await self.session.connection(), self.org_id)
+            version = await current_version(self.session, self.org_id)
         self.admitted = await self._confirm(self.admitted, version)
         self._confirmed = True
 

@@ -4,10 +4,10 @@ The bridge keeps (provider, instance key) → organization, and each organizatio
 configuration (instances with their tokens, AI settings, owner numbers) in a `ConfigCache`.
 A webhook the cache accepts costs no statement to authenticate; its transaction then reads
 `organizations.config_version` in its first statement (`statements.known_contact` or
-`statements.version`) and calls `Instances.confirm`, which reloads a newer configuration and
-refuses, before anything is committed, a token or instance that no longer matches. A webhook
-the cache refuses is checked against the database before it is refused, so a token rotated
-by `zapvet org apply` works on the very next webhook either way.
+`models.config.current_version`) and calls `Instances.confirm`, which reloads a newer
+configuration and refuses, before anything is committed, a token or instance that no longer
+matches. A webhook the cache refuses is checked against the database before it is refused,
+so a token rotated by `zapvet org apply` works on the very next webhook either way.
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ from zapvet.models import Message
 from zapvet.models.base import utcnow
 from zapvet.models.contact import IdentityKind
 
-_VERSION = text("SELECT config_version FROM organizations WHERE id = :org")
-
 _OPEN_CONVERSATION = text(
     """
     WITH found AS (
@@ -98,12 +96,6 @@ def _known_contact(arity: int) -> TextClause:
                ARRAY(SELECT kind FROM known)
         """
     )
-
-
-async def version(conn: AsyncConnection, org_id: int) -> int:
-    """The organization's configuration version (for transactions not starting with
-    `known_contact`)."""
-    return int((await conn.execute(_VERSION, {"org": org_id})).scalar_one())
 
 
 @cache

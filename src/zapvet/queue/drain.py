@@ -171,18 +171,8 @@ async def drain_conversation(res: Resources, enqueue: Enqueue, conversation_id: 
 async def _recheck(res: Resources, enqueue: Enqueue, conversation_id: int) -> None:
     # A message stored just before the lock was released had its own drain refused as BUSY.
     async with res.sessions() as session:
-        left = (
-            await session.exec(
-                select(Message.id)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == "incoming",
-                    Message.status == "pending",
-                )
-                .limit(1)
-            )
-        ).first()
-    if left is not None:
+        left = bool(await session.scalar(_more_pending(conversation_id)))
+    if left:
         enqueue.drain(conversation_id)
 
 
