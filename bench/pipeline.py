@@ -290,8 +290,11 @@ def report(result: Result, noop: Noop, threads: int, customers: int) -> None:
              f"of which EVALSHA {result.redis.get('evalsha', 0) / n:.1f}"],
         ],
     )  # fmt: skip
-    top = Counter(result.redis).most_common(8)
-    note("Redis commands per message: " + ", ".join(f"{k} {v / n:.1f}" for k, v in top))
+    top = Counter(result.redis).most_common()
+    note(
+        "Redis commands per message: "
+        + ", ".join(f"{k} {v / n:.1f}" for k, v in top if v / n >= 0.05)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -366,10 +366,10 @@ def _failing_once(monkeypatch: pytest.MonkeyPatch, error: Exception) -> Callable
     real = drain._write
     failures = [error]
 
-    async def write(session: Any, conversation: Any, pending: Any, turn: Any, now: Any) -> Any:
+    async def write(session: Any, conversation: Any, pending: Any, turn: Any, *rest: Any) -> Any:
         if failures and turn.failure is None:
             raise failures.pop()
-        return await real(session, conversation, pending, turn, now)
+        return await real(session, conversation, pending, turn, *rest)
 
     monkeypatch.setattr(drain, "_write", write)
     return write

@@ -278,26 +278,28 @@ def build_tool_loop(
             ),
             state.get("model"),
         )
+        interaction: dict[str, Any] = {
+            "organization_id": context.organization_id,
+            "conversation_id": context.conversation_id or None,
+            "ai_type": ai_type,
+            "status": "error" if error else "success",
+            "error_message": error,
+            "model": model_name,
+            "input_tokens": usage["input_tokens"],
+            "output_tokens": usage["output_tokens"],
+            "cached_input_tokens": usage["cache_read"],
+            "tool_calls": sum(len(m.tool_calls) for m in answers),
+            "ungrounded_facts": len(ungrounded),
+            "duration_ms": int((time.perf_counter() - state.get("started", 0.0)) * 1000),
+            "audio_seconds": float(state.get("audio_seconds") or 0.0),
+            "images": int(state.get("images") or 0),
+        }
+        done = {"reply": reply, "ungrounded": [fact.text for fact in ungrounded]}
+        if state.get("record_by_caller"):
+            return {**done, "interaction": interaction}
         async with deps.sessions() as session, session.begin():
-            session.add(
-                AIInteraction(
-                    organization_id=context.organization_id,
-                    conversation_id=context.conversation_id or None,
-                    ai_type=ai_type,
-                    status="error" if error else "success",
-                    error_message=error,
-                    model=model_name,
-                    input_tokens=usage["input_tokens"],
-                    output_tokens=usage["output_tokens"],
-                    cached_input_tokens=usage["cache_read"],
-                    tool_calls=sum(len(m.tool_calls) for m in answers),
-                    ungrounded_facts=len(ungrounded),
-                    duration_ms=int((time.perf_counter() - state.get("started", 0.0)) * 1000),
-                    audio_seconds=float(state.get("audio_seconds") or 0.0),
-                    images=int(state.get("images") or 0),
-                )
-            )
-        return {"reply": reply, "ungrounded": [fact.text for fact in ungrounded]}
+            session.add(AIInteraction(**interaction))
+        return done
 
     graph = StateGraph(AgentState, context_schema=context_schema)
     graph.add_node("prepare", cast(Any, traced_node(name, "prepare", prepare)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated
+from typing import Annotated, Any
 
 from langgraph.graph import MessagesState
 from langgraph.managed import RemainingSteps
@@ -37,3 +37,8 @@ class AgentState(MessagesState, total=False):
     #: What the turn's media cost, recorded with it: seconds transcribed, images shown.
     audio_seconds: float
     images: int
+    #: Set by a caller that stores the turn's `ai_interactions` row itself, in the transaction
+    #: that stores the reply (the drain): `finalize` then leaves the row's fields in
+    #: `interaction` instead of writing it.
+    record_by_caller: bool
+    interaction: dict[str, Any] | None

@@ -31,6 +31,8 @@ class TurnResult:
     messages: list[BaseMessage] = field(default_factory=list)
     system_prompt: str = ""
     context_prompt: str = ""
+    #: The turn's `ai_interactions` fields, when the caller asked to store them itself.
+    interaction: dict[str, Any] | None = None
 
 
 async def run_turn(
@@ -89,4 +91,5 @@ async def run_turn(
         messages=list(state["messages"]),
         system_prompt=state.get("system_prompt", ""),
         context_prompt=state.get("context_prompt", ""),
+        interaction=state.get("interaction"),
     )

@@ -32,6 +32,7 @@ from zapvet.models import (
     Conversation,
     Message,
     Organization,
+    WhatsAppInstance,
     outgoing_message,
     pending_and_recent,
 )
@@ -40,7 +41,7 @@ from zapvet.models.config import OrgConfig
 from zapvet.otel.tracing import tracer
 from zapvet.proactive.escalation import escalate
 from zapvet.queue.failures import is_transient
-from zapvet.queue.outbox import send_outgoing
+from zapvet.queue.outbox import Claim, claim_new, send_claimed, send_outgoing
 from zapvet.queue.resources import Resources
 from zapvet.tools.context import AuroraContext, ClientContext
 
@@ -149,31 +150,41 @@ async def _close(session: AsyncSession, ids: list[int], now: datetime, status: s
     return int(result.rowcount)
 
 
+#: Times one job takes the conversation again for messages that arrived while it held it;
+#: past that, a fresh job carries on, so one busy conversation cannot hold a worker thread.
+MAX_ROUNDS = 4
+
+
 async def drain_conversation(res: Resources, enqueue: Enqueue, conversation_id: int) -> Outcome:
     """Answer `conversation_id`'s pending messages; safe to call any number of times."""
-    async with res.locks.hold(conversation_id) as got:
-        if not got:
-            return Outcome.BUSY
-        outcome = Outcome.NOTHING
-        while True:
-            seen = _Seen()
-            step = await _drain_once(res, enqueue, conversation_id, seen)
-            if step in (Outcome.NOTHING, Outcome.DEFERRED):
-                break
-            outcome = step
-            if not seen.more:
-                break  # the commit saw nothing else pending: no second read
-    if step is not Outcome.DEFERRED:
-        await _recheck(res, enqueue, conversation_id)
-    return step if step is Outcome.DEFERRED else outcome
+    outcome = Outcome.BUSY
+    for _ in range(MAX_ROUNDS):
+        async with res.locks.hold(conversation_id) as got:
+            if not got:
+                return outcome
+            if outcome is Outcome.BUSY:
+                outcome = Outcome.NOTHING
+            while True:
+                seen = _Seen()
+                step = await _drain_once(res, enqueue, conversation_id, seen)
+                if step is Outcome.DEFERRED:
+                    return step  # the deferred drain job re-checks when the burst ends
+                if step is Outcome.NOTHING:
+                    break
+                outcome = step
+                if not seen.more:
+                    break  # the commit saw nothing else pending: no second read
+        # A message stored while the lock was held had its own drain refused as BUSY: it is
+        # this job's to answer, now that the lock is free (taking it again, not enqueueing).
+        if not await _left(res, conversation_id):
+            return outcome
+    enqueue.drain(conversation_id)
+    return outcome
 
 
-async def _recheck(res: Resources, enqueue: Enqueue, conversation_id: int) -> None:
-    # A message stored just before the lock was released had its own drain refused as BUSY.
+async def _left(res: Resources, conversation_id: int) -> bool:
     async with res.sessions() as session:
-        left = bool(await session.scalar(_more_pending(conversation_id)))
-    if left:
-        enqueue.drain(conversation_id)
+        return bool(await session.scalar(_more_pending(conversation_id)))
 
 
 @dataclass
@@ -211,7 +222,7 @@ async def _drain_once(
     if conversation.status == "escalated" and pending.starts > 0:
         # A turn on these rows escalated and then died before its reply was stored: the
         # staff alert went out with the escalation; the customer still needs to hear back.
-        return await _commit(res, enqueue, seen, conversation, pending, Turn(HANDOFF_REPLY))
+        return await _commit(res, enqueue, seen, config, conversation, pending, Turn(HANDOFF_REPLY))
     if paused or pending.stale:
         async with res.sessions() as session, session.begin():
             if pending.stale:
@@ -230,9 +241,8 @@ async def _drain_once(
     agent_of_batch: AIType = "aurora" if owner_number_id is not None else "client"
     trouble = _media_trouble(conversation, agent_of_batch, media.trouble)
     if not media.usable:  # only media nobody could use: say so, without the agent
-        return await _commit(
-            res, enqueue, seen, conversation, pending, Turn(media.notice, interaction=trouble)
-        )
+        notice = Turn(media.notice, records=_present(trouble))
+        return await _commit(res, enqueue, seen, config, conversation, pending, notice)
     with tracer().start_as_current_span("route") as span:
         graph, context, agent = _route(res, conversation, owner_number_id)
         span.set_attribute("zapvet.agent", agent)
@@ -263,29 +273,34 @@ async def _drain_once(
         if starts > MAX_TURN_STARTS:
             log.error("poison batch given up", batch=len(pending.ids), starts=starts)
             reason = GAVE_UP.format(starts=starts - 1)
-            return await _give_up(res, enqueue, seen, conversation, pending, agent, reason)
+            return await _give_up(res, enqueue, seen, config, conversation, pending, agent, reason)
         log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
         try:
-            cost = {"audio_seconds": media.audio_seconds, "images": len(media.images)}
-            result = await run_turn(graph, context, history, inputs=cost)
+            inputs = {
+                "audio_seconds": media.audio_seconds,
+                "images": len(media.images),
+                "record_by_caller": True,  # its usage row is stored with the reply, below
+            }
+            result = await run_turn(graph, context, history, inputs=inputs)
         except Exception as error:
             if is_transient(error):
                 raise
             log.error("turn failed for good", error_type=type(error).__name__, exc_info=error)
             reason = f"the turn failed: {describe(error)}"
-            return await _give_up(res, enqueue, seen, conversation, pending, agent, reason)
+            return await _give_up(res, enqueue, seen, config, conversation, pending, agent, reason)
         for alert_id in result.alerts:  # committed with the escalation, whatever happens next
             enqueue.proactive(alert_id)
         handoff = result.handoff and agent == "client"
-        turn = Turn(result.reply, handoff=handoff, interaction=trouble)
+        usage = AIInteraction(**result.interaction) if result.interaction else None
+        turn = Turn(result.reply, handoff=handoff, records=_present(trouble, usage))
         try:
-            outcome = await _commit(res, enqueue, seen, conversation, pending, turn)
+            outcome = await _commit(res, enqueue, seen, config, conversation, pending, turn)
         except Exception as error:
             if is_transient(error):
                 raise
             log.error("reply could not be stored", error_type=type(error).__name__)
             reason = f"the reply could not be stored: {describe(error)}"
-            return await _give_up(res, enqueue, seen, conversation, pending, agent, reason)
+            return await _give_up(res, enqueue, seen, config, conversation, pending, agent, reason)
     if outcome is Outcome.ANSWERED:
         log.info(
             f"[{agent.upper()}-AI] Response ready",
@@ -299,6 +314,7 @@ async def _give_up(
     res: Resources,
     enqueue: Enqueue,
     seen: _Seen,
+    config: OrgConfig,
     conversation: Conversation,
     pending: _Pending,
     agent: AIType,
@@ -313,7 +329,8 @@ async def _give_up(
         status="error",
         error_message=reason,
     )
-    return await _commit(res, enqueue, seen, conversation, pending, Turn(None, failure=failure))
+    failed = Turn(None, failure=failure)
+    return await _commit(res, enqueue, seen, config, conversation, pending, failed)
 
 
 async def _start_turn(res: Resources, ids: list[int]) -> int:
@@ -358,8 +375,8 @@ class Turn:
     handoff: bool = False
     #: A turn that failed: the batch gets the fallback and is marked failed.
     failure: AIInteraction | None = None
-    #: Something else to record with the reply (media that could not be used).
-    interaction: AIInteraction | None = None
+    #: Rows recorded with the reply: the turn's model usage, media that could not be used.
+    records: tuple[AIInteraction, ...] = ()
 
 
 def _media_trouble(
@@ -381,6 +398,7 @@ async def _commit(
     res: Resources,
     enqueue: Enqueue,
     seen: _Seen,
+    config: OrgConfig,
     conversation: Conversation,
     pending: _Pending,
     turn: Turn,
@@ -388,16 +406,41 @@ async def _commit(
     now = res.clock()
     try:
         async with res.sessions() as session, session.begin():
-            outgoing, alerts = await _write(session, conversation, pending, turn, now)
+            # Sent from here right after the commit: written already claimed, so no second
+            # transaction claims it (the send job and the sweeper still cover a crash).
+            sender = config.instance(pending.instance_id) if res.send_inline else None
+            outgoing, claim, alerts = await _write(
+                session, conversation, pending, turn, now, sender
+            )
             seen.more = bool(await session.scalar(_more_pending(conversation.id or 0)))
     except _Raced:
         log.warning("pending messages changed during the turn", conversation_id=conversation.id)
+        await _record(res, turn.records)
         return Outcome.RACED
+    except Exception:
+        await _record(res, turn.records)  # the model was called: its usage stays counted
+        raise
     for alert_id in alerts:
         enqueue.proactive(alert_id)
     if outgoing is not None and outgoing.id is not None:
-        await _send(res, enqueue, outgoing.id)
+        await _send(res, enqueue, outgoing.id, claim)
     return Outcome.ANSWERED if turn.failure is None else Outcome.GAVE_UP
+
+
+def _present(*rows: AIInteraction | None) -> tuple[AIInteraction, ...]:
+    return tuple(row for row in rows if row is not None)
+
+
+async def _record(res: Resources, rows: tuple[AIInteraction, ...]) -> None:
+    """Store a turn's usage rows on their own when its commit did not (best effort: the
+    database may be what failed)."""
+    if not rows:
+        return
+    try:
+        async with res.sessions() as session, session.begin():
+            session.add_all([AIInteraction.model_validate(row.model_dump()) for row in rows])
+    except Exception as error:
+        log.warning("turn usage not recorded", error_type=type(error).__name__)
 
 
 def _more_pending(conversation_id: int) -> Any:
@@ -410,17 +453,21 @@ def _more_pending(conversation_id: int) -> Any:
     )
 
 
-async def _send(res: Resources, enqueue: Enqueue, message_id: int) -> None:
+async def _send(res: Resources, enqueue: Enqueue, message_id: int, claim: Claim | None) -> None:
     """Send the committed reply from this job; the send job takes over if that fails.
 
-    The outbox row is the truth either way: this job claims it like the send job does, so
-    the reply goes out once, and a worker dying here leaves the row to the sweeper.
+    The outbox row is the truth either way: it was written claimed by this job (or, without
+    a chat id yet, is claimed here like the send job does), so the reply goes out once, and
+    a worker dying here leaves the row to the sweeper.
     """
     if not res.send_inline:
         enqueue.send(message_id)
         return
     try:
-        await send_outgoing(res, message_id, last_attempt=False)
+        if claim is not None:
+            await send_claimed(res, message_id, claim, last_attempt=False)
+        else:
+            await send_outgoing(res, message_id, last_attempt=False)
     except PermanentError as refused:  # the row is `failed` with the reason
         log.warning("reply refused by the gateway", error_type=type(refused).__name__)
         enqueue.send(message_id, refused=str(refused))  # dead-lettered like a refused job
@@ -434,8 +481,14 @@ class _Raced(ZapvetError):
 
 
 async def _write(
-    session: AsyncSession, conversation: Conversation, pending: _Pending, turn: Turn, now: datetime
-) -> tuple[Message | None, list[int]]:
+    session: AsyncSession,
+    conversation: Conversation,
+    pending: _Pending,
+    turn: Turn,
+    now: datetime,
+    sender: WhatsAppInstance | None,
+) -> tuple[Message | None, Claim | None, list[int]]:
+    """Close the batch and store its reply, claimed for `sender` when there is one."""
     closed_as = "processed" if turn.failure is None else "failed"
     if await _close(session, pending.ids, now, closed_as) != len(pending.ids):
         raise _Raced
@@ -448,9 +501,9 @@ async def _write(
         if turn.failure is not None:
             reply = HANDOFF_REPLY if escalated else FALLBACK_REPLY
             session.add(turn.failure)
-    if turn.interaction is not None:
-        session.add(turn.interaction)
+    session.add_all(turn.records)
     outgoing: Message | None = None
+    claim: Claim | None = None
     if reply is not None:
         outgoing = outgoing_message(
             organization_id=conversation.organization_id,
@@ -463,6 +516,8 @@ async def _write(
         )
         if not outgoing.content:  # nothing visible was left: the customer still hears back
             outgoing.content = FALLBACK_REPLY
+        if sender is not None:
+            claim = claim_new(outgoing, sender)
         session.add(outgoing)
     await session.flush()
-    return outgoing, alerts
+    return outgoing, claim, alerts

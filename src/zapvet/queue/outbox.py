@@ -1,7 +1,8 @@
 """Sending the outbox: stored replies go out through the instance's provider.
 
-A row is claimed (`pending` → `sending`) in a short transaction, sent outside any
-transaction, and settled in another: `sent` with the provider's id, back to `pending` for
+A row is claimed (`pending` → `sending`) in a short transaction, or written already claimed
+by the drain that sends it right after its commit, sent outside any transaction, and
+settled in another: `sent` with the provider's id, back to `pending` for
 a retry after a transient failure, or `failed` with the reason. Texts over 4,000
 characters go out in parts; each part's id is recorded as soon as the gateway accepts it,
 so a retry resumes after the last accepted part instead of repeating the reply.
@@ -52,7 +53,9 @@ class Sent(Enum):
 
 
 @dataclass(frozen=True)
-class _Claim:
+class Claim:
+    """What sending a claimed row needs."""
+
     content: str
     chat_id: str
     instance: WhatsAppInstance
@@ -63,7 +66,7 @@ class _Claim:
 
 async def _claim(
     res: Resources, session: AsyncSession, message_id: int, now: datetime, *, retry_failed: bool
-) -> _Claim | Sent:
+) -> Claim | Sent:
     found = (
         await session.exec(
             select(Message, Organization.config_version)
@@ -87,9 +90,22 @@ async def _claim(
         return Sent.FAILED
     message.status, message.attempts, message.updated_at = "sending", message.attempts + 1, now
     done = list((message.meta or {}).get("provider_ids", []))
-    return _Claim(
+    return Claim(
         message.content, chat_id, instance, done, message.organization_id, message.conversation_id
     )
+
+
+def claim_new(message: Message, instance: WhatsAppInstance | None) -> Claim | None:
+    """Claim a reply as it is written: the transaction that stores it is the claim's, and
+    the writer sends it after the commit (`send_claimed`). None if it cannot be claimed so
+    (no instance or chat id yet): it stays `pending` for `send_outgoing`."""
+    if instance is None or not message.chat_id:
+        return None
+    message.status, message.attempts = "sending", 1
+    return Claim(
+        message.content, message.chat_id, instance, [], message.organization_id,
+        message.conversation_id,
+    )  # fmt: skip
 
 
 async def _address(
@@ -200,6 +216,13 @@ async def send_outgoing(
         claim = await _claim(res, session, message_id, res.clock(), retry_failed=retry_failed)
     if isinstance(claim, Sent):
         return claim
+    return await send_claimed(res, message_id, claim, last_attempt=last_attempt)
+
+
+async def send_claimed(
+    res: Resources, message_id: int, claim: Claim, *, last_attempt: bool
+) -> Sent:
+    """Send a row this process claimed; raises like `send_outgoing`."""
     bind(organizationId=claim.organization_id, conversationId=claim.conversation_id)
     with tracer().start_as_current_span(
         f"send {claim.instance.provider}",
@@ -217,7 +240,7 @@ async def send_outgoing(
     return Sent.SENT
 
 
-async def _deliver(res: Resources, message_id: int, claim: _Claim, *, last_attempt: bool) -> int:
+async def _deliver(res: Resources, message_id: int, claim: Claim, *, last_attempt: bool) -> int:
     """Send the claimed row's remaining parts; how many parts it has."""
     try:
         sender = build_sender(claim.instance, res.http)

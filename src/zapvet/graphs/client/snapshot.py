@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import aliased
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet import db
 from zapvet.errors import ToolError
 from zapvet.models import (
     UPCOMING_STATUSES,
@@ -45,6 +51,62 @@ class TurnSnapshot:
     upcoming: list[UpcomingAppointment]
 
 
+def _snapshot_statement(
+    organization_id: int, contact_id: int, conversation_id: int, now: datetime
+) -> Any:
+    """One row per pet (one with no pet if there are none): the conversation's status, the
+    contact's name, the configuration version, and the next ten appointments as JSON."""
+    booked_pet = aliased(Pet)
+    upcoming = (
+        sa_select(
+            col(Appointment.id).label("id"),
+            col(Appointment.starts_at).label("starts_at"),
+            col(Service.name).label("service"),
+            col(booked_pet.name).label("pet"),
+            col(Appointment.price_cents).label("price_cents"),
+        )
+        .join(Service, col(Service.id) == col(Appointment.service_id))
+        .outerjoin(booked_pet, col(booked_pet.id) == col(Appointment.pet_id))
+        .where(
+            col(Appointment.organization_id) == organization_id,
+            col(Appointment.contact_id) == contact_id,
+            col(Appointment.status).in_(UPCOMING_STATUSES),
+            col(Appointment.starts_at) >= now,
+        )
+        .order_by(col(Appointment.starts_at))
+        .limit(10)
+        .subquery()
+    )
+    item = func.json_build_array(
+        upcoming.c.id, upcoming.c.starts_at, upcoming.c.service, upcoming.c.pet,
+        upcoming.c.price_cents,
+    )  # fmt: skip
+    agenda = sa_select(
+        func.json_agg(aggregate_order_by(item, upcoming.c.starts_at))
+    ).scalar_subquery()
+    return (
+        sa_select(
+            col(Conversation.status),
+            col(Contact.name),
+            col(Organization.config_version),
+            Pet,
+            agenda,
+        )  # fmt: skip
+        .join(Contact, col(Contact.id) == col(Conversation.contact_id))
+        .join(Organization, col(Organization.id) == col(Conversation.organization_id))
+        .outerjoin(
+            Pet,
+            (col(Pet.organization_id) == organization_id) & (col(Pet.contact_id) == contact_id),
+        )
+        .where(
+            col(Conversation.organization_id) == organization_id,
+            col(Conversation.id) == conversation_id,
+            col(Conversation.contact_id) == contact_id,
+        )
+        .order_by(col(Pet.name))
+    )
+
+
 async def load_snapshot(
     session: AsyncSession,
     *,
@@ -54,44 +116,20 @@ async def load_snapshot(
     now: datetime,
     configs: ConfigCache,
 ) -> TurnSnapshot:
-    """The turn's snapshot: three reads, with the organization's configuration from
-    `configs` at the version the first read returns."""
-    found = (
-        await session.exec(
-            select(Conversation.status, Contact.name, Organization.config_version)
-            .join(Contact, col(Contact.id) == col(Conversation.contact_id))
-            .join(Organization, col(Organization.id) == col(Conversation.organization_id))
-            .where(
-                Conversation.organization_id == organization_id,
-                Conversation.id == conversation_id,
-                Conversation.contact_id == contact_id,
-            )
-        )
-    ).first()
-    status, contact_name, version = found if found is not None else ("missing", None, None)
+    """The turn's snapshot: one read, with the organization's configuration from `configs`
+    at the version that read returns."""
+    statement = _snapshot_statement(organization_id, contact_id, conversation_id, now)
+    rows = await db.rows(session, statement)
+    if rows:
+        status, contact_name, version, _, agenda = rows[0]
+    else:
+        status, contact_name, version, agenda = "missing", None, None, None
     try:
         config = await configs.get(session, organization_id, version)
     except UnknownOrganization as missing:
         raise ToolError("Organização não encontrada.") from missing
     org = policy_of(config)
-    pets = await session.exec(
-        select(Pet)
-        .where(Pet.organization_id == organization_id, Pet.contact_id == contact_id)
-        .order_by(col(Pet.name))
-    )
-    rows = await session.exec(
-        select(Appointment, Service.name, Pet.name)
-        .join(Service, col(Service.id) == col(Appointment.service_id))
-        .outerjoin(Pet, col(Pet.id) == col(Appointment.pet_id))
-        .where(
-            Appointment.organization_id == organization_id,
-            Appointment.contact_id == contact_id,
-            col(Appointment.status).in_(UPCOMING_STATUSES),
-            col(Appointment.starts_at) >= now,
-        )
-        .order_by(col(Appointment.starts_at))
-        .limit(10)
-    )
+    pets = [row[3] for row in rows if row[3] is not None]
     today = now.astimezone(org.zone).date()
     ai = config.ai
     return TurnSnapshot(
@@ -103,15 +141,15 @@ async def load_snapshot(
         closures=sorted(day for day in org.policy.closures if day >= today),
         conversation_status=status,
         contact_name=contact_name,
-        pets=list(pets),
+        pets=pets,
         upcoming=[
             UpcomingAppointment(
-                id=appointment.id or 0,
-                starts_at=appointment.starts_at,
+                id=int(appointment_id),
+                starts_at=datetime.fromisoformat(starts_at),
                 service=service_name,
                 pet=pet_name,
-                price_cents=appointment.price_cents,
+                price_cents=int(price_cents),
             )
-            for appointment, service_name, pet_name in rows
+            for appointment_id, starts_at, service_name, pet_name, price_cents in agenda or []
         ],
     )
