@@ -163,10 +163,13 @@ def scratch_database(server_url: str, name: str) -> Iterator[str]:
 _Columns = TypeVarTuple("_Columns")
 
 
-async def rows(session: AsyncSession, statement: Select[*_Columns]) -> list[Row[*_Columns]]:
-    """All rows of a plain SQLAlchemy select (aggregates, many columns).
+async def rows(
+    session: AsyncSession, statement: Select[*_Columns], params: dict[str, Any] | None = None
+) -> list[Row[*_Columns]]:
+    """All rows of a plain SQLAlchemy select (aggregates, many columns), with the values of
+    its bound parameters.
 
     SQLModel's `exec` runs these fine but is typed for selects of at most four entities.
     """
-    result = await session.exec(statement)  # type: ignore[call-overload]
+    result = await session.exec(statement, params=params)  # type: ignore[call-overload]
     return list(result.all())

@@ -15,9 +15,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.models import Message
-from zapvet.models.conversation import recent_messages
+from zapvet.models.conversation import HISTORY_LIMIT, recent_messages
 
-HISTORY_LIMIT = 20
 STAFF_PREFIX = "[mensagem de uma pessoa da equipe] "
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import CheckConstraint, Index, Select, String, Text, text
+from sqlalchemy import CheckConstraint, Index, Select, String, Text, bindparam, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, col, or_, select
@@ -178,6 +179,10 @@ def pending_messages(organization_id: int, conversation_id: int) -> SelectOfScal
     )
 
 
+#: Messages a turn reads as its history.
+HISTORY_LIMIT = 20
+
+
 def recent_messages(
     organization_id: int, conversation_id: int, limit: int
 ) -> SelectOfScalar[Message]:
@@ -194,15 +199,20 @@ def recent_messages(
     )
 
 
-def pending_and_recent(organization_id: int, conversation_id: int, recent: int = 20) -> Select[Any]:
+@cache
+def pending_and_recent() -> Select[Any]:
     """In one read, the conversation's pending incoming messages (`pending_messages`) and its
-    `recent` newest messages that are not deleted (what a turn's history is made of),
-    newest first.
+    `HISTORY_LIMIT` newest messages that are not deleted (what a turn's history is made of),
+    newest first; parameters `organization_id` and `conversation_id`.
 
-    Plain rows with every column of `messages` as attributes, not ORM objects: a turn only
-    reads them, and building twenty SQLModel instances per turn cost more than the query.
+    Built once (SQLAlchemy memoizes a statement's cache key on the object, so a statement
+    built per turn costs its construction and its key every time). Plain rows with every
+    column of `messages` as attributes, not ORM objects: a turn only reads them, and
+    building twenty SQLModel instances per turn cost more than the query.
     """
-    newest = recent_messages(organization_id, conversation_id, recent).with_only_columns(
+    organization_id: Any = bindparam("organization_id")
+    conversation_id: Any = bindparam("conversation_id")
+    newest = recent_messages(organization_id, conversation_id, HISTORY_LIMIT).with_only_columns(
         col(Message.id)
     )
     table = Message.__table__  # type: ignore[attr-defined]

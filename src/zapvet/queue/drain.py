@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
-from sqlalchemy import func, literal
-from sqlmodel import col, exists, select, update
+from sqlalchemy import bindparam, func, literal
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
+from sqlmodel import col, exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.errors import PermanentError, ZapvetError, describe
@@ -112,22 +114,50 @@ def _pending(rows: list[Any], now: datetime) -> _Pending | None:
     )
 
 
+def _by_conversation() -> Any:
+    return bindparam("conversation_id")
+
+
 #: The conversation, its organization's configuration version and the contact's identities
-#: ("kind:value"), in one read: what routing (owner or customer) and pausing need.
-def _conversation(conversation_id: int) -> Any:
-    identities = (
+#: ("kind:value"), in one read: what routing (owner or customer) and pausing need. The hot
+#: statements are built once, with parameters: building them per turn cost more than a
+#: round trip.
+_CONVERSATION = (
+    select(
+        Conversation,
+        Organization.config_version,
         select(func.array_agg(ContactIdentity.kind + literal(":") + ContactIdentity.value))
         .where(
             ContactIdentity.organization_id == Conversation.organization_id,
             ContactIdentity.contact_id == Conversation.contact_id,
         )
-        .scalar_subquery()
+        .scalar_subquery(),
     )
-    return (
-        select(Conversation, Organization.config_version, identities)
-        .join(Organization, col(Organization.id) == col(Conversation.organization_id))
-        .where(Conversation.id == conversation_id)
+    .join(Organization, col(Organization.id) == col(Conversation.organization_id))
+    .where(Conversation.id == _by_conversation())
+)
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
+#: Whether any incoming message of the conversation is still pending.
+_MORE_PENDING = sa_select(
+    exists().where(
+        _MESSAGES.c.conversation_id == _by_conversation(),
+        _MESSAGES.c.direction == "incoming",
+        _MESSAGES.c.status == "pending",
     )
+)
+#: Close the still-pending `ids` as `status`; its row count says how many were pending.
+_CLOSE = (
+    sa_update(_MESSAGES)
+    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)), _MESSAGES.c.status == "pending")
+    .values(status=bindparam("status"), processed_at=bindparam("now"))
+)
+#: Count a turn start on the still-pending `ids`; their counts come back.
+_START = (
+    sa_update(_MESSAGES)
+    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)), _MESSAGES.c.status == "pending")
+    .values(attempts=_MESSAGES.c.attempts + 1)
+    .returning(_MESSAGES.c.attempts)
+)
 
 
 def _owner_number(config: OrgConfig, identities: list[str] | None) -> int | None:
@@ -142,11 +172,8 @@ def _owner_number(config: OrgConfig, identities: list[str] | None) -> int | None
 
 async def _close(session: AsyncSession, ids: list[int], now: datetime, status: str) -> int:
     """Mark still-pending `ids` as `status`; returns how many were still pending."""
-    result = await session.exec(
-        update(Message)
-        .where(col(Message.id).in_(ids), col(Message.status) == "pending")
-        .values(status=status, processed_at=now)
-    )
+    connection = await session.connection()
+    result = await connection.execute(_CLOSE, {"ids": ids, "status": status, "now": now})
     return int(result.rowcount)
 
 
@@ -184,7 +211,7 @@ async def drain_conversation(res: Resources, enqueue: Enqueue, conversation_id: 
 
 async def _left(res: Resources, conversation_id: int) -> bool:
     async with res.sessions() as session:
-        return bool(await session.scalar(_more_pending(conversation_id)))
+        return await _more_pending(session, conversation_id)
 
 
 @dataclass
@@ -199,13 +226,15 @@ async def _drain_once(
 ) -> Outcome:
     now = res.clock()
     async with res.sessions() as session:
-        found = (await session.exec(_conversation(conversation_id))).first()
+        found = (
+            await session.exec(_CONVERSATION, params={"conversation_id": conversation_id})
+        ).first()
         if found is None:
             return Outcome.NOTHING
         conversation, version, identities = found
-        statement = pending_and_recent(conversation.organization_id, conversation_id)
         connection = await session.connection()  # Core rows: no ORM objects to build
-        rows: list[Any] = list((await connection.execute(statement)).all())
+        keys = {"organization_id": conversation.organization_id, "conversation_id": conversation_id}
+        rows: list[Any] = list((await connection.execute(pending_and_recent(), keys)).all())
         pending = _pending(rows, now)
         if pending is None:
             return Outcome.NOTHING
@@ -337,12 +366,8 @@ async def _start_turn(res: Resources, ids: list[int]) -> int:
     """Count a turn start on the batch's rows, committed before the turn runs; the most
     starts any of them has now."""
     async with res.sessions() as session, session.begin():
-        counts = await session.exec(
-            update(Message)
-            .where(col(Message.id).in_(ids), col(Message.status) == "pending")
-            .values(attempts=col(Message.attempts) + 1)
-            .returning(col(Message.attempts))
-        )
+        connection = await session.connection()
+        counts = await connection.execute(_START, {"ids": ids})
         return max((int(row[0]) for row in counts), default=0)
 
 
@@ -412,7 +437,7 @@ async def _commit(
             outgoing, claim, alerts = await _write(
                 session, conversation, pending, turn, now, sender
             )
-            seen.more = bool(await session.scalar(_more_pending(conversation.id or 0)))
+            seen.more = await _more_pending(session, conversation.id or 0)
     except _Raced:
         log.warning("pending messages changed during the turn", conversation_id=conversation.id)
         await _record(res, turn.records)
@@ -443,14 +468,10 @@ async def _record(res: Resources, rows: tuple[AIInteraction, ...]) -> None:
         log.warning("turn usage not recorded", error_type=type(error).__name__)
 
 
-def _more_pending(conversation_id: int) -> Any:
-    return select(
-        exists().where(
-            col(Message.conversation_id) == conversation_id,
-            col(Message.direction) == "incoming",
-            col(Message.status) == "pending",
-        )
-    )
+async def _more_pending(session: AsyncSession, conversation_id: int) -> bool:
+    connection = await session.connection()
+    found = await connection.scalar(_MORE_PENDING, {"conversation_id": conversation_id})
+    return bool(found)
 
 
 async def _send(res: Resources, enqueue: Enqueue, message_id: int, claim: Claim | None) -> None:

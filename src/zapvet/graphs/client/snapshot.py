@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import aliased
@@ -51,11 +52,16 @@ class TurnSnapshot:
     upcoming: list[UpcomingAppointment]
 
 
-def _snapshot_statement(
-    organization_id: int, contact_id: int, conversation_id: int, now: datetime
-) -> Any:
+@cache
+def _snapshot_statement() -> Any:
     """One row per pet (one with no pet if there are none): the conversation's status, the
-    contact's name, the configuration version, and the next ten appointments as JSON."""
+    contact's name, the configuration version, and the next ten appointments as JSON.
+    Built once, with parameters (`organization_id`, `contact_id`, `conversation_id`, `now`):
+    SQLAlchemy keeps a statement's cache key on the object."""
+    organization_id: Any = bindparam("organization_id")
+    contact_id: Any = bindparam("contact_id")
+    conversation_id: Any = bindparam("conversation_id")
+    now: Any = bindparam("now")
     booked_pet = aliased(Pet)
     upcoming = (
         sa_select(
@@ -118,8 +124,13 @@ async def load_snapshot(
 ) -> TurnSnapshot:
     """The turn's snapshot: one read, with the organization's configuration from `configs`
     at the version that read returns."""
-    statement = _snapshot_statement(organization_id, contact_id, conversation_id, now)
-    rows = await db.rows(session, statement)
+    keys = {
+        "organization_id": organization_id,
+        "contact_id": contact_id,
+        "conversation_id": conversation_id,
+        "now": now,
+    }
+    rows = await db.rows(session, _snapshot_statement(), keys)
     if rows:
         status, contact_name, version, _, agenda = rows[0]
     else:
