@@ -66,6 +66,9 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "gpt-4o-transcribe": _audio("0.006"),
     "whisper-1": _audio("0.006"),
 }
+#: The transcription model when neither the organization nor the process names one
+#: (ZAPVET_TRANSCRIBE_MODEL's default).
+DEFAULT_TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe"
 #: Reais per US dollar unless the organization file says otherwise (`[pricing] usd_brl`).
 DEFAULT_USD_BRL = Decimal("5.40")
 

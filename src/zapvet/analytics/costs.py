@@ -23,11 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from zapvet import db
 from zapvet.analytics.figures import period
 from zapvet.models import AIInteraction, AISettings
-from zapvet.pricing import PriceTable, Usage, share, to_cents
-
-#: The transcription model when neither the organization nor the caller names one
-#: (ZAPVET_TRANSCRIBE_MODEL's default).
-DEFAULT_TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe"
+from zapvet.pricing import DEFAULT_TRANSCRIBE_MODEL, PriceTable, Usage, share, to_cents
 
 
 @dataclass
