@@ -60,7 +60,9 @@ def _sync(row: Any, values: dict[str, Any], label: str, changes: list[str]) -> N
         old = getattr(row, name)
         if old != value:
             setattr(row, name, value)
-            if getattr(row, "id", None) is not None or name == "is_active":
+            # AISettings is keyed by organization_id (no id): its updates are changes too.
+            stored = getattr(row, "id", None) is not None or isinstance(row, AISettings)
+            if stored or name == "is_active":
                 changes.append(f"{label}: {name} {_show(name, old)} → {_show(name, value)}")
 
 
