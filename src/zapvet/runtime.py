@@ -12,6 +12,7 @@ from zapvet import db
 from zapvet.bridge.app import BridgeState
 from zapvet.clock import Clock, system_clock
 from zapvet.otel.exposition import render
+from zapvet.pricing import DEFAULT_TRANSCRIBE_MODEL
 from zapvet.queue import scheduler
 from zapvet.queue.actors import Queue, declare
 from zapvet.queue.broker import NAMESPACE, build_broker, redis_client
@@ -36,6 +37,7 @@ def bridge_state_factory(
     pool_size: int = 32,
     clock: Clock = system_clock,
     queue: Queue | None = None,
+    transcribe_model: str = DEFAULT_TRANSCRIBE_MODEL,
 ) -> Callable[[], Awaitable[BridgeState]]:
     """Builds the bridge's state inside the server's event loop, at startup."""
 
@@ -54,7 +56,9 @@ def bridge_state_factory(
 
         async def metrics() -> bytes:
             gauges = await queue_metrics(client, namespace)
-            return await render(sessions, client, namespace, queue=gauges)
+            return await render(
+                sessions, client, namespace, queue=gauges, transcribe_model=transcribe_model
+            )
 
         return BridgeState(
             sessions=sessions,

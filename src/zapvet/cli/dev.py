@@ -118,7 +118,10 @@ def run_dev(
     bridge = BackgroundServer(
         build_app(
             bridge_state_factory(
-                services.database_url, services.redis_url, namespace=settings.queue_namespace
+                services.database_url,
+                services.redis_url,
+                namespace=settings.queue_namespace,
+                transcribe_model=settings.transcribe_model,
             )
         ),
         port=port,

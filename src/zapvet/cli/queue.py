@@ -13,8 +13,36 @@ dlq_app = typer.Typer(
 )
 
 
-def stats(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Show queue depth (waiting, active, delayed, dead, failed last hour) and alerts."""
+def stats(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org",
+            metavar="SLUG",
+            help="Instead: this organization's AI turns, tokens and cost (R$) for a month.",
+        ),
+    ] = None,
+    month: Annotated[
+        str | None,
+        typer.Option(
+            "--month",
+            metavar="YYYY-MM",
+            help="With --org: the month (default: the current one in the organization's timezone).",
+        ),
+    ] = None,
+) -> None:
+    """Show queue depth (waiting, active, delayed, dead, failed last hour) and alerts; with
+    --org, one organization's AI usage and cost per agent and per day."""
+    if org is not None:
+        from zapvet.cli.costs import org_stats
+
+        org_stats(org, month, json_output)
+        return
+    if month is not None:
+        from zapvet.cli.environment import fail
+
+        fail("--month needs --org", "e.g. zapvet stats --org petfeliz --month 2026-11", 2)
     import asyncio
     import json
 

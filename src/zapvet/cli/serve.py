@@ -29,7 +29,10 @@ def bridge(
     telemetry = setup_tracing(settings, "zapvet-bridge")
     with services_for(settings) as services:
         factory = bridge_state_factory(
-            services.database_url, services.redis_url, namespace=settings.queue_namespace
+            services.database_url,
+            services.redis_url,
+            namespace=settings.queue_namespace,
+            transcribe_model=settings.transcribe_model,
         )
         app = build_app(factory)
         typer.echo(

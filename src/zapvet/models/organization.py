@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, Text, Time
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from zapvet.models.base import created_field, id_field, updated_field
@@ -65,4 +67,7 @@ class AISettings(SQLModel, table=True):
     quiet_hours_start: time | None = Field(default=None, sa_type=Time)
     quiet_hours_end: time | None = Field(default=None, sa_type=Time)
     daily_summary_at: time | None = Field(default=None, sa_type=Time)
+    #: The organization file's `[pricing]` as `zapvet.pricing.stored_pricing` writes it
+    #: (decimal strings); None: the built-in price table (migration 0006).
+    pricing: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     updated_at: datetime = updated_field()

@@ -30,6 +30,7 @@ from zapvet.models import (
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import format_brl
 from zapvet.org.spec import OrgSpec, parse_hhmm
+from zapvet.pricing import stored_pricing
 
 _SECRETS = {"api_key", "webhook_token", "access_token", "app_secret", "verify_token"}
 CLOUD_GRAPH_URL = "https://graph.facebook.com/v21.0"
@@ -59,7 +60,9 @@ def _sync(row: Any, values: dict[str, Any], label: str, changes: list[str]) -> N
         old = getattr(row, name)
         if old != value:
             setattr(row, name, value)
-            if getattr(row, "id", None) is not None or name == "is_active":
+            # AISettings is keyed by organization_id (no id): its updates are changes too.
+            stored = getattr(row, "id", None) is not None or isinstance(row, AISettings)
+            if stored or name == "is_active":
                 changes.append(f"{label}: {name} {_show(name, old)} → {_show(name, value)}")
 
 
@@ -123,6 +126,7 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "quiet_hours_start": quiet[0] if quiet else None,
         "quiet_hours_end": quiet[1] if quiet else None,
         "daily_summary_at": summary_at,
+        "pricing": stored_pricing(spec.pricing.usd_brl, spec.pricing.prices()),
     }
     settings = session.get(AISettings, org_id)
     if settings is None:

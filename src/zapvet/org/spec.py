@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import date, time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,7 @@ from zapvet.errors import OrgFileError, OrgFileProblem
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import parse_price
 from zapvet.org.phones import checked_phone
+from zapvet.pricing import ModelPrice
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -193,6 +195,80 @@ class ClosureEntry(_Section):
     reason: str | None = None
 
 
+def _decimal(value: Any) -> Decimal:
+    """A price or rate written as a decimal string ("0.15") or an integer, never a float."""
+    if isinstance(value, bool | float):
+        raise ValueError(
+            f'write it as a decimal string like "0.15", not {value!r}: floats lose cents'
+        )
+    if not isinstance(value, str | int):
+        raise ValueError('expected a decimal string like "0.15"')
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f'expected a decimal string like "0.15", got {value!r}') from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"expected a non-negative amount, got {value!r}")
+    return amount
+
+
+Amount = Annotated[Decimal, BeforeValidator(_decimal)]
+
+
+class ModelPriceEntry(_Section):
+    """One model's USD prices; cached input defaults to the input price (never cheaper by
+    accident), the others to 0."""
+
+    name: str = Field(min_length=1, max_length=100)
+    input_per_million: Amount | None = None
+    cached_input_per_million: Amount | None = None
+    output_per_million: Amount | None = None
+    transcription_per_minute: Amount | None = None
+
+    @model_validator(mode="after")
+    def _some_price(self) -> ModelPriceEntry:
+        given = (
+            self.input_per_million,
+            self.cached_input_per_million,
+            self.output_per_million,
+            self.transcription_per_minute,
+        )
+        if all(item is None for item in given):
+            raise ValueError(
+                "give at least one of input_per_million, cached_input_per_million, "
+                "output_per_million, transcription_per_minute"
+            )
+        return self
+
+    def price(self) -> ModelPrice:
+        zero = Decimal(0)
+        input_ = self.input_per_million or zero
+        cached = self.cached_input_per_million
+        return ModelPrice(
+            input_per_million=input_,
+            cached_input_per_million=input_ if cached is None else cached,
+            output_per_million=self.output_per_million or zero,
+            transcription_per_minute=self.transcription_per_minute or zero,
+        )
+
+
+class PricingSection(_Section):
+    """`[pricing]`: reais per dollar and per-model prices laid over the built-in table."""
+
+    usd_brl: Amount | None = None
+    models: list[ModelPriceEntry] = []
+
+    @field_validator("usd_brl")
+    @classmethod
+    def _rate(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value <= 0:
+            raise ValueError("the exchange rate must be above zero")
+        return value
+
+    def prices(self) -> dict[str, ModelPrice]:
+        return {entry.name: entry.price() for entry in self.models}
+
+
 class OrgSpec(_Section):
     """A whole organization file, validated."""
 
@@ -206,6 +282,7 @@ class OrgSpec(_Section):
     resources: list[ResourceEntry] = Field(min_length=1)
     hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]]
     closures: list[ClosureEntry] = []
+    pricing: PricingSection = PricingSection()
 
     def weekly_hours(self) -> dict[int, list[tuple[time, time]]]:
         """Weekday index (0 = Monday) → sorted opening intervals."""
@@ -232,6 +309,11 @@ def _cross_checks(spec: OrgSpec) -> list[tuple[tuple[str | int, ...], str]]:
     duplicates([o.phone for o in spec.owners], "owners", "phone")
     duplicates([f"{w.provider}:{w.key}" for w in spec.whatsapp], "whatsapp", "instance")
     duplicates([c.date.isoformat() for c in spec.closures], "closures", "date")
+    for index, entry in enumerate(spec.pricing.models):
+        if entry.name in {m.name for m in spec.pricing.models[:index]}:
+            problems.append(
+                (("pricing", "models", index, "name"), f"duplicate name {entry.name!r}")
+            )
 
     known = {s.category.casefold() for s in spec.services} | {
         s.name.casefold() for s in spec.services
@@ -280,6 +362,8 @@ def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
     if not path:
         return None
     table, key = path[0], path[1] if len(path) > 1 else None
+    if len(path) > 1 and f"[[{path[0]}.{path[1]}]]" in text:  # e.g. [[pricing.models]]
+        table, key = f"{path[0]}.{path[1]}", path[2] if len(path) > 2 else None
     header_line: int | None = None
     current: str | None = ""
     occurrence = -1

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.otel.metrics import BUCKETS, ZERO_FILLED, field, key
+from zapvet.pricing import DEFAULT_TRANSCRIBE_MODEL, PriceTable, Usage
 
 
 def _parse(raw: dict[Any, Any]) -> Iterable[tuple[str, str, dict[str, str], str, float]]:
@@ -72,10 +73,55 @@ _DB = {
     "AND status IN ('sent', 'delivered', 'read', 'failed') GROUP BY 1",
     "escalations": "SELECT count(*) FROM conversations WHERE escalated_at IS NOT NULL",
     "durations": "SELECT ai_type, duration_ms FROM ai_interactions WHERE duration_ms IS NOT NULL",
+    # Joined to organizations: a slug label only for organizations in the database.
+    "costs": "SELECT o.slug, i.model, sum(i.input_tokens), sum(i.cached_input_tokens), "
+    "sum(i.output_tokens), sum(i.audio_seconds::numeric), s.pricing, s.transcribe_model "
+    "FROM ai_interactions i JOIN organizations o ON o.id = i.organization_id "
+    "LEFT JOIN ai_settings s ON s.organization_id = i.organization_id "
+    "GROUP BY o.slug, i.model, s.pricing, s.transcribe_model",
 }
 
 
-async def _from_database(sessions: async_sessionmaker[AsyncSession]) -> list[Metric]:
+def _costs(rows: Sequence[Any], transcribe_model: str) -> list[Metric]:
+    """Tokens and cost (reais) per organization and priced model, at scrape time from the
+    same rows and price tables as `zapvet stats --org`. Cardinality: organizations in the
+    database × (the organization's price table's models + "other") × token type."""
+    tokens: dict[tuple[str, str, str], int] = {}
+    cost: dict[tuple[str, str], float] = {}
+    for slug, model, sent, cached, received, audio, stored, org_audio in rows:
+        table = PriceTable().overridden(stored)
+        audio_model = org_audio or transcribe_model
+        chat = table.lookup(model) or "other"
+        for kind, amount in (("input", sent), ("cached", cached), ("output", received)):
+            tokens[slug, chat, kind] = tokens.get((slug, chat, kind), 0) + int(amount or 0)
+        usage = Usage(int(sent or 0), int(cached or 0), int(received or 0))
+        cost[slug, chat] = cost.get((slug, chat), 0.0) + float(table.cost_brl(model, usage, None))
+        if audio:
+            heard = table.lookup(audio_model) or "other"
+            spoken = Usage(audio_seconds=audio)
+            cost[slug, heard] = cost.get((slug, heard), 0.0) + float(
+                table.cost_brl(None, spoken, audio_model)
+            )
+    token_family = CounterMetricFamily(
+        "zapvet_ai_tokens",
+        "LLM tokens per organization",
+        labels=["organization", "model", "type"],
+    )
+    for (slug, model, kind), amount in sorted(tokens.items()):
+        token_family.add_metric([slug, model, kind], amount)
+    cost_family = CounterMetricFamily(
+        "zapvet_ai_cost_brl",
+        "AI cost in reais per organization (price table in zapvet.pricing and [pricing])",
+        labels=["organization", "model"],
+    )
+    for (slug, model), amount in sorted(cost.items()):
+        cost_family.add_metric([slug, model], amount)
+    return [token_family, cost_family]
+
+
+async def _from_database(
+    sessions: async_sessionmaker[AsyncSession], transcribe_model: str = DEFAULT_TRANSCRIBE_MODEL
+) -> list[Metric]:
     async with sessions() as session:
         found = {
             name: (await session.exec(text(sql))).all()  # type: ignore[call-overload]
@@ -123,7 +169,8 @@ async def _from_database(sessions: async_sessionmaker[AsyncSession]) -> list[Met
         buckets = [(str(edge), float(n)) for edge, n in zip(BUCKETS[:-1], cumulative, strict=True)]
         buckets.append(("+Inf", float(total)))
         histogram.add_metric([agent], buckets, float(summed) / 1000)
-    return [turns, tokens, ungrounded, sends, escalations, histogram]
+    costs = _costs(found["costs"], transcribe_model)
+    return [turns, tokens, ungrounded, sends, escalations, histogram, *costs]
 
 
 async def render(
@@ -132,6 +179,7 @@ async def render(
     namespace: str,
     *,
     queue: Sequence[Metric] = (),
+    transcribe_model: str = DEFAULT_TRANSCRIBE_MODEL,
 ) -> bytes:
     """The Prometheus text exposition of every zapvet metric.
 
@@ -140,7 +188,7 @@ async def render(
     """
     families = list(queue)
     families += _from_redis(await client.hgetall(key(namespace)))
-    families += await _from_database(sessions)
+    families += await _from_database(sessions, transcribe_model)
 
     class _Collected:
         def collect(self) -> Iterable[Metric]:

@@ -75,7 +75,12 @@ def build_resources(
     engine = db.build_async_engine(database_url, pool_size=pool_size)
     sessions = db.async_session_maker(engine)
     configs = ConfigCache()
-    deps = ToolDeps(sessions=sessions, clock=clock, configs=configs)
+    deps = ToolDeps(
+        sessions=sessions,
+        clock=clock,
+        configs=configs,
+        transcribe_model=(media or MediaSetup()).transcribe_model,
+    )
     model = model_factory()
     return Resources(
         engine=engine,

@@ -20,3 +20,6 @@ class ToolDeps:
     clock: Clock = system_clock
     #: Organizations' configurations, checked against their version on every use.
     configs: ConfigCache = field(default_factory=ConfigCache)
+    #: ZAPVET_TRANSCRIBE_MODEL: what voice notes of an organization without its own
+    #: `[ai] transcribe_model` are transcribed, and so priced, with.
+    transcribe_model: str = "gpt-4o-mini-transcribe"

@@ -8,7 +8,7 @@ from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 
-from zapvet.analytics import figures
+from zapvet.analytics import costs, figures
 from zapvet.commands.proposals import for_owner
 from zapvet.errors import ToolError
 from zapvet.models import Appointment, Contact, Pet
@@ -58,6 +58,50 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
             cancellations=s.cancellations,
             still_scheduled=s.still_scheduled,
             clients_opted_out_of_messages=s.opted_out_clients,
+        )
+
+    @tool
+    async def ai_costs(start_date: str, end_date: str, runtime: ToolRuntime[AuroraContext]) -> str:
+        """Quanto a IA custou no período (datas AAAA-MM-DD, inclusivas), em R$: total, por
+        agente (client = atendente dos clientes, aurora = você), por dia, e os tokens, a
+        parcela do prompt que veio do cache, minutos de áudio transcritos e imagens.
+        Modelos em "unpriced_models" não têm preço na tabela e entraram como R$ 0,00: avise o
+        dono. Para "este mês", do dia 1 até hoje.
+
+        Exemplo: ai_costs(start_date="2026-11-01", end_date="2026-11-25")
+        """
+        async with call(runtime) as c:
+            start, end = day_of(c.org, start_date), day_of(c.org, end_date)
+            if end < start:
+                raise ToolError("A data final vem antes da inicial.")
+            report = await costs.ai_costs(
+                c.session,
+                c.owner.organization_id,
+                c.org.zone,
+                start,
+                end,
+                transcribe_model=deps.transcribe_model,
+            )
+
+        def shown(f: costs.CostFigures) -> dict[str, object]:
+            return {
+                "turns": f.turns,
+                "cost": format_brl(f.cost_cents),
+                "input_tokens": f.input_tokens,
+                "cached_input_tokens": f.cached_input_tokens,
+                "cache_hit_share": f"{f.cache_hit_share * 100:.1f}%".replace(".", ","),
+                "output_tokens": f.output_tokens,
+                "audio_minutes": str(f.audio_minutes).replace(".", ","),
+                "images": f.images,
+            }
+
+        return result(
+            period=f"{start:%d/%m/%Y}" + ("" if start == end else f" a {end:%d/%m/%Y}"),
+            total=shown(report.total),
+            by_agent={name: shown(f) for name, f in sorted(report.per_agent.items())},
+            by_day={f"{day:%d/%m}": format_brl(f.cost_cents) for day, f in report.per_day.items()},
+            usd_brl=str(report.usd_brl).replace(".", ","),
+            unpriced_models=sorted(report.unpriced_models),
         )
 
     @tool
@@ -241,6 +285,7 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
 
     return [
         business_summary,
+        ai_costs,
         list_appointments,
         free_slots,
         top_services,
