@@ -51,7 +51,7 @@ async def test_block_contact_command_blocks_after_yes_and_audits(
     )  # fmt: skip
 
     assert reply.reply == (
-        "Feito: +5511977776666 bloqueado. As mensagens dele serão guardadas, sem resposta."
+        "Feito: número bloqueado. As mensagens dele serão guardadas, sem resposta."
     )
     assert (before["status"], after["status"]) == ("active", "blocked")
     assert audit.before and audit.after
@@ -79,7 +79,7 @@ async def test_unblock_contact_command_unblocks_after_yes(
         preview="desbloquear Marina (+551177776666): o robô voltará a responder.",
     )  # fmt: skip
     assert reply.reply == (
-        "Feito: +551177776666 desbloqueado. As próximas mensagens dele serão respondidas."
+        "Feito: número desbloqueado. As próximas mensagens dele serão respondidas."
     )
     assert (before["status"], after["status"], audit.action) == (
         "blocked",
@@ -102,10 +102,7 @@ async def test_block_contact_of_a_number_that_never_wrote_creates_it_blocked(
     await run_turn(graph, owner, history)
     assert session.exec(select(Contact).where(Contact.phone == "5521966665555")).first() is None
     done = await run_turn(graph, owner, [*history, AIMessage("Confirma?"), HumanMessage("sim")])
-    assert (
-        done.reply
-        == "Feito: +5521966665555 bloqueado. As mensagens dele serão guardadas, sem resposta."
-    )
+    assert done.reply == "Feito: número bloqueado. As mensagens dele serão guardadas, sem resposta."
     session.expire_all()
     created = session.exec(select(Contact).where(Contact.phone == "5521966665555")).one()
     assert (created.organization_id, created.status) == (petfeliz.id, "blocked")

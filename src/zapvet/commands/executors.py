@@ -194,13 +194,16 @@ async def _block(job: Job, *, blocked: bool) -> str:
         )  # fmt: skip
     except blocking.OwnerNumberRefused:
         raise ToolError("Esse é um número do dono: ele não pode ser bloqueado.") from None
-    who = f"+{job.payload['phone']}"
+    # The preview named the number; the reply does not repeat it (nor anything stored).
     if not done.changed:
-        state = "já estava bloqueado" if blocked else "não estava bloqueado"
-        return f"Nada a fazer: {who} {state}."
+        return (
+            "Nada a fazer: o número já estava bloqueado."
+            if blocked
+            else ("Nada a fazer: o número não estava bloqueado.")
+        )
     if blocked:
-        return f"Feito: {who} bloqueado. As mensagens dele serão guardadas, sem resposta."
-    return f"Feito: {who} desbloqueado. As próximas mensagens dele serão respondidas."
+        return "Feito: número bloqueado. As mensagens dele serão guardadas, sem resposta."
+    return "Feito: número desbloqueado. As próximas mensagens dele serão respondidas."
 
 
 async def _block_contact(job: Job) -> str:
