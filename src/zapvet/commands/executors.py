@@ -196,11 +196,8 @@ async def _block(job: Job, *, blocked: bool) -> str:
         raise ToolError("Esse é um número do dono: ele não pode ser bloqueado.") from None
     # The preview named the number; the reply does not repeat it (nor anything stored).
     if not done.changed:
-        return (
-            "Nada a fazer: o número já estava bloqueado."
-            if blocked
-            else ("Nada a fazer: o número não estava bloqueado.")
-        )
+        state = "já estava" if blocked else "não estava"
+        return f"Nada a fazer: o número {state} bloqueado."
     if blocked:
         return "Feito: número bloqueado. As mensagens dele serão guardadas, sem resposta."
     return "Feito: número desbloqueado. As próximas mensagens dele serão respondidas."
