@@ -19,6 +19,7 @@ from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.identity import normalise_phone, phone_key, phone_variants
+from zapvet.errors import OwnerNumberRefused as OwnerNumberRefused
 from zapvet.models import AuditLog, AuroraOwnerNumber, Contact, ContactIdentity
 from zapvet.models.contact import ContactStatus
 
@@ -40,10 +41,6 @@ class BlockResult:
     contact: Contact | None
     changed: bool
     created: bool = False
-
-
-class OwnerNumberRefused(ValueError):
-    """The number is one of the organization's active owner numbers (Aurora's)."""
 
 
 def parse_phone(raw: str) -> str:
