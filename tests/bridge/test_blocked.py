@@ -159,7 +159,8 @@ def test_blocked_contact_message_is_stored_and_no_drain_enqueued(bridge: Bridge)
     bridge.say(LEGACY, "sem o nono dígito")  # the legacy spelling is the same contact
     assert len(bridge.queue.drains) == 1  # nothing more asked for
     assert incoming(bridge, "551177776666") == [
-        ("Oi", "pending", False, None),  # the recorder never drains: still waiting
+        # Still waiting when the block came (the recorder never drains): silenced too.
+        ("Oi", "ignored", True, "true"),
         ("Quero um banho", "ignored", True, "true"),
         ("pelo LID", "ignored", True, "true"),
         ("sem o nono dígito", "ignored", True, "true"),

@@ -4,7 +4,8 @@ A number is found the way the bridge finds it (its phone identity, under the key
 the ninth digit), or by the contact's stored phone for rows written before identities
 existed; either way the phone identity is recorded, so the next webhook meets the blocked
 contact instead of creating a fresh, answered one. Blocking a number never seen creates
-the contact already blocked. An active owner number of the organization is never blocked.
+the contact already blocked; blocking a contact also silences what they sent that is still
+waiting for an answer. An active owner number of the organization is never blocked.
 Every change writes an `audit_log` row in the caller's transaction.
 """
 
@@ -14,13 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy import case, cast, func
 from sqlalchemy import exc as sa_exc
-from sqlmodel import col, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import col, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.identity import normalise_phone, phone_key, phone_variants
 from zapvet.errors import OwnerNumberRefused as OwnerNumberRefused
-from zapvet.models import AuditLog, AuroraOwnerNumber, Contact, ContactIdentity
+from zapvet.models import (
+    AuditLog,
+    AuroraOwnerNumber,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Message,
+)
 from zapvet.models.contact import ContactStatus
 
 ActorKind = Literal["owner", "cli"]
@@ -135,6 +145,35 @@ async def _ensure_identity(session: AsyncSession, org_id: int, contact_id: int, 
     return True
 
 
+async def _silence_pending(
+    session: AsyncSession, org_id: int, contact_id: int, now: datetime
+) -> None:
+    """What the contact sent that is still waiting is not answered either: marked like a
+    blocked message. A drain already running on it finds its batch changed at commit and
+    rolls its turn back (`queue.drain`'s still-pending check), so no reply goes out."""
+    conversations = select(Conversation.id).where(
+        Conversation.organization_id == org_id, Conversation.contact_id == contact_id
+    )
+    await session.exec(
+        update(Message)
+        .where(
+            col(Message.organization_id) == org_id,
+            col(Message.conversation_id).in_(conversations.scalar_subquery()),
+            col(Message.direction) == "incoming",
+            col(Message.status) == "pending",
+        )
+        .values(
+            status="ignored",
+            processed_at=now,
+            # An absent `meta` is stored as JSON null, not SQL NULL: start from an object.
+            meta=case(
+                (func.jsonb_typeof(Message.meta) == "object", Message.meta),
+                else_=cast({}, JSONB),
+            ).op("||")(cast({"blocked": True}, JSONB)),
+        )
+    )
+
+
 async def _audit(
     session: AsyncSession,
     actor: Actor,
@@ -206,6 +245,8 @@ async def set_blocked(
         before = contact.model_dump(mode="json")
         contact.status = status
         contact.updated_at = now
+        if blocked:
+            await _silence_pending(session, org_id, contact.id or 0, now)
         await _audit(session, actor, contact, before, now)
         return BlockResult(contact, changed=True)
     raise RuntimeError("could not settle the contact's phone identity")
