@@ -22,6 +22,7 @@
         ├── RejectedSend         the provider refused a send for good; status, detail
         ├── PayloadError         a webhook body is not what the provider sends (422); message
         ├── ScriptExhaustedError a scripted model was called more often than it has replies
+        ├── OwnerNumberRefused   an owner number cannot be blocked; phone
         └── ToolError            an agent tool refused; `message` is pt-BR text for the model
             └── SlotTakenError   the requested time is not (or no longer) free; has alternatives
 
@@ -30,8 +31,8 @@ Three signals, each caught in the module that raises it or its caller, subclass 
 `bridge.instances.Refused` (PermanentError: an unknown or inactive instance, or wrong
 credentials) and `queue.drain._Raced` (ZapvetError: another drain answered first; roll back).
 The leaves are re-exported where they are raised (`bridge.senders`, `bridge.events`,
-`llm.scripted`, `chat`, `evals.scenario`, `graphs.studio`, `otel.phoenix`, `media`,
-`models.config`).
+`llm.scripted`, `chat`, `evals.scenario`, `commands.blocking`, `graphs.studio`,
+`otel.phoenix`, `media`, `models.config`).
 
 Errors carry fields, not formatted strings; `str(error)` renders them for people.
 HTTP status mapping lives in `zapvet.bridge` only.
@@ -211,6 +212,14 @@ class PayloadError(PermanentError):
 
 class ScriptExhaustedError(PermanentError):
     """The model was called more often than its script has replies."""
+
+
+class OwnerNumberRefused(PermanentError):
+    """`phone` is an active owner number of the organization: it is never blocked."""
+
+    def __init__(self, phone: str) -> None:
+        self.phone = phone
+        super().__init__(f"+{phone} is an owner number and cannot be blocked")
 
 
 class ToolError(PermanentError):

@@ -32,6 +32,8 @@ COMMANDS = [
     ["stats"],
     ["dlq", "list"],
     ["dlq", "requeue"],
+    ["contact", "block"],
+    ["contact", "unblock"],
     ["eval"],
     ["status"],
     ["studio-context"],

@@ -8,7 +8,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from sqlmodel import Session
 
-from zapvet.graphs.history import STAFF_PREFIX, load_history, trim
+from zapvet.graphs.history import STAFF_PREFIX, load_history, to_langchain, trim
 from zapvet.models import Message
 from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
@@ -125,3 +125,14 @@ async def test_load_history_puts_the_turns_pending_messages_last_and_leaves_late
         )
     assert [m.content for m in everything] == ["oi", "olá!", "quero banho", "e tosa"]
     assert [m.content for m in batch_only] == ["oi", "olá!", "quero banho"]
+
+
+def test_to_langchain_leaves_out_what_a_blocked_contact_sent() -> None:
+    at = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    rows = [
+        Message(id=1, organization_id=1, conversation_id=1, direction="incoming",
+                status="ignored", content="spam", message_at=at, meta={"blocked": True}),
+        Message(id=2, organization_id=1, conversation_id=1, direction="incoming",
+                status="pending", content="oi de novo", message_at=at),
+    ]  # fmt: skip
+    assert [m.content for m in to_langchain(rows)] == ["oi de novo"]

@@ -167,6 +167,9 @@ AURORA_PROBES: dict[str, Probes] = {
     ],
     "hand_back_conversation": lambda w: [{"client": q} for q in _clients(w.b)],
     "send_message": lambda w: [{"client": q, "text": "Oi, é a loja"} for q in _clients(w.b)],
+    # By phone, B's client is a number A never saw: blocking it touches A's rows only.
+    "block_contact": lambda w: [{"client": q} for q in _clients(w.b)],
+    "unblock_contact": lambda w: [{"client": q} for q in _clients(w.b)],
 }
 
 

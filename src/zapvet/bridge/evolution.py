@@ -147,6 +147,9 @@ def _upsert(record: Mapping[str, Any], where: str) -> Event:
     if ignored := _chat_ignored(chat_id, provider_id, where):
         return ignored
     details = {"provider_id": provider_id, "chat_id": chat_id}
+    if record.get("broadcast") is True:
+        # A broadcast list's message may arrive in the author's 1:1 chat, flagged (WAMessage).
+        return Ignored("broadcast list", details)
     if record.get("messageStubType") or record.get("message") is None:
         return Ignored("stub without content", details)  # undecryptable, or a system notice
     message = unwrap(mapping(record["message"], f"{where}.message"))

@@ -1,10 +1,11 @@
 """Storing what a webhook brought, in one transaction, before the webhook answers 200.
 
 Customer messages become pending incoming rows (the unique provider id turns a redelivered
-webhook into a no-op); a message typed by staff on the business phone is stored as theirs
-and pauses the bot in that conversation; edits, deletions, reactions and delivery statuses
-update or annotate stored rows and never ask for an answer. The caller commits, then asks
-the queue to drain the conversations in `IngestReport.drains`.
+webhook into a no-op); a blocked contact's message is stored as `ignored`, marked
+`meta.blocked`, and asks for no drain; a message typed by staff on the business phone is
+stored as theirs and pauses the bot in that conversation; edits, deletions, reactions and
+delivery statuses update or annotate stored rows and never ask for an answer. The caller
+commits, then asks the queue to drain the conversations in `IngestReport.drains`.
 """
 
 from __future__ import annotations
@@ -109,31 +110,33 @@ class _Transaction:
         self.admitted = await self._confirm(self.admitted, version)
         self._confirmed = True
 
-    async def contact_id(self, sender: Sender, now: datetime) -> int:
-        """The contact behind `sender` (`directory.contact_for`, in one statement when the
-        sender and all of their identities are known)."""
+    async def contact_id(self, sender: Sender, now: datetime) -> tuple[int, bool]:
+        """The contact behind `sender` and whether it is blocked (`directory.contact_for`,
+        in one statement when the sender and all of their identities are known)."""
         keys = identities(sender)
         if not keys:
             raise ValueError("a sender without phone, LID or BSUID")
         conn = await self.session.connection()
-        version, contact_id = await statements.contact_id_for(
+        version, contact_id, blocked = await statements.contact_id_for(
             conn, self.org_id, keys, name=sender.name, phone=sender.phone, now=now
         )
         await self.confirm(version)
-        return contact_id
+        return contact_id, blocked
 
-    async def learn_owner(self, sender: Sender) -> None:
-        """Record an owner number's LID or BSUID the first time it writes with one."""
+    async def learn_owner(self, sender: Sender) -> bool:
+        """Whether `sender` is an owner number; records its LID or BSUID the first time it
+        writes with one."""
         owner = self.admitted.config.owner_for(
             phone_keys={phone_key(sender.phone)} if sender.phone else set(),
             lids={sender.lid} if sender.lid else set(),
             bsuids={sender.bsuid} if sender.bsuid else set(),
         )
         if owner is None or owner.id is None:
-            return
+            return False
         if (sender.lid and not owner.lid) or (sender.bsuid and not owner.bsuid):
             conn = await self.session.connection()
             await statements.learn_owner(conn, owner.id, sender.lid, sender.bsuid)
+        return True
 
 
 async def ingest(
@@ -182,9 +185,9 @@ async def _inbound(tx: _Transaction, event: Inbound, now: datetime, report: Inge
         if await statements.known_message(await tx.session.connection(), org_id, event.provider_id):
             report.duplicates += 1
             return
-    contact_id = await tx.contact_id(event.sender, now)
-    if not event.from_me:
-        await tx.learn_owner(event.sender)
+    contact_id, blocked = await tx.contact_id(event.sender, now)
+    if not event.from_me and await tx.learn_owner(event.sender):
+        blocked = False  # an owner number is never silenced (`commands.blocking` refuses)
     conn = await tx.session.connection()
     conversation_id = await statements.open_conversation_id(conn, org_id, contact_id, now)
     meta = {k: v for k, v in (("media", event.media), ("reply_to", event.reply_to)) if v}
@@ -203,6 +206,11 @@ async def _inbound(tx: _Transaction, event: Inbound, now: datetime, report: Inge
         values.update(
             direction="outgoing", from_me=True, status="sent", meta={**meta, "by": "staff"}
         )
+    elif blocked:
+        # Kept for the history and the export, never answered, never shown to the model
+        # (`graphs.history` skips rows marked blocked): the drain only takes pending rows.
+        values.update(direction="incoming", status="ignored", processed_at=now)
+        values["meta"] = {**meta, "blocked": True}
     elif event.kind == "sticker":
         # A sticker is a gesture, not a request: stored for the history, never answered.
         values.update(direction="incoming", status="processed", processed_at=now)
@@ -221,6 +229,7 @@ async def _inbound(tx: _Transaction, event: Inbound, now: datetime, report: Inge
         contactId=contact_id,
         kind=event.kind,
         staff=event.from_me,
+        blocked=blocked,
         **{"from": event.sender.phone or event.sender.lid or event.sender.bsuid},
         messageContent=event.text,  # these two are dropped from logs unless captured
     )
@@ -235,7 +244,7 @@ async def _inbound(tx: _Transaction, event: Inbound, now: datetime, report: Inge
 
 
 async def _reaction(tx: _Transaction, event: Reaction, now: datetime, report: IngestReport) -> None:
-    contact_id = await tx.contact_id(event.sender, now)
+    contact_id, _ = await tx.contact_id(event.sender, now)  # stored as processed: never answered
     conn = await tx.session.connection()
     conversation_id = await statements.open_conversation_id(conn, tx.org_id, contact_id, now)
     values = _row(

@@ -1,7 +1,8 @@
 """The webhook's hot statements, in Core SQL: one round trip each, no unit of work.
 
 A plain text message from a known contact costs three statements: `contact_id_for` (finds
-the contact by identity, bumps `last_contact_at` and reads the configuration version),
+the contact by identity, bumps `last_contact_at`, reads the configuration version and
+whether the contact is blocked),
 `open_conversation_id` (finds or opens the open conversation, bumping `last_message_at`)
 and `insert_message`; a first contact costs one more (contact and identities at once).
 The ORM twins in `directory.py` serve the other callers and say what these must do.
@@ -89,11 +90,12 @@ def _known_contact(arity: int) -> TextClause:
                 name = COALESCE(NULLIF(name, ''), :name),
                 phone = COALESCE(NULLIF(phone, ''), :phone)
             WHERE organization_id = :org AND id = (SELECT min(contact_id) FROM known)
-            RETURNING id
+            RETURNING id, status
         )
         SELECT (SELECT config_version FROM organizations WHERE id = :org),
                (SELECT id FROM bumped),
-               ARRAY(SELECT kind FROM known)
+               ARRAY(SELECT kind FROM known),
+               (SELECT status = 'blocked' FROM bumped)
         """
     )
 
@@ -144,9 +146,10 @@ async def contact_id_for(
     name: str | None,
     phone: str | None,
     now: datetime,
-) -> tuple[int, int]:
-    """`directory.contact_for` in Core SQL: (configuration version, contact id), creating the
-    contact with its identities on first contact and recording identities it lacked.
+) -> tuple[int, int, bool]:
+    """`directory.contact_for` in Core SQL: (configuration version, contact id, blocked),
+    creating the contact with its identities on first contact (never blocked: a number
+    blocked before it wrote already has its contact) and recording identities it lacked.
 
     An identity another webhook records first stays theirs (the unique identity index
     decides, as in `contact_for`); a contact created in that race is dropped again.
@@ -164,10 +167,10 @@ async def contact_id_for(
                 learn = {"org": org_id, "contact": contact_id, "updated": params["updated"]}
                 learn.update(_pair_params(missing))
                 await conn.execute(_learn_identities(len(missing)), learn)
-            return first, int(contact_id)
+            return first, int(contact_id), bool(row[3])
         created = (await conn.execute(_new_contact(len(keys)), params)).one()
         if created[1] == len(keys):
-            return first, int(created[0])
+            return first, int(created[0]), False
         # Someone recorded one of these identities meanwhile: theirs wins, look again.
         await conn.execute(_FORGET_CONTACT, {"id": created[0]})
     raise RuntimeError("could not settle the contact's identities")

@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import open_conversation
+from zapvet.commands import blocking
 from zapvet.commands.proposals import Owner, for_owner
 from zapvet.errors import ToolError
 from zapvet.models import (
@@ -184,6 +185,32 @@ async def _send_message(job: Job) -> str:
     return "Feito: a mensagem foi colocada na fila de envio para o cliente."
 
 
+async def _block(job: Job, *, blocked: bool) -> str:
+    actor = blocking.Actor("owner", job.owner.owner_number_id)
+    try:
+        done = await blocking.set_blocked(
+            job.session, job.owner.organization_id, job.payload["phone"],
+            blocked=blocked, actor=actor, now=job.now,
+        )  # fmt: skip
+    except blocking.OwnerNumberRefused:
+        raise ToolError("Esse é um número do dono: ele não pode ser bloqueado.") from None
+    # The preview named the number; the reply does not repeat it (nor anything stored).
+    if not done.changed:
+        state = "já estava" if blocked else "não estava"
+        return f"Nada a fazer: o número {state} bloqueado."
+    if blocked:
+        return "Feito: número bloqueado. As mensagens dele serão guardadas, sem resposta."
+    return "Feito: número desbloqueado. As próximas mensagens dele serão respondidas."
+
+
+async def _block_contact(job: Job) -> str:
+    return await _block(job, blocked=True)
+
+
+async def _unblock_contact(job: Job) -> str:
+    return await _block(job, blocked=False)
+
+
 EXECUTORS: dict[str, Executor] = {
     "create_appointment": _create,
     "cancel_appointment": _cancel,
@@ -192,4 +219,6 @@ EXECUTORS: dict[str, Executor] = {
     "update_contact": _update_contact,
     "hand_back_conversation": _hand_back,
     "send_message": _send_message,
+    "block_contact": _block_contact,
+    "unblock_contact": _unblock_contact,
 }

@@ -130,7 +130,8 @@ def to_langchain(
 ) -> list[BaseMessage]:
     """Incoming rows become human turns, outgoing rows assistant turns (staff ones marked).
 
-    Reactions, stickers and the extra parts of a long reply split for sending are left out.
+    Reactions, stickers, the extra parts of a long reply split for sending and messages
+    received while the contact was blocked are left out.
     `images` holds the photos of this turn's messages (row id → MIME type and bytes): those
     rows carry the image itself, every other photo reads as a placeholder.
     """
@@ -139,8 +140,8 @@ def to_langchain(
     for row in rows:
         if row.deleted_at is not None or row.message_type in ("reaction", "sticker"):
             continue
-        if (row.meta or {}).get("part_of"):
-            continue
+        if (row.meta or {}).get("part_of") or (row.meta or {}).get("blocked"):
+            continue  # a split reply's later parts; what a blocked contact sent
         if row.direction == "incoming":
             photo = images.get(row.id or 0)
             text = describe(row, shown=photo is not None)

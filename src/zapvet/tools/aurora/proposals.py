@@ -8,6 +8,8 @@ from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 
+from zapvet.bridge.identity import digits_only
+from zapvet.commands import blocking
 from zapvet.commands.proposals import for_owner, propose
 from zapvet.errors import ToolError
 from zapvet.models import Appointment, Contact, Conversation, Service
@@ -40,6 +42,30 @@ async def appointment_for(c: Call, appointment_id: int) -> tuple[Appointment, st
     appointment, client, service = row
     when = booking.describe_moment(appointment.starts_at.astimezone(c.org.zone))
     return appointment, f"#{appointment.id} {service} de {client or 'cliente'} em {when}"
+
+
+async def number_to_block(c: Call, client: str) -> tuple[str, str]:
+    """The international number of a client named by phone, "#id" or name, and how a preview
+    names it; a phone nobody has written from yet is taken as typed.
+
+    Raises:
+        ToolError: no such client, several, or a client without a phone number.
+    """
+    org_id = c.owner.organization_id
+    if len(digits_only(client)) >= 8:
+        try:
+            phone = blocking.parse_phone(client)
+        except ValueError:
+            raise ToolError(f"'{client}' não é um número de telefone válido.") from None
+        contact = await blocking.find_by_phone(c.session, org_id, phone)
+    else:
+        contact = await resolve_client(c.session, org_id, client)
+        if not contact.phone:
+            raise ToolError(f"{contact.name or 'O cliente'} não tem telefone cadastrado.")
+        phone = blocking.parse_phone(contact.phone)
+    if contact is not None and contact.name:
+        return phone, f"{contact.name} (+{phone})"
+    return phone, f"+{phone}"
 
 
 def make_proposal_tools(deps: ToolDeps) -> list[BaseTool]:
@@ -217,6 +243,40 @@ def make_proposal_tools(deps: ToolDeps) -> list[BaseTool]:
                 now=deps.clock(),
             )  # fmt: skip
 
+    @tool
+    async def block_contact(client: str, runtime: ToolRuntime[AuroraContext]) -> str:
+        """PROPÕE bloquear um número: as mensagens dele continuam guardadas, mas o robô para
+        de responder. Aceita telefone (mesmo de quem nunca escreveu), nome ou #id.
+        Exemplo: block_contact(client="+55 11 97777-6666")
+        """
+        async with call(runtime) as c:
+            phone, label = await number_to_block(c, client)
+            org_id = c.owner.organization_id
+            contact = await blocking.find_by_phone(c.session, org_id, phone)
+            if await blocking.is_owner(c.session, org_id, contact, phone):
+                raise ToolError(f"{label} é um número do dono: não pode ser bloqueado.")
+            if contact is not None and contact.status == "blocked":
+                raise ToolError(f"{label} já está bloqueado.")
+            return await propose(
+                c.session, c.owner, action="block_contact", payload={"phone": phone},
+                preview=f"bloquear {label}: o robô não responderá mais.", now=deps.clock(),
+            )  # fmt: skip
+
+    @tool
+    async def unblock_contact(client: str, runtime: ToolRuntime[AuroraContext]) -> str:
+        """PROPÕE desbloquear um número bloqueado: o robô volta a responder as próximas
+        mensagens. Exemplo: unblock_contact(client="11 97777-6666")
+        """
+        async with call(runtime) as c:
+            phone, label = await number_to_block(c, client)
+            contact = await blocking.find_by_phone(c.session, c.owner.organization_id, phone)
+            if contact is None or contact.status != "blocked":
+                raise ToolError(f"{label} não está bloqueado.")
+            return await propose(
+                c.session, c.owner, action="unblock_contact", payload={"phone": phone},
+                preview=f"desbloquear {label}: o robô voltará a responder.", now=deps.clock(),
+            )  # fmt: skip
+
     return [
         create_appointment,
         cancel_appointment,
@@ -225,4 +285,6 @@ def make_proposal_tools(deps: ToolDeps) -> list[BaseTool]:
         update_contact,
         hand_back_conversation,
         send_message,
+        block_contact,
+        unblock_contact,
     ]
