@@ -173,3 +173,23 @@ async def test_a_turn_whose_messages_changed_under_it_still_records_its_usage(
     assert rows(engine, "SELECT status, input_tokens > 0 FROM ai_interactions") == [
         ("success", True)
     ]
+
+
+async def test_a_contact_blocked_after_writing_is_never_answered(
+    resources: Resources,
+    server: FakeOpenAIServer,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    """Its messages were stored (and their drain queued) before the block: the drain closes
+    them as the bridge would have, without a turn."""
+    conversation_id = start_conversation(session, petfeliz, ANA).conversation_id
+    incoming(session, petfeliz, conversation_id, "Oi")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE contacts SET status = 'blocked'"))
+    queue = Recorder()
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.BLOCKED
+    assert server.requests == []
+    assert rows(engine, "SELECT status, meta->>'blocked' FROM messages") == [("ignored", "true")]
+    assert (queue.drains, queue.sends) == ([], [])

@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, literal
+from sqlalchemy import bindparam, case, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,6 +31,7 @@ from zapvet.logging import bind, get_logger
 from zapvet.media.prepare import MEDIA_KINDS, MediaTurn, prepare_media
 from zapvet.models import (
     AIInteraction,
+    Contact,
     ContactIdentity,
     Conversation,
     Message,
@@ -73,6 +75,7 @@ class Outcome(Enum):
     BUSY = "another drain holds the conversation"
     DEFERRED = "waiting for the burst to end"
     PAUSED = "a person is handling the conversation"
+    BLOCKED = "the contact is blocked: stored, never answered"
     RACED = "the messages changed under the turn"
     GAVE_UP = "the turn failed or kept dying: the fallback reply was sent"
 
@@ -126,6 +129,7 @@ _CONVERSATION = (
     select(
         Conversation,
         Organization.config_version,
+        Contact.status,
         select(func.array_agg(ContactIdentity.kind + literal(":") + ContactIdentity.value))
         .where(
             ContactIdentity.organization_id == Conversation.organization_id,
@@ -134,6 +138,7 @@ _CONVERSATION = (
         .scalar_subquery(),
     )
     .join(Organization, col(Organization.id) == col(Conversation.organization_id))
+    .join(Contact, col(Contact.id) == col(Conversation.contact_id))
     .where(Conversation.id == _by_conversation())
 )
 _MESSAGES = Message.__table__  # type: ignore[attr-defined]
@@ -150,6 +155,20 @@ _CLOSE = (
     sa_update(_MESSAGES)
     .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)), _MESSAGES.c.status == "pending")
     .values(status=bindparam("status"), processed_at=bindparam("now"))
+)
+#: Close the still-pending `ids` of a blocked contact as `ignored`, marked as the bridge
+#: marks what a blocked contact sends (the history leaves those out).
+_IGNORE_BLOCKED = (
+    sa_update(_MESSAGES)
+    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)), _MESSAGES.c.status == "pending")
+    .values(
+        status="ignored",
+        processed_at=bindparam("now"),
+        meta=case(
+            (func.jsonb_typeof(_MESSAGES.c.meta) == "object", _MESSAGES.c.meta),
+            else_=literal({}, JSONB),
+        ).op("||")(literal({"blocked": True}, JSONB)),
+    )
 )
 #: Count a turn start on the still-pending `ids`; their counts come back.
 _START = (
@@ -231,7 +250,7 @@ async def _drain_once(
         ).first()
         if found is None:
             return Outcome.NOTHING
-        conversation, version, identities = found
+        conversation, version, contact_status, identities = found
         connection = await session.connection()  # Core rows: no ORM objects to build
         keys = {"organization_id": conversation.organization_id, "conversation_id": conversation_id}
         rows: list[Any] = list((await connection.execute(pending_and_recent(), keys)).all())
@@ -245,6 +264,13 @@ async def _drain_once(
             enqueue.drain(conversation_id, delay_ms=max(1, int(wait.total_seconds() * 1000)))
             return Outcome.DEFERRED
     owner_number_id = _owner_number(config, identities)
+    if contact_status == "blocked" and owner_number_id is None:
+        # Blocked after these were stored (the bridge stores a blocked contact's messages as
+        # ignored, with no drain): never answered, never shown to the model.
+        async with res.sessions() as session, session.begin():
+            connection = await session.connection()
+            await connection.execute(_IGNORE_BLOCKED, {"ids": pending.ids, "now": now})
+        return Outcome.BLOCKED
     paused = conversation.status != "active" or (
         conversation.bot_paused_until is not None and conversation.bot_paused_until > now
     )
