@@ -29,6 +29,7 @@ from zapvet import db
 from zapvet.config import load_settings, normalise_database_url
 from zapvet.embedded import ServiceUrls, running_services
 from zapvet.org import apply_spec, parse_spec
+from zapvet.org.spec import LimitsSection
 
 REPO = Path(__file__).resolve().parents[1]
 ORG = REPO / "examples" / "petfeliz.toml"
@@ -74,7 +75,14 @@ def apply_org(database_url: str, *, api_url: str, debounce_seconds: int | None =
     ai = spec.ai
     if debounce_seconds is not None:
         ai = ai.model_copy(update={"debounce_seconds": debounce_seconds})
-    spec = spec.model_copy(update={"whatsapp": whatsapp, "ai": ai})
+    # A closed loop writes ~50 messages a minute per customer: far past a person's pace, so
+    # `[limits]` would (rightly) hold it back. The benchmarks measure the pipeline, not them.
+    unlimited = LimitsSection(
+        contact_messages_per_minute=1000,
+        contact_messages_per_day=100_000,
+        org_turns_per_minute=100_000,
+    )
+    spec = spec.model_copy(update={"whatsapp": whatsapp, "ai": ai, "limits": unlimited})
     engine = db.build_engine(database_url, pool_size=1)
     try:
         with Session(engine) as session:

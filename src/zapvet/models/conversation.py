@@ -103,6 +103,13 @@ class Message(SQLModel, table=True):
             "created_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        #: A contact's messages answered in the last minute and day (`[limits]`).
+        Index(
+            "ix_messages_answered",
+            "conversation_id",
+            "processed_at",
+            postgresql_where=text("direction = 'incoming' AND status = 'processed'"),
+        ),
     )
 
     id: int | None = id_field()

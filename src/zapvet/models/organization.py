@@ -38,6 +38,15 @@ class Organization(SQLModel, table=True):
     )
 
 
+#: `[limits]` defaults: generous for a person (a burst of messages is one turn), tight for a
+#: flood or another bot. Documented in README ("Limits").
+LIMIT_DEFAULTS = {
+    "contact_messages_per_minute": 20,
+    "contact_messages_per_day": 300,
+    "org_turns_per_minute": 600,
+}
+
+
 class AISettings(SQLModel, table=True):
     """How the organization's agents behave: model, tone, batching, hand-over, reminders."""
 
@@ -48,6 +57,7 @@ class AISettings(SQLModel, table=True):
         CheckConstraint("human_takeover_minutes > 0", name="human_takeover_minutes"),
         CheckConstraint("confirmation_ttl_minutes > 0", name="confirmation_ttl_minutes"),
         CheckConstraint("reminder_minutes_before > 0", name="reminder_minutes_before"),
+        *(CheckConstraint(f"{name} > 0", name=name) for name in LIMIT_DEFAULTS),
     )
 
     organization_id: int = Field(
@@ -70,4 +80,18 @@ class AISettings(SQLModel, table=True):
     #: The organization file's `[pricing]` as `zapvet.pricing.stored_pricing` writes it
     #: (decimal strings); None: the built-in price table (migration 0006).
     pricing: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    #: `[limits]` (migration 0007): messages answered per contact per minute and per day,
+    #: model turns per organization per minute.
+    contact_messages_per_minute: int = Field(
+        default=LIMIT_DEFAULTS["contact_messages_per_minute"],
+        sa_column_kwargs={"server_default": str(LIMIT_DEFAULTS["contact_messages_per_minute"])},
+    )
+    contact_messages_per_day: int = Field(
+        default=LIMIT_DEFAULTS["contact_messages_per_day"],
+        sa_column_kwargs={"server_default": str(LIMIT_DEFAULTS["contact_messages_per_day"])},
+    )
+    org_turns_per_minute: int = Field(
+        default=LIMIT_DEFAULTS["org_turns_per_minute"],
+        sa_column_kwargs={"server_default": str(LIMIT_DEFAULTS["org_turns_per_minute"])},
+    )
     updated_at: datetime = updated_field()

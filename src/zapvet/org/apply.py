@@ -127,6 +127,7 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "quiet_hours_end": quiet[1] if quiet else None,
         "daily_summary_at": summary_at,
         "pricing": stored_pricing(spec.pricing.usd_brl, spec.pricing.prices()),
+        **spec.limits.model_dump(),
     }
     settings = session.get(AISettings, org_id)
     if settings is None:

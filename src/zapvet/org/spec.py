@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from zapvet.errors import OrgFileError, OrgFileProblem
+from zapvet.models.organization import LIMIT_DEFAULTS
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import parse_price
 from zapvet.org.phones import checked_phone
@@ -269,6 +270,23 @@ class PricingSection(_Section):
         return {entry.name: entry.price() for entry in self.models}
 
 
+class LimitsSection(_Section):
+    """`[limits]`: what the AI answers per contact and per organization (defaults in
+    `models.organization.LIMIT_DEFAULTS`). Past a contact's per-minute limit the contact gets
+    one notice and the rest waits, stored, for the window to reopen; past its daily limit the
+    conversation goes to a person. Past the organization's turns per minute, turns wait."""
+
+    contact_messages_per_minute: int = Field(
+        default=LIMIT_DEFAULTS["contact_messages_per_minute"], ge=1, le=1000
+    )
+    contact_messages_per_day: int = Field(
+        default=LIMIT_DEFAULTS["contact_messages_per_day"], ge=1, le=100_000
+    )
+    org_turns_per_minute: int = Field(
+        default=LIMIT_DEFAULTS["org_turns_per_minute"], ge=1, le=100_000
+    )
+
+
 class OrgSpec(_Section):
     """A whole organization file, validated."""
 
@@ -283,6 +301,7 @@ class OrgSpec(_Section):
     hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]]
     closures: list[ClosureEntry] = []
     pricing: PricingSection = PricingSection()
+    limits: LimitsSection = LimitsSection()
 
     def weekly_hours(self) -> dict[int, list[tuple[time, time]]]:
         """Weekday index (0 = Monday) → sorted opening intervals."""

@@ -11,7 +11,7 @@ drains can never both answer the same messages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
@@ -20,9 +20,11 @@ from sqlalchemy import bindparam, case, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import aliased
 from sqlmodel import col, exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet import db
 from zapvet.errors import PermanentError, ZapvetError, describe
 from zapvet.graphs.history import history_of, load_history
 from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
@@ -42,6 +44,7 @@ from zapvet.models import (
 )
 from zapvet.models.ai import AIType
 from zapvet.models.config import OrgConfig
+from zapvet.models.organization import LIMIT_DEFAULTS
 from zapvet.otel.tracing import tracer
 from zapvet.proactive.escalation import escalate
 from zapvet.queue.failures import is_transient
@@ -57,6 +60,21 @@ STALE_AFTER = timedelta(hours=6)
 MAX_TURN_STARTS = 3
 GAVE_UP = "gave up: the turn was started {starts} times and never finished (poison message?)"
 HANDOFF_REASON = "o assistente não conseguiu concluir o pedido do cliente"
+#: `[limits]`: what a contact past its per-minute limit hears, once per minute, and what one
+#: past its daily limit hears as the conversation goes to a person.
+MINUTE_LIMIT_NOTICE = (
+    "Recebi várias mensagens suas em sequência. 🙂 Já já eu respondo todas, na ordem."
+)
+DAY_LIMIT_REPLY = (
+    "Recebemos muitas mensagens suas hoje. Uma pessoa da nossa equipe vai continuar o "
+    "atendimento por aqui assim que possível. 🙂"
+)
+DAY_LIMIT_REASON = "limite diário de mensagens do contato atingido (possível robô ou flood)"
+LIMIT_NOTICE_KIND = "limit_notice"
+#: How long a batch past a limit waits before the drain looks again (the contact's minute
+#: window, the organization's turns per minute). The messages stay pending meanwhile.
+CONTACT_RECHECK = timedelta(seconds=15)
+ORG_RECHECK = timedelta(seconds=5)
 
 log = get_logger("zapvet.queue.drain")
 
@@ -121,21 +139,56 @@ def _by_conversation() -> Any:
     return bindparam("conversation_id")
 
 
+def _answered_since(window: timedelta) -> Any:
+    """The contact's incoming messages answered (or handled) within `window` before `now`,
+    across its conversations: what `[limits]` counts per contact."""
+    mine = aliased(Conversation)
+    answered = Message.__table__  # type: ignore[attr-defined]
+    return (
+        sa_select(func.count())
+        .select_from(answered.join(mine, col(mine.id) == answered.c.conversation_id))
+        .where(
+            col(mine.organization_id) == col(Conversation.organization_id),
+            col(mine.contact_id) == col(Conversation.contact_id),
+            answered.c.direction == "incoming",
+            answered.c.status == "processed",
+            answered.c.processed_at > bindparam("now") - window,
+        )
+        .scalar_subquery()
+    )
+
+
+def _org_turns_since(window: timedelta) -> Any:
+    """The organization's model turns within `window` before `now`."""
+    return (
+        sa_select(func.count())
+        .where(
+            col(AIInteraction.organization_id) == col(Conversation.organization_id),
+            col(AIInteraction.created_at) > bindparam("now") - window,
+        )
+        .scalar_subquery()
+    )
+
+
 #: The conversation, its organization's configuration version and the contact's identities
-#: ("kind:value"), in one read: what routing (owner or customer) and pausing need. The hot
+#: ("kind:value"), and the `[limits]` counts, in one read: what routing (owner or customer),
+#: pausing and limiting need. The hot
 #: statements are built once, with parameters: building them per turn cost more than a
 #: round trip.
 _CONVERSATION = (
-    select(
+    sa_select(
         Conversation,
-        Organization.config_version,
-        Contact.status,
+        col(Organization.config_version),
+        col(Contact.status),
         select(func.array_agg(ContactIdentity.kind + literal(":") + ContactIdentity.value))
         .where(
             ContactIdentity.organization_id == Conversation.organization_id,
             ContactIdentity.contact_id == Conversation.contact_id,
         )
         .scalar_subquery(),
+        _answered_since(timedelta(minutes=1)),
+        _answered_since(timedelta(days=1)),
+        _org_turns_since(timedelta(minutes=1)),
     )
     .join(Organization, col(Organization.id) == col(Conversation.organization_id))
     .join(Contact, col(Contact.id) == col(Conversation.contact_id))
@@ -245,12 +298,13 @@ async def _drain_once(
 ) -> Outcome:
     now = res.clock()
     async with res.sessions() as session:
-        found = (
-            await session.exec(_CONVERSATION, params={"conversation_id": conversation_id})
-        ).first()
-        if found is None:
+        read = await db.rows(
+            session, _CONVERSATION, {"conversation_id": conversation_id, "now": now}
+        )
+        if not read:
             return Outcome.NOTHING
-        conversation, version, contact_status, identities = found
+        conversation, version, contact_status, identities, *counts = read[0]
+        usage = _Usage(*counts)
         connection = await session.connection()  # Core rows: no ORM objects to build
         keys = {"organization_id": conversation.organization_id, "conversation_id": conversation_id}
         rows: list[Any] = list((await connection.execute(pending_and_recent(), keys)).all())
@@ -285,6 +339,11 @@ async def _drain_once(
             if paused:
                 await _close(session, pending.ids, now, "processed")
         return Outcome.PAUSED if paused else Outcome.RACED
+    if owner_number_id is None:  # the owner's own numbers are never limited
+        limited = await _limit(res, enqueue, seen, config, conversation, pending, usage, now)
+        if isinstance(limited, Outcome):
+            return limited
+        pending = limited
     media = MediaTurn()
     if pending.has_media:
         media = await prepare_media(
@@ -346,8 +405,8 @@ async def _drain_once(
         for alert_id in result.alerts:  # committed with the escalation, whatever happens next
             enqueue.proactive(alert_id)
         handoff = result.handoff and agent == "client"
-        usage = AIInteraction(**result.interaction) if result.interaction else None
-        turn = Turn(result.reply, handoff=handoff, records=_present(trouble, usage))
+        spent = AIInteraction(**result.interaction) if result.interaction else None
+        turn = Turn(result.reply, handoff=handoff, records=_present(trouble, spent))
         try:
             outcome = await _commit(res, enqueue, seen, config, conversation, pending, turn)
         except Exception as error:
@@ -428,6 +487,8 @@ class Turn:
     failure: AIInteraction | None = None
     #: Rows recorded with the reply: the turn's model usage, media that could not be used.
     records: tuple[AIInteraction, ...] = ()
+    #: Why the conversation goes to a person, when `handoff`.
+    reason: str = HANDOFF_REASON
 
 
 def _media_trouble(
@@ -476,6 +537,109 @@ async def _commit(
     if outgoing is not None and outgoing.id is not None:
         await _send(res, enqueue, outgoing.id, claim)
     return Outcome.ANSWERED if turn.failure is None else Outcome.GAVE_UP
+
+
+@dataclass(frozen=True)
+class _Usage:
+    """What `[limits]` counts, read with the conversation."""
+
+    contact_minute: int
+    contact_day: int
+    org_minute: int
+
+
+async def _limit(
+    res: Resources,
+    enqueue: Enqueue,
+    seen: _Seen,
+    config: OrgConfig,
+    conversation: Conversation,
+    pending: _Pending,
+    usage: _Usage,
+    now: datetime,
+) -> _Pending | Outcome:
+    """The batch a customer's turn may answer under `[limits]`, or what happened instead.
+
+    Past the contact's daily limit the conversation goes to a person (a flood, or another
+    bot answering ours). Past its per-minute limit the contact hears one notice a minute
+    and the batch waits, pending, for the window to reopen; under it, a turn answers at
+    most what the window has room for, oldest first, and the rest waits. Past the
+    organization's turns per minute the batch waits. Nothing is dropped: waiting messages
+    stay pending and are answered in order.
+    """
+    ai = config.ai
+    limits = {
+        name: getattr(ai, name) if ai is not None else default
+        for name, default in LIMIT_DEFAULTS.items()
+    }
+    if usage.contact_day >= limits["contact_messages_per_day"]:
+        log.warning("contact past its daily limit: handed to a person", answered=usage.contact_day)
+        flood = Turn(DAY_LIMIT_REPLY, handoff=True, reason=DAY_LIMIT_REASON)
+        return await _commit(res, enqueue, seen, config, conversation, pending, flood)
+    if usage.org_minute >= limits["org_turns_per_minute"]:
+        log.warning("organization past its turns per minute: turn waits", turns=usage.org_minute)
+        enqueue.drain(conversation.id or 0, delay_ms=int(ORG_RECHECK.total_seconds() * 1000))
+        return Outcome.DEFERRED
+    room = min(
+        limits["contact_messages_per_minute"] - usage.contact_minute,
+        limits["contact_messages_per_day"] - usage.contact_day,
+    )
+    if room <= 0:
+        if not _noticed(pending, now):
+            await _notice(res, enqueue, config, conversation, pending, MINUTE_LIMIT_NOTICE, now)
+        log.info("contact past its per-minute limit: batch waits", answered=usage.contact_minute)
+        enqueue.drain(conversation.id or 0, delay_ms=int(CONTACT_RECHECK.total_seconds() * 1000))
+        return Outcome.DEFERRED
+    if len(pending.ids) <= room:
+        return pending
+    first = set(pending.ids[:room])
+    rows = [
+        r
+        for r in pending.recent
+        if not (r.direction == "incoming" and r.status == "pending") or r.id in first
+    ]
+    trimmed = _pending(rows, now)
+    assert trimmed is not None  # `first` is not empty
+    return replace(trimmed, recent=pending.recent)  # the rest stays pending for later turns
+
+
+def _noticed(pending: _Pending, now: datetime) -> bool:
+    """Whether the contact got the per-minute notice within the last minute."""
+    return any(
+        r.direction == "outgoing"
+        and (r.meta or {}).get("kind") == LIMIT_NOTICE_KIND
+        and now - r.message_at < timedelta(minutes=1)
+        for r in pending.recent
+    )
+
+
+async def _notice(
+    res: Resources,
+    enqueue: Enqueue,
+    config: OrgConfig,
+    conversation: Conversation,
+    pending: _Pending,
+    text: str,
+    now: datetime,
+) -> None:
+    """Store and send a notice to the contact without answering (closing) the batch."""
+    async with res.sessions() as session, session.begin():
+        notice = outgoing_message(
+            organization_id=conversation.organization_id,
+            conversation_id=conversation.id or 0,
+            instance_id=pending.instance_id,
+            chat_id=pending.chat_id,
+            content=text,
+            now=now,
+            sent_by_ai=True,
+            meta={"kind": LIMIT_NOTICE_KIND},
+        )
+        sender = config.instance(pending.instance_id) if res.send_inline else None
+        claim = claim_new(notice, sender) if sender is not None else None
+        session.add(notice)
+        await session.flush()
+    if notice.id is not None:
+        await _send(res, enqueue, notice.id, claim)
 
 
 def _present(*rows: AIInteraction | None) -> tuple[AIInteraction, ...]:
@@ -543,7 +707,7 @@ async def _write(
     if turn.failure is not None or turn.handoff:
         current = await session.get(Conversation, conversation.id, with_for_update=True)
         if current is not None and turn.handoff:
-            alerts = await escalate(session, current, HANDOFF_REASON, now)
+            alerts = await escalate(session, current, turn.reason, now)
         escalated = current is not None and current.status == "escalated"
         if turn.failure is not None:
             reply = HANDOFF_REPLY if escalated else FALLBACK_REPLY

@@ -1,0 +1,196 @@
+"""`[limits]`: what the AI answers per contact and per organization, and nothing lost.
+
+Each test drains real rows with the echo model and a clock it moves; the limits are set
+in `ai_settings` the way `zapvet org apply` writes them (the configuration version moves,
+so the worker's cache reloads at the next turn, without a restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from tests.conftest import start_conversation
+from tests.pipeline.conftest import echo, rows
+from tests.pipeline.support import Recorder
+from tests.pipeline.test_drain_rounds import text_from
+from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.models import Organization
+from zapvet.queue.drain import (
+    DAY_LIMIT_REPLY,
+    MINUTE_LIMIT_NOTICE,
+    Outcome,
+    drain_conversation,
+)
+from zapvet.queue.resources import Resources, build_resources
+
+pytestmark = pytest.mark.anyio
+ANA, BIA = "5511970007777", "5511970008888"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def model() -> ScriptedChatModel:
+    return ScriptedChatModel(responder=echo)
+
+
+@pytest.fixture
+async def resources(
+    database_url: str, model: ScriptedChatModel, clock: Clock
+) -> AsyncIterator[Resources]:
+    res = build_resources(database_url, lambda: model, pool_size=4, clock=clock)
+    res.send_inline = False  # the send jobs are recorded, not run
+    yield res
+    await res.close()
+
+
+def limit(engine: Engine, **values: int) -> None:
+    sets = ", ".join(f"{name} = :{name}" for name in values)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE ai_settings SET {sets}"), values)
+
+
+def answered(model: ScriptedChatModel) -> list[str]:
+    """The customer texts each model call addressed, per call."""
+    return [str(call["messages"][-1].content) for call in model.calls]
+
+
+def replies(engine: Engine) -> list[str]:
+    return [
+        str(row[0]).split(": ", 1)[-1]
+        for row in rows(
+            engine, "SELECT content FROM messages WHERE direction='outgoing' ORDER BY id"
+        )
+    ]
+
+
+async def test_past_the_per_minute_limit_one_notice_then_the_rest_in_order(
+    resources: Resources,
+    model: ScriptedChatModel,
+    clock: Clock,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    limit(engine, contact_messages_per_minute=2)
+    conversation_id = start_conversation(session, petfeliz, ANA).conversation_id
+    for text_ in ("um", "dois", "três", "quatro"):
+        text_from(session, petfeliz, conversation_id, text_)
+    queue = Recorder()
+
+    # Room for two this minute: one turn answers the oldest two; the rest waits, with one
+    # notice, and the drain looks again later.
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.DEFERRED
+    assert len(model.calls) == 1
+    assert replies(engine) == ["um | dois", MINUTE_LIMIT_NOTICE]
+    assert queue.drains == [conversation_id]
+    pending = (
+        "SELECT content FROM messages WHERE direction = 'incoming' AND status = 'pending'"
+        " ORDER BY id"
+    )
+    assert rows(engine, pending) == [("três",), ("quatro",)]
+
+    # Still within the minute: no second notice, no model call.
+    clock.now += timedelta(seconds=20)
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.DEFERRED
+    assert len(model.calls) == 1
+    assert replies(engine) == ["um | dois", MINUTE_LIMIT_NOTICE]
+
+    # The window reopens: the rest is answered, in order, as one turn.
+    clock.now += timedelta(seconds=45)
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.ANSWERED
+    assert replies(engine) == ["um | dois", MINUTE_LIMIT_NOTICE, "três | quatro"]
+    assert rows(engine, pending) == []
+
+
+async def test_raising_a_limit_applies_at_the_next_turn(
+    resources: Resources,
+    model: ScriptedChatModel,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    limit(engine, contact_messages_per_minute=1)
+    conversation_id = start_conversation(session, petfeliz, ANA).conversation_id
+    text_from(session, petfeliz, conversation_id, "um")
+    text_from(session, petfeliz, conversation_id, "dois")
+    queue = Recorder()
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.DEFERRED
+    assert replies(engine) == ["um", MINUTE_LIMIT_NOTICE]
+
+    limit(engine, contact_messages_per_minute=5)  # same process, same cache: no restart
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.ANSWERED
+    assert replies(engine) == ["um", MINUTE_LIMIT_NOTICE, "dois"]
+
+
+async def test_past_the_daily_limit_the_conversation_goes_to_a_person(
+    resources: Resources,
+    model: ScriptedChatModel,
+    clock: Clock,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    limit(engine, contact_messages_per_day=2)
+    conversation_id = start_conversation(session, petfeliz, ANA).conversation_id
+    queue = Recorder()
+    for text_ in ("um", "dois"):
+        text_from(session, petfeliz, conversation_id, text_)
+        assert await drain_conversation(resources, queue, conversation_id) is Outcome.ANSWERED
+        clock.now += timedelta(minutes=2)
+    text_from(session, petfeliz, conversation_id, "três")
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.ANSWERED
+
+    assert len(model.calls) == 2  # the third message never reached the model
+    assert replies(engine) == ["um", "dois", DAY_LIMIT_REPLY]
+    ((status, reason),) = rows(
+        engine, "SELECT status, escalation_reason FROM conversations WHERE id = :id",
+        id=conversation_id,
+    )  # fmt: skip
+    assert status == "escalated" and "limite diário" in str(reason)
+    assert rows(
+        engine, "SELECT count(*) FROM messages WHERE direction = 'incoming' AND status = 'pending'"
+    ) == [(0,)]
+    assert queue.proactive_ids  # the staff alert of the escalation
+
+
+async def test_past_the_organizations_turns_per_minute_other_turns_wait(
+    resources: Resources,
+    model: ScriptedChatModel,
+    clock: Clock,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    limit(engine, org_turns_per_minute=1)
+    ana = start_conversation(session, petfeliz, ANA).conversation_id
+    bia = start_conversation(session, petfeliz, BIA).conversation_id
+    text_from(session, petfeliz, ana, "oi da Ana")
+    text_from(session, petfeliz, bia, "oi da Bia")
+    queue = Recorder()
+    assert await drain_conversation(resources, queue, ana) is Outcome.ANSWERED
+    assert await drain_conversation(resources, queue, bia) is Outcome.DEFERRED
+    assert len(model.calls) == 1 and queue.drains == [bia]
+    waiting = "SELECT content FROM messages WHERE direction = 'incoming' AND status = 'pending'"
+    assert rows(engine, waiting) == [("oi da Bia",)]
+    # The organization's turns are counted by their real time; a minute later there is room.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE ai_interactions SET created_at = created_at - interval '61 s'"))
+    assert await drain_conversation(resources, queue, bia) is Outcome.ANSWERED
+    assert replies(engine) == ["oi da Ana", "oi da Bia"]
