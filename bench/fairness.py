@@ -618,6 +618,7 @@ def _timeline(found: Outcome) -> None:
     loaded = found.loaded
     slices = 8
     width = max(loaded.seconds / slices, 1.0)
+    digits = 0 if width >= 10 else 1
     sent_a = [at for at, _, _ in found.sends[FLOOD.label]]
     rows = []
     for index in range(slices):
@@ -626,7 +627,7 @@ def _timeline(found: Outcome) -> None:
         since, until = loaded.started + low, loaded.started + high
         rows.append(
             [
-                f"{low:.0f}–{high:.0f}",
+                f"{low:.{digits}f}–{high:.{digits}f}",
                 len(latencies),
                 f"{_p(latencies, 50):.2f} / {_p(latencies, 99):.2f}" if latencies else "-",
                 sum(1 for at in sent_a if since <= at < until),
@@ -718,7 +719,7 @@ def main(argv: list[str] | None = None) -> None:
         "--quick",
         action="store_true",
         help="1,000 flood messages from 100 contacts, 20 B customers, 20 s baseline, "
-        "60 s cap (about 2–3 minutes)",
+        "60 s cap (about a minute)",
     )
     parser.add_argument("--customers", type=int, default=50, help="B's customers")
     parser.add_argument("--contacts", type=int, default=500, help="A's flooding contacts")
