@@ -207,6 +207,10 @@ class Flood:
     window: float = 0.0
     drained_after: float | None = None
     last_reply: float = 0.0
+    #: Drain jobs still in the inbound queue when A's last message was answered, and when
+    #: (seconds from the flood's start) the queue was next empty.
+    queued_when_answered: int = 0
+    queue_empty_at: float | None = None
 
 
 def _message_counts(database_url: str) -> dict[tuple[int, str, str], int]:
@@ -351,6 +355,7 @@ async def _run2(
             continue
         counts = await asyncio.to_thread(_message_counts, database_url)
         if _open(counts, org_a) == 0:
+            flood.drained_after = time.perf_counter() - flood.started
             break
     flood.window = time.perf_counter() - flood.started
     flood.replies_in_window = sends_a.count()
@@ -361,7 +366,7 @@ async def _run2(
     run.seconds = flood.window
     await flooding
     deadline = time.perf_counter() + drain_limit
-    while time.perf_counter() < deadline:
+    while flood.drained_after is None and time.perf_counter() < deadline:
         counts = await asyncio.to_thread(_message_counts, database_url)
         if _open(counts, org_a) == 0:
             flood.drained_after = time.perf_counter() - flood.started
@@ -496,6 +501,16 @@ def run(
                 )
             )
             loaded.peak = server.peak_in_flight
+            # The queue is sampled until the end: give it the drain limit to empty.
+            answered_at = flood.started + (flood.drained_after or flood.window)
+            deadline = time.perf_counter() + drain_limit
+            while time.perf_counter() < deadline and not any(
+                n == 0 for at, n in depth.samples if at > answered_at
+            ):
+                time.sleep(0.5)
+            later = [(at, n) for at, n in depth.samples if at >= answered_at]
+            flood.queued_when_answered = later[0][1] if later else 0
+            flood.queue_empty_at = next((at - flood.started for at, n in later if n == 0), None)
             queue_loaded = depth.peak(flood.started, flood.started + flood.window)
             samples = list(depth.samples)
         time.sleep(0.5)  # the last sends are marked sent after the gateway answered
@@ -607,6 +622,10 @@ def report(found: Outcome) -> None:
             ["to the end", f"{drained}: {fmt(processed)} messages answered with "
              f"{fmt(len(sent_a))} replies, the last at {flood.last_reply:.0f} s "
              f"({len(sent_a) / max(flood.last_reply, 1e-9):.1f} replies/s)"],
+            ["inbound queue when A's last message was answered",
+             f"{fmt(flood.queued_when_answered)} drain jobs still queued, empty at "
+             + (f"{flood.queue_empty_at:.0f} s" if flood.queue_empty_at is not None
+                else "(not within the drain limit)")],
         ],
     )  # fmt: skip
     _timeline(found)
