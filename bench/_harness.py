@@ -68,13 +68,35 @@ def scratch_database(server_url: str, label: str) -> Iterator[str]:
         yield url
 
 
-def apply_org(database_url: str, *, api_url: str, debounce_seconds: int | None = None) -> int:
-    """Apply examples/petfeliz.toml with the gateway at `api_url`; returns the organization id."""
+def apply_org(
+    database_url: str,
+    *,
+    api_url: str,
+    debounce_seconds: int | None = None,
+    slug: str | None = None,
+    name: str | None = None,
+    instance: str | None = None,
+    webhook_token: str | None = None,
+) -> int:
+    """Apply examples/petfeliz.toml with the gateway at `api_url`; returns the organization id.
+
+    `slug`, `name`, `instance` and `webhook_token` make it another organization (a benchmark
+    with several shops applies the file once per shop)."""
     spec = parse_spec(ORG.read_text(encoding="utf-8"))
-    whatsapp = [w.model_copy(update={"api_url": api_url}) for w in spec.whatsapp]
+    instance_changes: dict[str, Any] = {"api_url": api_url}
+    if instance is not None:
+        instance_changes["instance"] = instance
+    if webhook_token is not None:
+        instance_changes["webhook_token"] = webhook_token
+    whatsapp = [w.model_copy(update=instance_changes) for w in spec.whatsapp]
     ai = spec.ai
     if debounce_seconds is not None:
         ai = ai.model_copy(update={"debounce_seconds": debounce_seconds})
+    organization = spec.organization
+    if slug is not None or name is not None:
+        organization = organization.model_copy(
+            update={"slug": slug or organization.slug, "name": name or organization.name}
+        )
     # A closed loop writes ~50 messages a minute per customer: far past a person's pace, so
     # `[limits]` would (rightly) hold it back. The benchmarks measure the pipeline, not them.
     unlimited = LimitsSection(
@@ -82,7 +104,9 @@ def apply_org(database_url: str, *, api_url: str, debounce_seconds: int | None =
         contact_messages_per_day=100_000,
         org_turns_per_minute=100_000,
     )
-    spec = spec.model_copy(update={"whatsapp": whatsapp, "ai": ai, "limits": unlimited})
+    spec = spec.model_copy(
+        update={"whatsapp": whatsapp, "ai": ai, "organization": organization, "limits": unlimited}
+    )
     engine = db.build_engine(database_url, pool_size=1)
     try:
         with Session(engine) as session:

@@ -68,12 +68,12 @@ class Contacts:
 class Webhooks:
     """`messages.upsert` bodies as Evolution API v2 posts them, each with a new message id."""
 
-    def __init__(self, contacts: Contacts, *, run: str) -> None:
+    def __init__(self, contacts: Contacts, *, run: str, instance: str = INSTANCE) -> None:
         self.contacts = contacts
         self._ids = itertools.count(1)
         self._run = run
-        gateway = FakeEvolutionAPI(instances=[INSTANCE])
-        sample = gateway.incoming(INSTANCE, "5511999990000", "@@TEXT@@", message_id="@@ID@@",
+        gateway = FakeEvolutionAPI(instances=[instance])
+        sample = gateway.incoming(instance, "5511999990000", "@@TEXT@@", message_id="@@ID@@",
                                   push_name="@@NAME@@", timestamp=datetime.now(UTC))  # fmt: skip
         self._template = json.dumps(sample, ensure_ascii=False)
 
@@ -92,10 +92,10 @@ class Webhooks:
         return body.encode()
 
 
-def request_bytes(port: int, path: str, body: bytes) -> bytes:
+def request_bytes(port: int, path: str, body: bytes, token: str = WEBHOOK_TOKEN) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"X-Webhook-Token: {WEBHOOK_TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"X-Webhook-Token: {token}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
@@ -107,8 +107,9 @@ class Connection:
     #: Reconnect before sending after this much idle time, rather than race uvicorn's close.
     IDLE_S = 4.0
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, token: str = WEBHOOK_TOKEN) -> None:
         self.port = port
+        self.token = token
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._used = 0.0
@@ -127,7 +128,7 @@ class Connection:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self._reader is not None
-        self._writer.write(request_bytes(self.port, path, body))
+        self._writer.write(request_bytes(self.port, path, body, self.token))
         head = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
