@@ -624,22 +624,33 @@ async def _notice(
 ) -> None:
     """Store and send a notice to the contact without answering (closing) the batch."""
     async with res.sessions() as session, session.begin():
-        notice = outgoing_message(
-            organization_id=conversation.organization_id,
-            conversation_id=conversation.id or 0,
-            instance_id=pending.instance_id,
-            chat_id=pending.chat_id,
-            content=text,
-            now=now,
-            sent_by_ai=True,
-            meta={"kind": LIMIT_NOTICE_KIND},
-        )
+        notice = _to_batch(conversation, pending, text, now, meta={"kind": LIMIT_NOTICE_KIND})
         sender = config.instance(pending.instance_id) if res.send_inline else None
         claim = claim_new(notice, sender) if sender is not None else None
         session.add(notice)
         await session.flush()
     if notice.id is not None:
         await _send(res, enqueue, notice.id, claim)
+
+
+def _to_batch(
+    conversation: Conversation,
+    pending: _Pending,
+    text: str,
+    now: datetime,
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """The AI's outbox row to the chat the batch came from."""
+    return outgoing_message(
+        organization_id=conversation.organization_id,
+        conversation_id=conversation.id or 0,
+        instance_id=pending.instance_id,
+        chat_id=pending.chat_id,
+        content=text,
+        now=now,
+        sent_by_ai=True,
+        meta=meta,
+    )
 
 
 def _present(*rows: AIInteraction | None) -> tuple[AIInteraction, ...]:
@@ -716,15 +727,7 @@ async def _write(
     outgoing: Message | None = None
     claim: Claim | None = None
     if reply is not None:
-        outgoing = outgoing_message(
-            organization_id=conversation.organization_id,
-            conversation_id=conversation.id or 0,
-            instance_id=pending.instance_id,
-            chat_id=pending.chat_id,
-            content=reply,
-            now=now,
-            sent_by_ai=True,
-        )
+        outgoing = _to_batch(conversation, pending, reply, now)
         if not outgoing.content:  # nothing visible was left: the customer still hears back
             outgoing.content = FALLBACK_REPLY
         if sender is not None:
