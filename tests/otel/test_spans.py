@@ -148,9 +148,11 @@ def test_redis_polling_makes_no_root_spans(
     llm.enqueue(Reply(text="Olá!"))
     stack.say(CUSTOMER, "Oi")
     stack.wait(lambda: len(stack.gateway.sent) == 1, what="the reply")
-    # The idle worker keeps polling Redis while we wait for the send's span to arrive.
+    # The idle worker keeps polling Redis while we wait for the job's span: a span is
+    # recorded when it ends, and the job's ends last (after the send, the lock's release and
+    # the job's metrics), so until then its children would look like roots.
     stack.wait(
-        lambda: any(s.name == "send evolution" for s in traced.spans), what="the send's span"
+        lambda: any(s.name == "process inbound" for s in traced.spans), what="the job's span"
     )
     orphans = [s.name for s in traced.spans if s.parent is None and s.kind is SpanKind.CLIENT]
     assert orphans == []
