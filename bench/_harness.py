@@ -103,6 +103,7 @@ def apply_org(
         contact_messages_per_minute=1000,
         contact_messages_per_day=100_000,
         org_turns_per_minute=100_000,
+        bot_loop_exchanges=0,  # a closed-loop customer answers at once, as a bot does
     )
     spec = spec.model_copy(
         update={"whatsapp": whatsapp, "ai": ai, "organization": organization, "limits": unlimited}

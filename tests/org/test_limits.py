@@ -15,7 +15,10 @@ EXAMPLE = EXAMPLE_ORG.read_text()
 #: The example without its [limits] block: what an organization file that says nothing gets.
 WITHOUT = EXAMPLE.replace(
     "[limits]\ncontact_messages_per_minute = 20\ncontact_messages_per_day = 300\n"
-    "org_turns_per_minute = 600\n",
+    "org_turns_per_minute = 600\n"
+    "# After this many exchanges in a row answered within 5 s of our reply (another bot answering\n"
+    "# ours), the conversation goes to a person with no further reply; 0 turns this off.\n"
+    "bot_loop_exchanges = 6\n",
     "",
 )
 

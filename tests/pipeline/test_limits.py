@@ -19,7 +19,7 @@ from tests.pipeline.conftest import echo, rows
 from tests.pipeline.support import Recorder
 from tests.pipeline.test_drain_rounds import text_from
 from zapvet.llm.scripted import ScriptedChatModel
-from zapvet.models import Organization
+from zapvet.models import Message, Organization
 from zapvet.queue.drain import (
     DAY_LIMIT_REPLY,
     MINUTE_LIMIT_NOTICE,
@@ -194,3 +194,87 @@ async def test_past_the_organizations_turns_per_minute_other_turns_wait(
         conn.execute(text("UPDATE ai_interactions SET created_at = created_at - interval '61 s'"))
     assert await drain_conversation(resources, queue, bia) is Outcome.ANSWERED
     assert replies(engine) == ["oi da Ana", "oi da Bia"]
+
+
+def exchanges(
+    session: Session, org: Organization, conversation_id: int, count: int, gap: timedelta
+) -> None:
+    """`count` answered exchanges, each of our replies answered `gap` later, then a new
+    message `gap` after the last reply (the batch the drain takes)."""
+    at = datetime.now(UTC) - timedelta(minutes=10)
+    for n in range(count):
+        session.add(incoming_row(org, conversation_id, f"msg {n}", at, status="processed"))
+        at += timedelta(seconds=30)
+        session.add(
+            Message(
+                organization_id=org.id or 0,
+                conversation_id=conversation_id,
+                direction="outgoing",
+                content=f"resposta {n}",
+                sent_by_ai=True,
+                from_me=True,
+                status="sent",
+                message_at=at,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        at += gap
+    session.add(incoming_row(org, conversation_id, "de novo", at, status="pending"))
+    session.commit()
+
+
+def incoming_row(
+    org: Organization, conversation_id: int, content: str, at: datetime, *, status: str
+) -> Message:
+    return Message(
+        organization_id=org.id or 0,
+        conversation_id=conversation_id,
+        direction="incoming",
+        content=content,
+        status=status,
+        message_at=at,
+        created_at=at,
+        updated_at=at,
+        processed_at=at if status == "processed" else None,
+    )
+
+
+async def test_a_loop_with_another_bot_goes_to_a_person_without_a_reply(
+    resources: Resources,
+    model: ScriptedChatModel,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    limit(engine, bot_loop_exchanges=3)
+    conversation_id = start_conversation(session, petfeliz, ANA).conversation_id
+    # Three exchanges answered within a second of each reply; the fourth message comes as fast.
+    exchanges(session, petfeliz, conversation_id, 3, timedelta(seconds=1))
+    queue = Recorder()
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.ANSWERED
+    assert model.calls == []  # nothing more for the other bot to answer
+    outgoing = "SELECT count(*) FROM messages WHERE direction = 'outgoing'"
+    assert rows(engine, outgoing) == [(3,)]
+    ((status, reason),) = rows(
+        engine, "SELECT status, escalation_reason FROM conversations WHERE id = :id",
+        id=conversation_id,
+    )  # fmt: skip
+    assert status == "escalated" and "outro robô" in str(reason)
+    assert queue.proactive_ids  # the staff are alerted
+
+
+async def test_a_person_who_takes_time_to_answer_is_not_a_bot(
+    resources: Resources,
+    model: ScriptedChatModel,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    limit(engine, bot_loop_exchanges=3)
+    conversation_id = start_conversation(session, petfeliz, ANA).conversation_id
+    exchanges(session, petfeliz, conversation_id, 3, timedelta(seconds=20))
+    queue = Recorder()
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.ANSWERED
+    assert len(model.calls) == 1
+    assert rows(engine, "SELECT status FROM conversations") == [("active",)]

@@ -44,6 +44,7 @@ LIMIT_DEFAULTS = {
     "contact_messages_per_minute": 20,
     "contact_messages_per_day": 300,
     "org_turns_per_minute": 600,
+    "bot_loop_exchanges": 6,
 }
 
 
@@ -57,7 +58,10 @@ class AISettings(SQLModel, table=True):
         CheckConstraint("human_takeover_minutes > 0", name="human_takeover_minutes"),
         CheckConstraint("confirmation_ttl_minutes > 0", name="confirmation_ttl_minutes"),
         CheckConstraint("reminder_minutes_before > 0", name="reminder_minutes_before"),
-        *(CheckConstraint(f"{name} > 0", name=name) for name in LIMIT_DEFAULTS),
+        *(
+            CheckConstraint(f"{name} >= {0 if name == 'bot_loop_exchanges' else 1}", name=name)
+            for name in LIMIT_DEFAULTS
+        ),
     )
 
     organization_id: int = Field(
@@ -93,5 +97,11 @@ class AISettings(SQLModel, table=True):
     org_turns_per_minute: int = Field(
         default=LIMIT_DEFAULTS["org_turns_per_minute"],
         sa_column_kwargs={"server_default": str(LIMIT_DEFAULTS["org_turns_per_minute"])},
+    )
+    #: Consecutive exchanges where the contact answered our reply within seconds, after
+    #: which the conversation goes to a person (another bot answering ours); 0: off.
+    bot_loop_exchanges: int = Field(
+        default=LIMIT_DEFAULTS["bot_loop_exchanges"],
+        sa_column_kwargs={"server_default": str(LIMIT_DEFAULTS["bot_loop_exchanges"])},
     )
     updated_at: datetime = updated_field()

@@ -274,7 +274,9 @@ class LimitsSection(_Section):
     """`[limits]`: what the AI answers per contact and per organization (defaults in
     `models.organization.LIMIT_DEFAULTS`). Past a contact's per-minute limit the contact gets
     one notice and the rest waits, stored, for the window to reopen; past its daily limit the
-    conversation goes to a person. Past the organization's turns per minute, turns wait."""
+    conversation goes to a person. Past the organization's turns per minute, turns wait.
+    After `bot_loop_exchanges` exchanges in a row in which the contact answered our reply
+    within seconds (another bot), the conversation goes to a person; 0 turns that off."""
 
     contact_messages_per_minute: int = Field(
         default=LIMIT_DEFAULTS["contact_messages_per_minute"], ge=1, le=1000
@@ -285,6 +287,7 @@ class LimitsSection(_Section):
     org_turns_per_minute: int = Field(
         default=LIMIT_DEFAULTS["org_turns_per_minute"], ge=1, le=100_000
     )
+    bot_loop_exchanges: int = Field(default=LIMIT_DEFAULTS["bot_loop_exchanges"], ge=0, le=10)
 
 
 class OrgSpec(_Section):

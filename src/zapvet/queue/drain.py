@@ -71,6 +71,11 @@ DAY_LIMIT_REPLY = (
 )
 DAY_LIMIT_REASON = "limite diário de mensagens do contato atingido (possível robô ou flood)"
 LIMIT_NOTICE_KIND = "limit_notice"
+BOT_LOOP_REASON = (
+    "parece outro robô respondendo às nossas mensagens (respostas imediatas em sequência)"
+)
+#: A contact's message this soon after our reply was not typed by a person who read it.
+BOT_PACE = timedelta(seconds=5)
 #: How long a batch past a limit waits before the drain looks again (the contact's minute
 #: window, the organization's turns per minute). The messages stay pending meanwhile.
 CONTACT_RECHECK = timedelta(seconds=15)
@@ -576,6 +581,11 @@ async def _limit(
         log.warning("contact past its daily limit: handed to a person", answered=usage.contact_day)
         flood = Turn(DAY_LIMIT_REPLY, handoff=True, reason=DAY_LIMIT_REASON)
         return await _commit(res, enqueue, seen, config, conversation, pending, flood)
+    loop = limits["bot_loop_exchanges"]
+    if loop and _fast_exchanges(pending.recent) >= loop:
+        log.warning("conversation looks like a loop with another bot: handed to a person")
+        silent = Turn(None, handoff=True, reason=BOT_LOOP_REASON)  # no reply to feed the loop
+        return await _commit(res, enqueue, seen, config, conversation, pending, silent)
     if usage.org_minute >= limits["org_turns_per_minute"]:
         log.warning("organization past its turns per minute: turn waits", turns=usage.org_minute)
         enqueue.drain(conversation.id or 0, delay_ms=int(ORG_RECHECK.total_seconds() * 1000))
@@ -601,6 +611,34 @@ async def _limit(
     trimmed = _pending(rows, now)
     assert trimmed is not None  # `first` is not empty
     return replace(trimmed, recent=pending.recent)  # the rest stays pending for later turns
+
+
+def _fast_exchanges(rows: tuple[Any, ...]) -> int:
+    """How many of the latest exchanges in a row the contact answered within `BOT_PACE` of
+    our reply (an AI reply, then the contact's next message), newest first."""
+    timeline = sorted(
+        (
+            r
+            for r in rows
+            if r.deleted_at is None
+            and not (r.meta or {}).get("part_of")
+            and (r.direction == "incoming" or r.sent_by_ai)
+        ),
+        key=lambda r: (r.created_at, r.id or 0),
+    )
+    count, index = 0, len(timeline) - 1
+    while index > 0:
+        answer, reply = timeline[index], timeline[index - 1]
+        if answer.direction != "incoming":
+            break
+        if reply.direction == "incoming":
+            index -= 1  # several messages in a row: the exchange starts at the first
+            continue
+        if answer.created_at - reply.created_at >= BOT_PACE:
+            break
+        count += 1
+        index -= 2
+    return count
 
 
 def _noticed(pending: _Pending, now: datetime) -> bool:

@@ -1,7 +1,8 @@
 """Per-contact and per-organization limits on what the AI answers (issue 17).
 
 `[limits]` in the organization file: messages answered per contact per minute and per day,
-and model turns per organization per minute. They live in `ai_settings`, whose changes
+model turns per organization per minute, and the fast exchanges after which a conversation
+that looks like our bot talking to another bot goes to a person. They live in `ai_settings`, whose changes
 already bump the organization's configuration version (0005), so a change applies from the
 next turn without a restart.
 
@@ -26,6 +27,7 @@ LIMITS = {
     "contact_messages_per_minute": 20,
     "contact_messages_per_day": 300,
     "org_turns_per_minute": 600,
+    "bot_loop_exchanges": 6,
 }
 
 
@@ -35,7 +37,10 @@ def upgrade() -> None:
             "ai_settings",
             sa.Column(name, sa.Integer(), nullable=False, server_default=str(default)),
         )
-        op.create_check_constraint(op.f(f"ck_ai_settings_{name}"), "ai_settings", f"{name} > 0")
+        floor = 0 if name == "bot_loop_exchanges" else 1  # 0 turns loop detection off
+        op.create_check_constraint(
+            op.f(f"ck_ai_settings_{name}"), "ai_settings", f"{name} >= {floor}"
+        )
     # Counting a contact's answered messages in the last minute and day, per turn (a shop's
     # turns are counted on ix_ai_interactions_org_created).
     op.create_index(
