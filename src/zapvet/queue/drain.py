@@ -298,6 +298,19 @@ class _Seen:
     more: bool = True
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One pass over a conversation's pending batch: what committing its answer, giving up
+    on it and limiting it need."""
+
+    res: Resources
+    enqueue: Enqueue
+    seen: _Seen
+    config: OrgConfig
+    conversation: Conversation
+    pending: _Pending
+
+
 async def _drain_once(
     res: Resources, enqueue: Enqueue, conversation_id: int, seen: _Seen
 ) -> Outcome:
@@ -323,6 +336,7 @@ async def _drain_once(
             enqueue.drain(conversation_id, delay_ms=max(1, int(wait.total_seconds() * 1000)))
             return Outcome.DEFERRED
     owner_number_id = _owner_number(config, identities)
+    batch = _Batch(res, enqueue, seen, config, conversation, pending)
     if contact_status == "blocked" and owner_number_id is None:
         # Blocked after these were stored (the bridge stores a blocked contact's messages as
         # ignored, with no drain): never answered, never shown to the model.
@@ -336,7 +350,7 @@ async def _drain_once(
     if conversation.status == "escalated" and pending.starts > 0:
         # A turn on these rows escalated and then died before its reply was stored: the
         # staff alert went out with the escalation; the customer still needs to hear back.
-        return await _commit(res, enqueue, seen, config, conversation, pending, Turn(HANDOFF_REPLY))
+        return await _commit(batch, Turn(HANDOFF_REPLY))
     if paused or pending.stale:
         async with res.sessions() as session, session.begin():
             if pending.stale:
@@ -345,10 +359,11 @@ async def _drain_once(
                 await _close(session, pending.ids, now, "processed")
         return Outcome.PAUSED if paused else Outcome.RACED
     if owner_number_id is None:  # the owner's own numbers are never limited
-        limited = await _limit(res, enqueue, seen, config, conversation, pending, usage, now)
+        limited = await _limit(batch, usage, now)
         if isinstance(limited, Outcome):
             return limited
         pending = limited
+        batch = replace(batch, pending=pending)
     media = MediaTurn()
     if pending.has_media:
         media = await prepare_media(
@@ -361,7 +376,7 @@ async def _drain_once(
     trouble = _media_trouble(conversation, agent_of_batch, media.trouble)
     if not media.usable:  # only media nobody could use: say so, without the agent
         notice = Turn(media.notice, records=_present(trouble))
-        return await _commit(res, enqueue, seen, config, conversation, pending, notice)
+        return await _commit(batch, notice)
     with tracer().start_as_current_span("route") as span:
         graph, context, agent = _route(res, conversation, owner_number_id)
         span.set_attribute("zapvet.agent", agent)
@@ -392,7 +407,7 @@ async def _drain_once(
         if starts > MAX_TURN_STARTS:
             log.error("poison batch given up", batch=len(pending.ids), starts=starts)
             reason = GAVE_UP.format(starts=starts - 1)
-            return await _give_up(res, enqueue, seen, config, conversation, pending, agent, reason)
+            return await _give_up(batch, agent, reason)
         log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
         try:
             inputs = {
@@ -406,20 +421,20 @@ async def _drain_once(
                 raise
             log.error("turn failed for good", error_type=type(error).__name__, exc_info=error)
             reason = f"the turn failed: {describe(error)}"
-            return await _give_up(res, enqueue, seen, config, conversation, pending, agent, reason)
+            return await _give_up(batch, agent, reason)
         for alert_id in result.alerts:  # committed with the escalation, whatever happens next
             enqueue.proactive(alert_id)
         handoff = result.handoff and agent == "client"
         spent = AIInteraction(**result.interaction) if result.interaction else None
         turn = Turn(result.reply, handoff=handoff, records=_present(trouble, spent))
         try:
-            outcome = await _commit(res, enqueue, seen, config, conversation, pending, turn)
+            outcome = await _commit(batch, turn)
         except Exception as error:
             if is_transient(error):
                 raise
             log.error("reply could not be stored", error_type=type(error).__name__)
             reason = f"the reply could not be stored: {describe(error)}"
-            return await _give_up(res, enqueue, seen, config, conversation, pending, agent, reason)
+            return await _give_up(batch, agent, reason)
     if outcome is Outcome.ANSWERED:
         log.info(
             f"[{agent.upper()}-AI] Response ready",
@@ -429,18 +444,10 @@ async def _drain_once(
     return outcome
 
 
-async def _give_up(
-    res: Resources,
-    enqueue: Enqueue,
-    seen: _Seen,
-    config: OrgConfig,
-    conversation: Conversation,
-    pending: _Pending,
-    agent: AIType,
-    reason: str,
-) -> Outcome:
+async def _give_up(batch: _Batch, agent: AIType, reason: str) -> Outcome:
     """Answer the batch with the fallback (the hand-off text if it was escalated), mark it
     failed and record `reason`: for failures that running the turn again cannot fix."""
+    conversation = batch.conversation
     failure = AIInteraction(
         organization_id=conversation.organization_id,
         conversation_id=conversation.id,
@@ -448,8 +455,7 @@ async def _give_up(
         status="error",
         error_message=reason,
     )
-    failed = Turn(None, failure=failure)
-    return await _commit(res, enqueue, seen, config, conversation, pending, failed)
+    return await _commit(batch, Turn(None, failure=failure))
 
 
 async def _start_turn(res: Resources, ids: list[int]) -> int:
@@ -511,25 +517,18 @@ def _media_trouble(
     )
 
 
-async def _commit(
-    res: Resources,
-    enqueue: Enqueue,
-    seen: _Seen,
-    config: OrgConfig,
-    conversation: Conversation,
-    pending: _Pending,
-    turn: Turn,
-) -> Outcome:
+async def _commit(batch: _Batch, turn: Turn) -> Outcome:
+    res, conversation, pending = batch.res, batch.conversation, batch.pending
     now = res.clock()
     try:
         async with res.sessions() as session, session.begin():
             # Sent from here right after the commit: written already claimed, so no second
             # transaction claims it (the send job and the sweeper still cover a crash).
-            sender = config.instance(pending.instance_id) if res.send_inline else None
+            sender = batch.config.instance(pending.instance_id) if res.send_inline else None
             outgoing, claim, alerts = await _write(
                 session, conversation, pending, turn, now, sender
             )
-            seen.more = await _more_pending(session, conversation.id or 0)
+            batch.seen.more = await _more_pending(session, conversation.id or 0)
     except _Raced:
         log.warning("pending messages changed during the turn", conversation_id=conversation.id)
         await _record(res, turn.records)
@@ -538,9 +537,9 @@ async def _commit(
         await _record(res, turn.records)  # the model was called: its usage stays counted
         raise
     for alert_id in alerts:
-        enqueue.proactive(alert_id)
+        batch.enqueue.proactive(alert_id)
     if outgoing is not None and outgoing.id is not None:
-        await _send(res, enqueue, outgoing.id, claim)
+        await _send(res, batch.enqueue, outgoing.id, claim)
     return Outcome.ANSWERED if turn.failure is None else Outcome.GAVE_UP
 
 
@@ -553,16 +552,7 @@ class _Usage:
     org_minute: int
 
 
-async def _limit(
-    res: Resources,
-    enqueue: Enqueue,
-    seen: _Seen,
-    config: OrgConfig,
-    conversation: Conversation,
-    pending: _Pending,
-    usage: _Usage,
-    now: datetime,
-) -> _Pending | Outcome:
+async def _limit(batch: _Batch, usage: _Usage, now: datetime) -> _Pending | Outcome:
     """The batch a customer's turn may answer under `[limits]`, or what happened instead.
 
     Past the contact's daily limit the conversation goes to a person (a flood, or another
@@ -572,7 +562,7 @@ async def _limit(
     organization's turns per minute the batch waits. Nothing is dropped: waiting messages
     stay pending and are answered in order.
     """
-    ai = config.ai
+    ai, pending, conversation = batch.config.ai, batch.pending, batch.conversation
     limits = {
         name: getattr(ai, name) if ai is not None else default
         for name, default in LIMIT_DEFAULTS.items()
@@ -580,15 +570,15 @@ async def _limit(
     if usage.contact_day >= limits["contact_messages_per_day"]:
         log.warning("contact past its daily limit: handed to a person", answered=usage.contact_day)
         flood = Turn(DAY_LIMIT_REPLY, handoff=True, reason=DAY_LIMIT_REASON)
-        return await _commit(res, enqueue, seen, config, conversation, pending, flood)
+        return await _commit(batch, flood)
     loop = limits["bot_loop_exchanges"]
     if loop and _fast_exchanges(pending.recent) >= loop:
         log.warning("conversation looks like a loop with another bot: handed to a person")
         silent = Turn(None, handoff=True, reason=BOT_LOOP_REASON)  # no reply to feed the loop
-        return await _commit(res, enqueue, seen, config, conversation, pending, silent)
+        return await _commit(batch, silent)
     if usage.org_minute >= limits["org_turns_per_minute"]:
         log.warning("organization past its turns per minute: turn waits", turns=usage.org_minute)
-        enqueue.drain(conversation.id or 0, delay_ms=int(ORG_RECHECK.total_seconds() * 1000))
+        batch.enqueue.drain(conversation.id or 0, delay_ms=int(ORG_RECHECK.total_seconds() * 1000))
         return Outcome.DEFERRED
     room = min(
         limits["contact_messages_per_minute"] - usage.contact_minute,
@@ -596,9 +586,11 @@ async def _limit(
     )
     if room <= 0:
         if not _noticed(pending, now):
-            await _notice(res, enqueue, config, conversation, pending, MINUTE_LIMIT_NOTICE, now)
+            await _notice(batch, MINUTE_LIMIT_NOTICE, now)
         log.info("contact past its per-minute limit: batch waits", answered=usage.contact_minute)
-        enqueue.drain(conversation.id or 0, delay_ms=int(CONTACT_RECHECK.total_seconds() * 1000))
+        batch.enqueue.drain(
+            conversation.id or 0, delay_ms=int(CONTACT_RECHECK.total_seconds() * 1000)
+        )
         return Outcome.DEFERRED
     if len(pending.ids) <= room:
         return pending
@@ -651,24 +643,18 @@ def _noticed(pending: _Pending, now: datetime) -> bool:
     )
 
 
-async def _notice(
-    res: Resources,
-    enqueue: Enqueue,
-    config: OrgConfig,
-    conversation: Conversation,
-    pending: _Pending,
-    text: str,
-    now: datetime,
-) -> None:
+async def _notice(batch: _Batch, text: str, now: datetime) -> None:
     """Store and send a notice to the contact without answering (closing) the batch."""
+    res, pending = batch.res, batch.pending
     async with res.sessions() as session, session.begin():
-        notice = _to_batch(conversation, pending, text, now, meta={"kind": LIMIT_NOTICE_KIND})
-        sender = config.instance(pending.instance_id) if res.send_inline else None
+        kind = {"kind": LIMIT_NOTICE_KIND}
+        notice = _to_batch(batch.conversation, pending, text, now, meta=kind)
+        sender = batch.config.instance(pending.instance_id) if res.send_inline else None
         claim = claim_new(notice, sender) if sender is not None else None
         session.add(notice)
         await session.flush()
     if notice.id is not None:
-        await _send(res, enqueue, notice.id, claim)
+        await _send(res, batch.enqueue, notice.id, claim)
 
 
 def _to_batch(
