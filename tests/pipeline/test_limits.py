@@ -71,6 +71,13 @@ def answered(model: ScriptedChatModel) -> list[str]:
     return [str(call["messages"][-1].content) for call in model.calls]
 
 
+def escalation(engine: Engine, conversation_id: int) -> tuple[object, ...]:
+    """The conversation's status and escalation reason."""
+    query = "SELECT status, escalation_reason FROM conversations WHERE id = :id"
+    (row,) = rows(engine, query, id=conversation_id)
+    return row
+
+
 def replies(engine: Engine) -> list[str]:
     return [
         str(row[0]).split(": ", 1)[-1]
@@ -159,10 +166,7 @@ async def test_past_the_daily_limit_the_conversation_goes_to_a_person(
 
     assert len(model.calls) == 2  # the third message never reached the model
     assert replies(engine) == ["um", "dois", DAY_LIMIT_REPLY]
-    ((status, reason),) = rows(
-        engine, "SELECT status, escalation_reason FROM conversations WHERE id = :id",
-        id=conversation_id,
-    )  # fmt: skip
+    status, reason = escalation(engine, conversation_id)
     assert status == "escalated" and "limite diário" in str(reason)
     assert rows(
         engine, "SELECT count(*) FROM messages WHERE direction = 'incoming' AND status = 'pending'"
@@ -256,10 +260,7 @@ async def test_a_loop_with_another_bot_goes_to_a_person_without_a_reply(
     assert model.calls == []  # nothing more for the other bot to answer
     outgoing = "SELECT count(*) FROM messages WHERE direction = 'outgoing'"
     assert rows(engine, outgoing) == [(3,)]
-    ((status, reason),) = rows(
-        engine, "SELECT status, escalation_reason FROM conversations WHERE id = :id",
-        id=conversation_id,
-    )  # fmt: skip
+    status, reason = escalation(engine, conversation_id)
     assert status == "escalated" and "outro robô" in str(reason)
     assert queue.proactive_ids  # the staff are alerted
 

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import case, cast, func
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,6 +28,7 @@ from zapvet.models import (
     ContactIdentity,
     Conversation,
     Message,
+    blocked_marking,
 )
 from zapvet.models.contact import ContactStatus
 
@@ -162,15 +161,7 @@ async def _silence_pending(
             col(Message.direction) == "incoming",
             col(Message.status) == "pending",
         )
-        .values(
-            status="ignored",
-            processed_at=now,
-            # An absent `meta` is stored as JSON null, not SQL NULL: start from an object.
-            meta=case(
-                (func.jsonb_typeof(Message.meta) == "object", Message.meta),
-                else_=cast({}, JSONB),
-            ).op("||")(cast({"blocked": True}, JSONB)),
-        )
+        .values(**blocked_marking(now))
     )
 
 

@@ -8,6 +8,7 @@ from zapvet.models.contact import Contact, ContactIdentity, Pet
 from zapvet.models.conversation import (
     Conversation,
     Message,
+    blocked_marking,
     outgoing_message,
     pending_and_recent,
     pending_messages,
@@ -39,6 +40,7 @@ __all__ = [
     "ResourceService",
     "Service",
     "WhatsAppInstance",
+    "blocked_marking",
     "outgoing_message",
     "pending_and_recent",
     "pending_messages",

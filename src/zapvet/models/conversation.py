@@ -6,7 +6,18 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import CheckConstraint, Index, Select, String, Text, bindparam, text
+from sqlalchemy import (
+    CheckConstraint,
+    Index,
+    Select,
+    String,
+    Text,
+    bindparam,
+    case,
+    func,
+    literal,
+    text,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, col, or_, select
@@ -133,6 +144,17 @@ class Message(SQLModel, table=True):
     meta: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     created_at: datetime = created_field()
     updated_at: datetime = updated_field()
+
+
+def blocked_marking(now: Any) -> dict[str, Any]:
+    """What an UPDATE sets on a blocked contact's still-pending message: `ignored`, marked
+    `meta.blocked` as the bridge stores what a blocked contact sends (the history leaves
+    those out). An absent `meta` is stored as JSON null, not SQL NULL: start from an object."""
+    meta = Message.__table__.c.meta  # type: ignore[attr-defined]
+    marked = case((func.jsonb_typeof(meta) == "object", meta), else_=literal({}, JSONB)).op("||")(
+        literal({"blocked": True}, JSONB)
+    )
+    return {"status": "ignored", "processed_at": now, "meta": marked}
 
 
 def outgoing_message(

@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, case, func, literal
+from sqlalchemy import bindparam, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 from sqlmodel import col, exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,6 +38,7 @@ from zapvet.models import (
     Message,
     Organization,
     WhatsAppInstance,
+    blocked_marking,
     outgoing_message,
     pending_and_recent,
 )
@@ -175,11 +175,10 @@ def _org_turns_since(window: timedelta) -> Any:
     )
 
 
-#: The conversation, its organization's configuration version and the contact's identities
-#: ("kind:value"), and the `[limits]` counts, in one read: what routing (owner or customer),
-#: pausing and limiting need. The hot
-#: statements are built once, with parameters: building them per turn cost more than a
-#: round trip.
+#: The conversation, its organization's configuration version, the contact's status and
+#: identities ("kind:value") and the `[limits]` counts, in one read: what routing (owner or
+#: customer), pausing and limiting need. The hot statements are built once, with parameters:
+#: building them per turn cost more than a round trip.
 _CONVERSATION = (
     sa_select(
         Conversation,
@@ -200,6 +199,11 @@ _CONVERSATION = (
     .where(Conversation.id == _by_conversation())
 )
 _MESSAGES = Message.__table__  # type: ignore[attr-defined]
+#: The rows of `ids` that are still pending: what closing or starting a batch may touch.
+_STILL_PENDING = (
+    _MESSAGES.c.id.in_(bindparam("ids", expanding=True)),
+    _MESSAGES.c.status == "pending",
+)
 #: Whether any incoming message of the conversation is still pending.
 _MORE_PENDING = sa_select(
     exists().where(
@@ -211,27 +215,17 @@ _MORE_PENDING = sa_select(
 #: Close the still-pending `ids` as `status`; its row count says how many were pending.
 _CLOSE = (
     sa_update(_MESSAGES)
-    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)), _MESSAGES.c.status == "pending")
+    .where(*_STILL_PENDING)
     .values(status=bindparam("status"), processed_at=bindparam("now"))
 )
-#: Close the still-pending `ids` of a blocked contact as `ignored`, marked as the bridge
-#: marks what a blocked contact sends (the history leaves those out).
+#: Close the still-pending `ids` of a blocked contact (`models.blocked_marking`).
 _IGNORE_BLOCKED = (
-    sa_update(_MESSAGES)
-    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)), _MESSAGES.c.status == "pending")
-    .values(
-        status="ignored",
-        processed_at=bindparam("now"),
-        meta=case(
-            (func.jsonb_typeof(_MESSAGES.c.meta) == "object", _MESSAGES.c.meta),
-            else_=literal({}, JSONB),
-        ).op("||")(literal({"blocked": True}, JSONB)),
-    )
+    sa_update(_MESSAGES).where(*_STILL_PENDING).values(**blocked_marking(bindparam("now")))
 )
 #: Count a turn start on the still-pending `ids`; their counts come back.
 _START = (
     sa_update(_MESSAGES)
-    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)), _MESSAGES.c.status == "pending")
+    .where(*_STILL_PENDING)
     .values(attempts=_MESSAGES.c.attempts + 1)
     .returning(_MESSAGES.c.attempts)
 )
