@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         default=256, ge=1, le=1024, validation_alias="ZAPVET_WORKER_THREADS"
     )
+    # While other organizations wait, what one may hold (queue.fairness): turns in flight
+    # in one worker process, and across every worker. Alone, it may use every thread.
+    org_turns_per_process: int = Field(
+        default=32, ge=1, le=1024, validation_alias="ZAPVET_ORG_TURNS_PER_PROCESS"
+    )
+    org_turns_in_flight: int = Field(
+        default=128, ge=1, le=1024, validation_alias="ZAPVET_ORG_TURNS_IN_FLIGHT"
+    )
     transcribe_model: str = Field(
         default="gpt-4o-mini-transcribe", min_length=1, validation_alias="ZAPVET_TRANSCRIBE_MODEL"
     )
@@ -195,6 +203,8 @@ _ENV_NAMES: dict[str, str | tuple[str, ...]] = {
     "queue_namespace": "ZAPVET_QUEUE_NAMESPACE",
     "worker_processes": "ZAPVET_WORKER_PROCESSES",
     "worker_threads": "ZAPVET_WORKER_THREADS",
+    "org_turns_per_process": "ZAPVET_ORG_TURNS_PER_PROCESS",
+    "org_turns_in_flight": "ZAPVET_ORG_TURNS_IN_FLIGHT",
     "transcribe_model": "ZAPVET_TRANSCRIBE_MODEL",
     "media_audio_max_mb": "ZAPVET_MEDIA_AUDIO_MAX_MB",
     "media_image_max_mb": "ZAPVET_MEDIA_IMAGE_MAX_MB",

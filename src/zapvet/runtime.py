@@ -85,15 +85,17 @@ async def run_scheduler(
     queue: Any = None,
 ) -> None:
     engine = db.build_async_engine(database_url, pool_size=4)
+    queue = queue or producer_queue(redis_url, namespace=namespace)
     try:
         await scheduler.run(
             database_url,
             db.async_session_maker(engine),
-            queue or producer_queue(redis_url, namespace=namespace),
+            queue,
             clock=clock,
             stop=stop,
             interval_s=interval_s,
             dead_letters=(redis_client(redis_url), namespace),
+            owed=queue.fairness.owed if isinstance(queue, Queue) else None,
         )
     finally:
         await engine.dispose()

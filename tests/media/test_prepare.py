@@ -42,7 +42,9 @@ class Delays:
     drains: list[int] = field(default_factory=list)
     sends: list[int] = field(default_factory=list)
 
-    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
+    def drain(
+        self, conversation_id: int, *, delay_ms: int = 0, organization_id: int | None = None
+    ) -> None:
         self.drains.append(delay_ms)
 
     def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None:

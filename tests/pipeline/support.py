@@ -74,8 +74,16 @@ class Recorder:
     sends: list[int] = field(default_factory=list)
     proactive_ids: list[int] = field(default_factory=list)
 
-    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
+    def drain(
+        self, conversation_id: int, *, delay_ms: int = 0, organization_id: int | None = None
+    ) -> None:
         self.drains.append(conversation_id)
+
+    def request_drain(
+        self, conversation_id: int, *, organization_id: int, delay_ms: int = 0
+    ) -> bool:
+        self.drains.append(conversation_id)
+        return True
 
     def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None:
         self.sends.append(message_id)

@@ -428,7 +428,9 @@ class FlakyQueue(Recorder):
         super().__init__()
         self.failures = failures
 
-    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
+    def drain(
+        self, conversation_id: int, *, delay_ms: int = 0, organization_id: int | None = None
+    ) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("Redis is away")

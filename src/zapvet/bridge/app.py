@@ -206,7 +206,11 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
                     await _stash_media(state, report)
                     for conversation_id, delay_ms in report.drains.items():
                         try:
-                            state.enqueue.drain(conversation_id, delay_ms=delay_ms)
+                            state.enqueue.request_drain(
+                                conversation_id,
+                                organization_id=report.organization_id,
+                                delay_ms=delay_ms,
+                            )
                         except Exception as exc:  # stored already; the sweeper will enqueue it
                             log.warning("could not enqueue a drain", error_type=type(exc).__name__)
         return reports

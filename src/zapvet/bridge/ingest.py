@@ -44,6 +44,8 @@ class IngestReport:
     updated: int = 0
     takeovers: int = 0
     drains: dict[int, int] = field(default_factory=dict)
+    #: The organization of the webhook's instance (its drains' share, `queue.fairness`).
+    organization_id: int = 0
     #: (organization, provider id, base64) of media bytes the webhook carried: the bridge
     #: leaves them in Redis for the worker (`media.stash`), never in PostgreSQL.
     inline_media: list[tuple[int, str, str]] = field(default_factory=list)
@@ -159,7 +161,7 @@ async def ingest(
     else:
         admitted = target
     assert confirm is not None, "an admitted instance is confirmed by its transaction"
-    report = IngestReport()
+    report = IngestReport(organization_id=admitted.instance.organization_id)
     tx = _Transaction(session, admitted, confirm)
     for event in events:
         if isinstance(event, Inbound):

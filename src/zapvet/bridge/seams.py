@@ -9,9 +9,12 @@ from typing import Any, Protocol
 
 
 class DrainQueue(Protocol):
-    """The queue as the bridge sees it: ask for a drain of one conversation, later."""
+    """The queue as the bridge sees it: ask for a drain of one conversation, later, unless
+    one is queued for it already (`queue.fairness`); True if one was enqueued."""
 
-    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None: ...
+    def request_drain(
+        self, conversation_id: int, *, organization_id: int, delay_ms: int = 0
+    ) -> bool: ...
 
 
 #: `GET /stats`: the queue's depth and alerts as JSON (`zapvet stats --json`'s figures).

@@ -16,9 +16,11 @@ from dramatiq.middleware import CurrentMessage
 
 from zapvet.errors import PermanentError, RejectedSend
 from zapvet.logging import get_logger
+from zapvet.models import Conversation
 from zapvet.queue.broker import INBOUND, OUTBOUND, PROACTIVE
 from zapvet.queue.dlq import REQUEUED
 from zapvet.queue.drain import drain_conversation
+from zapvet.queue.fairness import Fairness, Shares
 from zapvet.queue.outbox import send_outgoing, stage_proactive
 from zapvet.queue.resources import Resources
 
@@ -64,9 +66,33 @@ class Queue:
     drain_actor: Any
     send_actor: Any
     proactive_actor: Any
+    fairness: Fairness
 
-    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
-        self.drain_actor.send_with_options(args=(conversation_id,), delay=delay_ms or None)
+    def drain(
+        self, conversation_id: int, *, delay_ms: int = 0, organization_id: int | None = None
+    ) -> None:
+        """Enqueue a drain, whether or not one is owed already (the sweeper, the drain's own
+        follow-ups, a parked conversation woken up)."""
+        self.fairness.owe(conversation_id, organization_id, delay_ms)
+        self._enqueue(conversation_id, delay_ms, organization_id)
+
+    def request_drain(
+        self, conversation_id: int, *, organization_id: int, delay_ms: int = 0
+    ) -> bool:
+        """The bridge's: enqueue a drain unless one is queued or parked for the conversation
+        already (it will read this message too); True if one was enqueued."""
+        if not self.fairness.owe_once(conversation_id, organization_id, delay_ms):
+            return False
+        try:
+            self._enqueue(conversation_id, delay_ms, organization_id)
+        except Exception:
+            self.fairness.forgive(conversation_id)  # not owed after all: the sweeper's
+            raise
+        return True
+
+    def _enqueue(self, conversation_id: int, delay_ms: int, organization_id: int | None) -> None:
+        args = (conversation_id,) if organization_id is None else (conversation_id, organization_id)
+        self.drain_actor.send_with_options(args=args, delay=delay_ms or None)
 
     def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None:
         """Send the outbox row; `retry`: a first attempt failed already, so this is the first
@@ -85,14 +111,28 @@ class Queue:
         self.proactive_actor.send(proactive_id)
 
 
-def declare(broker: Any, get_resources: GetResources) -> Queue:
-    """Declare the three actors on `broker`; jobs get their resources from `get_resources`."""
+def declare(broker: Any, get_resources: GetResources, shares: Shares | None = None) -> Queue:
+    """Declare the three actors on `broker`; jobs get their resources from `get_resources`;
+    an organization's drains hold at most `shares` while others wait (`queue.fairness`)."""
     queue: Queue
+    fairness = Fairness(broker.client, broker.namespace, shares or Shares())
+    organizations: dict[int, int] = {}  # conversation → organization, for jobs without it
 
-    async def drain(conversation_id: int) -> None:
+    async def drain(conversation_id: int, organization_id: int | None = None) -> None:
         res = await get_resources()
         try:
-            await drain_conversation(res, queue, conversation_id)
+            org = organization_id or await _organization_of(res, conversation_id, organizations)
+            if org is None:  # no such conversation: nothing to share
+                await drain_conversation(res, queue, conversation_id)
+                return
+            ticket = await fairness.admit(res.locks, conversation_id, org)
+            if ticket is None:
+                return  # parked: one of its organization's ending turns wakes it
+            try:
+                await drain_conversation(res, queue, conversation_id)
+            finally:
+                for woken in await fairness.release(res.locks, ticket):
+                    queue.drain(woken, organization_id=org)
         except PermanentError:
             raise
         except Exception as error:  # database or queue trouble: the drain is safe to rerun
@@ -135,8 +175,25 @@ def declare(broker: Any, get_resources: GetResources) -> Queue:
         drain_actor=actor(drain, "drain", INBOUND, max_age=MAX_AGE_MS),
         send_actor=actor(send_message, "send_message", OUTBOUND),
         proactive_actor=actor(send_proactive, "send_proactive", PROACTIVE),
+        fairness=fairness,
     )
     return queue
+
+
+async def _organization_of(
+    res: Resources, conversation_id: int, known: dict[int, int]
+) -> int | None:
+    """The conversation's organization (a job enqueued without it: `zapvet dlq requeue`,
+    or one queued by an older release); conversations never change organization."""
+    if conversation_id not in known:
+        async with res.sessions() as session:
+            found = await session.get(Conversation, conversation_id)
+        if found is None:
+            return None
+        if len(known) > 100_000:
+            known.clear()
+        known[conversation_id] = found.organization_id
+    return known[conversation_id]
 
 
 class ResourceHolder:

@@ -87,7 +87,9 @@ log = get_logger("zapvet.queue.drain")
 class Enqueue(Protocol):
     """The queue as the pipeline sees it (Dramatiq in production, a list in tests)."""
 
-    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None: ...
+    def drain(
+        self, conversation_id: int, *, delay_ms: int = 0, organization_id: int | None = None
+    ) -> None: ...
     def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None: ...
     def proactive(self, proactive_id: int) -> None: ...
 
@@ -327,7 +329,10 @@ async def _drain_once(
         settings = config.ai
         wait = timedelta(seconds=config.debounce_seconds) - (now - pending.newest_arrival)
         if wait > timedelta(0):
-            enqueue.drain(conversation_id, delay_ms=max(1, int(wait.total_seconds() * 1000)))
+            delay_ms = max(1, int(wait.total_seconds() * 1000))
+            enqueue.drain(
+                conversation_id, delay_ms=delay_ms, organization_id=conversation.organization_id
+            )
             return Outcome.DEFERRED
     owner_number_id = _owner_number(config, identities)
     batch = _Batch(res, enqueue, seen, config, conversation, pending)
@@ -364,7 +369,11 @@ async def _drain_once(
             res.sessions, res.media_client(), res.media, pending.ids, settings
         )
     if media.retry_in_ms is not None:  # a fetch or transcription failed for a passing reason
-        enqueue.drain(conversation_id, delay_ms=media.retry_in_ms)
+        enqueue.drain(
+            conversation_id,
+            delay_ms=media.retry_in_ms,
+            organization_id=conversation.organization_id,
+        )
         return Outcome.DEFERRED
     agent_of_batch: AIType = "aurora" if owner_number_id is not None else "client"
     trouble = _media_trouble(conversation, agent_of_batch, media.trouble)

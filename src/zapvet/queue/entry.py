@@ -21,6 +21,7 @@ from zapvet.media.prepare import MediaSetup
 from zapvet.otel.tracing import flush_spans, setup_tracing
 from zapvet.queue.actors import ResourceHolder, declare
 from zapvet.queue.broker import build_broker
+from zapvet.queue.fairness import Shares
 from zapvet.queue.middleware import Lifecycle
 from zapvet.queue.resources import build_resources
 
@@ -55,4 +56,5 @@ holder = ResourceHolder(
     )
 )
 broker.add_middleware(Lifecycle(holder.close))
-queue = declare(broker, holder.get)
+shares = Shares(per_process=settings.org_turns_per_process, fleet=settings.org_turns_in_flight)
+queue = declare(broker, holder.get, shares)

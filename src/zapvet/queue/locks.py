@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -27,6 +28,9 @@ from zapvet.logging import get_logger
 CONVERSATION_LOCKS = 7301
 #: Key of the scheduler's leader lock (same keyspace, object id 0 is never a conversation).
 SCHEDULER_LOCK = CONVERSATION_LOCKS << 32
+#: High 32 bits of the organizations' fleet-wide turn slots (`queue.fairness`); the low 32
+#: bits are the organization's id (22 bits) and the slot number (10 bits).
+ORG_SLOTS = 7302
 
 #: TCP keepalives of the connections that hold advisory locks (a worker's conversation locks,
 #: the scheduler's leadership). A process that dies on a live host closes its socket and the
@@ -64,6 +68,18 @@ def lock_key(conversation_id: int) -> int:
     return (CONVERSATION_LOCKS << 32) | conversation_id
 
 
+def slot_key(organization_id: int, slot: int) -> int:
+    return (ORG_SLOTS << 32) | (organization_id << 10) | slot
+
+
+#: The first of an organization's fleet slots that is free, taken; this process's own are
+#: skipped (advisory locks are re-entrant within a session: they would be taken again).
+_TAKE_SLOT = (
+    "SELECT s FROM generate_series(0, %(share)s - 1) AS s"
+    " WHERE s <> ALL(%(taken)s::int[]) AND pg_try_advisory_lock(%(base)s::bigint + s) LIMIT 1"
+)
+
+
 class ConversationLocks:
     """Non-blocking per-conversation locks held on one connection of this process."""
 
@@ -75,9 +91,20 @@ class ConversationLocks:
 
     async def _execute(self, sql: str, key: int) -> bool:
         async with self._mutex:
-            return await self._run(sql, key)
+            return bool(await self._run(sql, key))
 
-    async def _run(self, sql: str, key: int) -> bool:
+    async def take_slot(self, organization_id: int, share: int, taken: set[int]) -> int | None:
+        """One of the organization's `share` fleet-wide turn slots, held by this process
+        until `free_slot` (or its death); None if all are taken."""
+        params = {"share": share, "taken": sorted(taken), "base": slot_key(organization_id, 0)}
+        async with self._mutex:
+            row = await self._run(_TAKE_SLOT, params)
+        return None if row is None else int(row)
+
+    async def free_slot(self, organization_id: int, slot: int) -> None:
+        await self._execute("SELECT pg_advisory_unlock(%s)", slot_key(organization_id, slot))
+
+    async def _run(self, sql: str, key: Any) -> Any:
         """One lock statement, reconnecting once; raises if the database stays unreachable.
 
         Never a silent False: a drain told "busy" by a broken connection would leave its
@@ -89,17 +116,18 @@ class ConversationLocks:
             log.warning("lock connection lost; reconnecting")
         return await self._statement(sql, key)  # a second failure raises
 
-    async def _statement(self, sql: str, key: int) -> bool:
+    async def _statement(self, sql: str, params: Any) -> Any:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             # `_held` is left alone: its drains are still running in this process,
             # and a second drain of theirs must still be refused here.
         try:
-            row = await (await self._conn.execute(sql, (key,))).fetchone()
+            args = params if isinstance(params, dict) else (params,)
+            row = await (await self._conn.execute(sql, args)).fetchone()
         except psycopg.OperationalError:
             self._conn = None  # the next statement opens a new one
             raise
-        return bool(row and row[0])
+        return row[0] if row else None
 
     async def _try_lock(self, key: int) -> bool:
         # The check, the lock and the record are one step under the mutex, so a drain of this
@@ -109,7 +137,7 @@ class ConversationLocks:
         async with self._mutex:
             if key in self._held:
                 return False
-            got = await self._run("SELECT pg_try_advisory_lock(%s)", key)
+            got = bool(await self._run("SELECT pg_try_advisory_lock(%s)", key))
             if got:
                 self._held.add(key)
             return got

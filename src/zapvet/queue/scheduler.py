@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -59,6 +59,8 @@ SWEEP_EVERY_S = 1.0
 TRIM_EVERY_S = 300.0
 
 log = get_logger("zapvet.scheduler")
+#: Which of these conversations have a drain queued or parked (`Fairness.owed`).
+Owed = Callable[[Iterable[int]], set[int]]
 
 # Conversations whose newest pending message is older than their organization's debounce
 # window plus the margin (the drain waits for the newest arrival, so an older row in a burst
@@ -66,7 +68,7 @@ log = get_logger("zapvet.scheduler")
 # partial index `ix_messages_pending` (pending rows only), never the whole table.
 _STUCK_CONVERSATIONS = text(
     """
-    SELECT m.conversation_id FROM messages m
+    SELECT m.conversation_id, min(m.organization_id) FROM messages m
       LEFT JOIN ai_settings s ON s.organization_id = m.organization_id
      WHERE m.direction = 'incoming' AND m.status = 'pending'
      GROUP BY m.conversation_id
@@ -136,9 +138,11 @@ async def tick(
     *,
     plan: bool = True,
     recently: Recently | None = None,
+    owed: Owed | None = None,
 ) -> TickReport:
     """One round of sweeping, and of scheduling with `plan` (the caller holds the leader
-    lock). With `recently`, work enqueued within its period is left to the queue."""
+    lock). With `recently`, work enqueued within its period is left to the queue; with
+    `owed`, so are conversations whose drain is queued or parked (`queue.fairness`)."""
     report = TickReport()
     if plan:
         async with sessions() as session, session.begin():
@@ -171,9 +175,15 @@ async def tick(
                     _LEASED_OUTBOX, params={"lease": now - SENDING_LEASE}
                 )
             ).all()
+    waiting = owed(conversation_id for conversation_id, _ in stuck) if owed and stuck else set()
+    organizations = dict(stuck)
     work = [
         *(("proactive", proactive_id) for proactive_id in due),
-        *(("drain", conversation_id) for (conversation_id,) in stuck),
+        *(
+            ("drain", conversation_id)
+            for conversation_id, _ in stuck
+            if conversation_id not in waiting
+        ),
         *(("send", message_id) for (message_id,) in unsent),
     ]
     if recently is not None:
@@ -183,7 +193,7 @@ async def tick(
             enqueue.proactive(key)
             report.proactive += 1
         elif kind == "drain":
-            enqueue.drain(key)
+            enqueue.drain(key, organization_id=organizations[key])
             report.drains += 1
         else:
             enqueue.send(key)
@@ -231,6 +241,7 @@ async def run(
     stop: asyncio.Event,
     interval_s: float = 5.0,
     dead_letters: tuple[redis.Redis, str] | None = None,
+    owed: Owed | None = None,
 ) -> None:
     """While leader, until `stop` is set: sweep every `SWEEP_EVERY_S` (or `interval_s` if
     shorter), schedule every `interval_s`, and enqueue the same work at most once per
@@ -244,7 +255,9 @@ async def run(
             if await leader.acquire():
                 try:
                     plan = time.monotonic() - planned >= interval_s
-                    report = await tick(sessions, enqueue, clock(), plan=plan, recently=recently)
+                    report = await tick(
+                        sessions, enqueue, clock(), plan=plan, recently=recently, owed=owed
+                    )
                     if plan:
                         planned = time.monotonic()
                     if report.drains or report.sends:
