@@ -19,7 +19,9 @@ from zapvet.models.base import (
     ref_field,
 )
 
-ProactiveType = Literal["escalation_alert", "appointment_reminder", "daily_summary", "custom"]
+ProactiveType = Literal[
+    "escalation_alert", "appointment_reminder", "daily_summary", "budget_alert", "custom"
+]
 ProactiveStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
 
 

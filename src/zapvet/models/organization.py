@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import BigInteger, CheckConstraint, Text, Time
+from sqlalchemy import BigInteger, CheckConstraint, String, Text, Time
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -47,6 +47,11 @@ LIMIT_DEFAULTS = {
     "bot_loop_exchanges": 6,
 }
 
+#: `[limits] over_budget`: what customers' conversations get once the month's AI cost reaches
+#: `monthly_budget_brl` (a person takes over, or a fixed reply without the model).
+OverBudget = Literal["hand_to_human", "fallback_only"]
+OVER_BUDGET_BEHAVIOURS: tuple[OverBudget, ...] = ("hand_to_human", "fallback_only")
+
 
 class AISettings(SQLModel, table=True):
     """How the organization's agents behave: model, tone, batching, hand-over, reminders."""
@@ -62,6 +67,8 @@ class AISettings(SQLModel, table=True):
             CheckConstraint(f"{name} >= {0 if name == 'bot_loop_exchanges' else 1}", name=name)
             for name in LIMIT_DEFAULTS
         ),
+        CheckConstraint("monthly_budget_cents >= 0", name="monthly_budget_cents"),
+        CheckConstraint("over_budget IN ('hand_to_human', 'fallback_only')", name="over_budget"),
     )
 
     organization_id: int = Field(
@@ -103,5 +110,14 @@ class AISettings(SQLModel, table=True):
     bot_loop_exchanges: int = Field(
         default=LIMIT_DEFAULTS["bot_loop_exchanges"],
         sa_column_kwargs={"server_default": str(LIMIT_DEFAULTS["bot_loop_exchanges"])},
+    )
+    #: `[limits] monthly_budget_brl` in centavos (migration 0008): what the AI may cost in a
+    #: calendar month of the organization's timezone; None: no budget.
+    monthly_budget_cents: int | None = Field(default=None, sa_type=BigInteger)
+    #: What customers' conversations get once the month's cost reaches the budget.
+    over_budget: OverBudget = Field(
+        default="hand_to_human",
+        sa_type=String(16),
+        sa_column_kwargs={"server_default": "hand_to_human"},
     )
     updated_at: datetime = updated_field()

@@ -49,7 +49,7 @@ class ApplyReport:
 def _show(name: str, value: Any) -> str:
     if name in _SECRETS:
         return "***"
-    if name == "price_cents" and isinstance(value, int):
+    if name in ("price_cents", "monthly_budget_cents") and isinstance(value, int):
         return format_brl(value)
     return repr(value)
 
@@ -127,7 +127,7 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "quiet_hours_end": quiet[1] if quiet else None,
         "daily_summary_at": summary_at,
         "pricing": stored_pricing(spec.pricing.usd_brl, spec.pricing.prices()),
-        **spec.limits.model_dump(),
+        **spec.limits.stored(),
     }
     settings = session.get(AISettings, org_id)
     if settings is None:

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from zapvet.errors import OrgFileError, OrgFileProblem
-from zapvet.models.organization import LIMIT_DEFAULTS
+from zapvet.models.organization import LIMIT_DEFAULTS, OverBudget
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import parse_price
 from zapvet.org.phones import checked_phone
@@ -60,6 +60,21 @@ def _cents(value: Any) -> int:
 
 
 Cents = Annotated[int, BeforeValidator(_cents)]
+
+
+def _budget(value: Any) -> int | None:
+    """Centavos for a budget in reais ("150.00"); absent or empty: no budget."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str | int | float):
+        try:
+            return parse_price(value)
+        except ValueError:
+            pass
+    raise ValueError(f'expected a non-negative amount in reais like "150.00", got {value!r}')
+
+
+BudgetCents = Annotated[int | None, BeforeValidator(_budget)]
 
 
 class _Section(BaseModel):
@@ -276,7 +291,11 @@ class LimitsSection(_Section):
     one notice and the rest waits, stored, for the window to reopen; past its daily limit the
     conversation goes to a person. Past the organization's turns per minute, turns wait.
     After `bot_loop_exchanges` exchanges in a row in which the contact answered our reply
-    within seconds (another bot), the conversation goes to a person; 0 turns that off."""
+    within seconds (another bot), the conversation goes to a person; 0 turns that off.
+
+    `monthly_budget_brl` caps the AI's cost per calendar month (kept in centavos; absent or
+    empty: no budget): at 80 % the owners are told, at 100 % customers' conversations get
+    `over_budget` (a person takes over, or a fixed reply without the model)."""
 
     contact_messages_per_minute: int = Field(
         default=LIMIT_DEFAULTS["contact_messages_per_minute"], ge=1, le=1000
@@ -288,6 +307,15 @@ class LimitsSection(_Section):
         default=LIMIT_DEFAULTS["org_turns_per_minute"], ge=1, le=100_000
     )
     bot_loop_exchanges: int = Field(default=LIMIT_DEFAULTS["bot_loop_exchanges"], ge=0, le=10)
+    monthly_budget_brl: BudgetCents = None
+    over_budget: OverBudget = "hand_to_human"
+
+    def stored(self) -> dict[str, Any]:
+        """The `ai_settings` columns these keys are kept in."""
+        return {
+            ("monthly_budget_cents" if name == "monthly_budget_brl" else name): value
+            for name, value in self.model_dump().items()
+        }
 
 
 class OrgSpec(_Section):

@@ -1,4 +1,5 @@
-"""Messages Aurora sends on her own: escalation alerts, 1-hour reminders, daily summaries.
+"""Messages Aurora sends on her own: escalation alerts, 1-hour reminders, daily summaries
+(and, from `proactive/budget.py`, the monthly AI budget's alerts).
 
 Scheduling writes `aurora_proactive_messages` rows with a `dedupe_key`; the unique index on
 it makes every scheduler idempotent (two schedulers at once insert each row once).
@@ -37,6 +38,7 @@ from zapvet.models import (
 from zapvet.proactive.wording import in_quiet_hours, reminder_text, summary_text
 
 REMINDER, ALERT, DAILY = "appointment_reminder", "escalation_alert", "daily_summary"
+BUDGET = "budget_alert"
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, object]]) -> list[int]:

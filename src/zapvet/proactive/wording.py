@@ -40,6 +40,35 @@ def alert_text(client: str | None, phone: str | None, reason: str | None) -> str
     )
 
 
+#: What customers' conversations get at 100 % of the budget, as the owner reads it.
+OVER_BUDGET_WORDS = {
+    "hand_to_human": (
+        "as conversas com clientes passam para uma pessoa da equipe (o cliente é avisado)"
+    ),
+    "fallback_only": (
+        "os clientes recebem uma resposta fixa, sem IA, pedindo que aguardem a equipe"
+    ),
+}
+
+
+def budget_text(level: int, spent_cents: int, budget_cents: int, behaviour: str) -> str:
+    """The owner's alert at 80 % (`level` < 100) or 100 % of the month's AI budget."""
+    figures = f"{format_brl(spent_cents)} de {format_brl(budget_cents)}"
+    then = OVER_BUDGET_WORDS.get(behaviour, OVER_BUDGET_WORDS["hand_to_human"])
+    if level < 100:
+        share = spent_cents * 100 // budget_cents if budget_cents else 100
+        return (
+            f"💰 Orçamento de IA do mês: {figures} já usados ({share}%).\n"
+            f"Ao chegar em 100%, {then}. Para evitar isso, aumente o orçamento mensal."
+        )
+    return (
+        f"🛑 Orçamento de IA do mês atingido: {figures}.\n"
+        f"A partir de agora, {then}. Nenhuma mensagem se perde: todas ficam registradas.\n"
+        "Ao aumentar o orçamento, o atendimento automático volta na hora. "
+        "Você continua podendo falar comigo normalmente."
+    )
+
+
 def summary_text(summary: Summary, day: date) -> str:
     """The owner's end-of-day message, every figure straight from `summary`."""
     lines = [f"📊 Resumo de {describe_day(day)}:", f"Clientes atendidos: {summary.clients_served}"]

@@ -46,6 +46,7 @@ from zapvet.models.ai import AIType
 from zapvet.models.config import OrgConfig
 from zapvet.models.organization import LIMIT_DEFAULTS
 from zapvet.otel.tracing import tracer
+from zapvet.proactive.budget import REACHED, WARNING
 from zapvet.proactive.escalation import escalate
 from zapvet.queue.failures import is_transient
 from zapvet.queue.outbox import Claim, claim_new, send_claimed, send_outgoing
@@ -73,6 +74,18 @@ DAY_LIMIT_REASON = "limite diário de mensagens do contato atingido (possível r
 LIMIT_NOTICE_KIND = "limit_notice"
 BOT_LOOP_REASON = (
     "parece outro robô respondendo às nossas mensagens (respostas imediatas em sequência)"
+)
+#: `[limits] monthly_budget_brl`: what a customer hears once the month's AI budget is spent,
+#: as the conversation goes to a person (`over_budget = "hand_to_human"`) or instead of the
+#: model (`"fallback_only"`).
+BUDGET_HANDOFF_REPLY = (
+    "Obrigado pela mensagem! 🙂 Uma pessoa da nossa equipe vai continuar o seu atendimento "
+    "por aqui assim que possível."
+)
+BUDGET_REASON = "orçamento mensal de IA atingido: o atendimento automático está pausado"
+BUDGET_FALLBACK_REPLY = (
+    "Obrigado pela mensagem! 🙂 No momento não consigo responder automaticamente, mas ela "
+    "ficou registrada e a nossa equipe responde por aqui assim que possível."
 )
 #: A contact's message this soon after our reply was not typed by a person who read it.
 BOT_PACE = timedelta(seconds=5)
@@ -357,12 +370,18 @@ async def _drain_once(
             if paused:
                 await _close(session, pending.ids, now, "processed")
         return Outcome.PAUSED if paused else Outcome.RACED
-    if owner_number_id is None:  # the owner's own numbers are never limited
+    # The owner's own numbers are never limited, nor held to the monthly budget: the owner
+    # can still ask Aurora what the AI cost, and Aurora's turns are few.
+    if owner_number_id is None:
         limited = await _limit(batch, usage, now)
         if isinstance(limited, Outcome):
             return limited
         pending = limited
         batch = replace(batch, pending=pending)
+        # Before the media step: transcribing a voice note costs too.
+        over = await _budget(batch, now)
+        if over is not None:
+            return over
     media = MediaTurn()
     if pending.has_media:
         media = await prepare_media(
@@ -606,6 +625,35 @@ async def _limit(batch: _Batch, usage: _Usage, now: datetime) -> _Pending | Outc
     trimmed = _pending(rows, now)
     assert trimmed is not None  # `first` is not empty
     return replace(trimmed, recent=pending.recent)  # the rest stays pending for later turns
+
+
+async def _budget(batch: _Batch, now: datetime) -> Outcome | None:
+    """What a customer's turn gets instead of the model once the month's AI budget is spent
+    (None: the model answers). From 80 % of it the owners are told, once per level.
+
+    The spend is the process's cached figure (`queue/budget.py`), so an ordinary turn adds
+    no statement; the budget is the configuration's, so raising it resumes at the next turn.
+    Past it, `hand_to_human` escalates the conversation with a notice (a person answers the
+    rest; later messages find it paused) and `fallback_only` answers with a fixed text. Both
+    close the batch as processed: the messages stay stored, nothing is dropped.
+    """
+    res, config = batch.res, batch.config
+    state = await res.budgets.state(res.sessions, config, now)
+    if state is None or state.level < WARNING:
+        return None
+    await res.budgets.alert(res.sessions, batch.enqueue.proactive, config, state, now)
+    if state.level < REACHED:
+        return None
+    log.warning(
+        "organization past its monthly AI budget",
+        spent_cents=state.spent_cents,
+        budget_cents=state.budget_cents,
+        behaviour=state.behaviour,
+    )
+    if state.behaviour == "fallback_only":
+        return await _commit(batch, Turn(BUDGET_FALLBACK_REPLY))
+    handoff = Turn(BUDGET_HANDOFF_REPLY, handoff=True, reason=BUDGET_REASON)
+    return await _commit(batch, handoff)
 
 
 def _fast_exchanges(rows: tuple[Any, ...]) -> int:

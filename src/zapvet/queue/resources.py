@@ -18,6 +18,7 @@ from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.media.prepare import MediaSetup
 from zapvet.models.config import ConfigCache
+from zapvet.queue.budget import Budgets
 from zapvet.queue.gate import TurnGate
 from zapvet.queue.locks import ConversationLocks
 from zapvet.tools.deps import ToolDeps
@@ -46,6 +47,8 @@ class Resources:
     send_inline: bool = True
     #: Organizations' configurations (shared with the graphs' tools through their deps).
     configs: ConfigCache = field(default_factory=ConfigCache)
+    #: Organizations' AI spend this month, against `[limits] monthly_budget_brl`.
+    budgets: Budgets = field(default_factory=Budgets)
 
     def media_client(self) -> httpx.AsyncClient:
         if self.media_http is None:
@@ -75,11 +78,12 @@ def build_resources(
     engine = db.build_async_engine(database_url, pool_size=pool_size)
     sessions = db.async_session_maker(engine)
     configs = ConfigCache()
+    media = media or MediaSetup()
     deps = ToolDeps(
         sessions=sessions,
         clock=clock,
         configs=configs,
-        transcribe_model=(media or MediaSetup()).transcribe_model,
+        transcribe_model=media.transcribe_model,
     )
     model = model_factory()
     return Resources(
@@ -90,6 +94,7 @@ def build_resources(
         client_graph=build_client_graph(model, deps),
         aurora_graph=build_aurora_graph(model, deps),
         clock=clock,
-        media=media or MediaSetup(),
+        media=media,
         configs=configs,
+        budgets=Budgets(transcribe_model=media.transcribe_model),
     )
