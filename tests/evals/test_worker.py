@@ -1,5 +1,5 @@
 """`via: drain` scenarios: their keys are checked strictly, their drains run in time order,
-and a turn is checked by what the customer got."""
+and a run through the worker's drain reports what the customer got."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ import yaml
 from tests.conftest import REPO
 from zapvet.evals.checks import check_turn
 from zapvet.evals.outcome import TurnRecord
+from zapvet.evals.runner import run_scenario
 from zapvet.evals.scenario import ScenarioError, Turn, load_scenario
 from zapvet.evals.worker import Schedule, grouped
+from zapvet.testing.worker import drain_worker
 
+FLOOD = REPO / "scenarios" / "client" / "24-flooding-customer.yaml"
+BOT_LOOP = REPO / "scenarios" / "client" / "25-bot-loop.yaml"
 T0 = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
 
 
@@ -76,6 +80,14 @@ def test_scenario_drain_keys_are_checked(
         load_scenario(_write(tmp_path, _drain_scenario(**change)))
 
 
+def test_scenario_turns_arrive_after_the_turn_before() -> None:
+    scenario = load_scenario(BOT_LOOP)
+    moments = [moment - scenario.now for moment in scenario.arrivals()]
+    assert moments == [timedelta(seconds=s) for s in (0, 4, 8, 12)]
+    assert scenario.limits is not None and scenario.limits.bot_loop_exchanges == 3
+    assert scenario.limits.model_fields_set == {"bot_loop_exchanges"}  # the rest: the org's
+
+
 def test_worker_schedule_runs_drains_in_time_order_once_each() -> None:
     schedule = Schedule()
     later, sooner = T0 + timedelta(seconds=15), T0 + timedelta(seconds=3)
@@ -129,3 +141,35 @@ def test_check_turn_counts_every_message_sent_and_compares_what_was_answered() -
         "turn 1: answered [['oi', '?']] != expected [['oi']]",
         "turn 1: 1 messages sent, expected 2",
     ]
+
+
+@pytest.mark.anyio
+async def test_runner_drain_scenario_needs_the_worker(database_url: str) -> None:
+    run = await run_scenario(load_scenario(BOT_LOOP), database_url)
+    assert run.failures[0].startswith("crashed: ScenarioError: `via: drain` needs the worker")
+
+
+@pytest.mark.anyio
+@pytest.mark.slow  # whole turns through the drain
+async def test_runner_reports_a_bot_loop_answered_when_the_limit_is_off(
+    tmp_path: Path, database_url: str
+) -> None:
+    data = yaml.safe_load(BOT_LOOP.read_text())
+    data["limits"] = {"bot_loop_exchanges": 0}  # 0 turns the check off
+    data["turns"][3]["model"] = [{"say": "Posso ajudar com banho, tosa e consultas."}]
+    scenario = load_scenario(_write(tmp_path, data))
+    run = await run_scenario(scenario, database_url, worker=drain_worker)
+    assert "turn 4: expected silence, got a reply" in run.failures
+    assert "turn 4: 1 messages sent, expected 0" in run.failures
+    assert "conversation 'active' != expected 'escalated'" in run.failures
+    assert "0 escalation alerts queued, expected 1" in run.failures
+
+
+@pytest.mark.anyio
+@pytest.mark.slow  # whole turns through the drain
+async def test_runner_reports_every_notice_of_a_flood(tmp_path: Path, database_url: str) -> None:
+    data = yaml.safe_load(FLOOD.read_text())
+    data["turns"][1]["expect"]["sent"] = ["28/11", "Desculpe a espera"]  # the second notice
+    scenario = load_scenario(_write(tmp_path, data))
+    run = await run_scenario(scenario, database_url, worker=drain_worker)
+    assert run.failures == ["turn 2: 3 messages sent, expected 2"]
