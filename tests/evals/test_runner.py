@@ -96,6 +96,13 @@ def test_pass_k_needs_every_run_to_pass() -> None:
     assert "✗ b: boom" in table
 
 
+def test_report_shows_no_token_figures_when_no_model_call_was_measured() -> None:
+    measured = summarise("a", [ScenarioRun(name="a")])
+    assert measured.mean_prompt_tokens == 0
+    line = render([measured], k=1).splitlines()[1]
+    assert line.split()[-2:] == ["–", "–"]
+
+
 def test_eval_command_prints_the_pass_k_table(services: ServiceUrls) -> None:
     env = {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url}
     result = zapvet("eval", str(REX), "-k", "2", env=env)

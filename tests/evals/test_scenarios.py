@@ -10,6 +10,7 @@ from tests.conftest import REPO
 from zapvet.evals.runner import run_scenario
 from zapvet.evals.scenario import load_scenario
 from zapvet.testing.media_rig import FakeMediaRig
+from zapvet.testing.worker import drain_worker
 
 CLIENT = sorted((REPO / "scenarios" / "client").glob("*.yaml"))
 AURORA = sorted((REPO / "scenarios" / "aurora").glob("*.yaml"))
@@ -27,5 +28,5 @@ async def test_scenario_passes_three_times(
 ) -> None:
     scenario = load_scenario(path)
     for attempt in range(3):
-        run = await run_scenario(scenario, database_url, media=rig)
+        run = await run_scenario(scenario, database_url, media=rig, worker=drain_worker)
         assert run.passed, f"run {attempt + 1}: {run.failures}"

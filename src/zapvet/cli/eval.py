@@ -25,13 +25,14 @@ def eval_(
 
     With a real model the scripted outputs are ignored and only each scenario's end state
     and facts are checked. Scenarios with media items get a fake gateway and transcription
-    server on loopback (`zapvet.testing.media_rig`). Progress (run i of N, elapsed time)
+    server on loopback (`zapvet.testing.media_rig`); `via: drain` scenarios play through the
+    worker's drain (`zapvet.testing.worker`). Progress (run i of N, elapsed time)
     goes to stderr: a bar on a terminal, a line per run otherwise. Exits 1 unless every
     scenario passes all k runs.
     """
     from zapvet.evals.progress import eval_progress
     from zapvet.evals.report import render
-    from zapvet.evals.runner import ModelFactory
+    from zapvet.evals.runner import ModelFactory, Worker
     from zapvet.evals.scenario import ScenarioError, expand_paths, load_scenario
     from zapvet.evals.suite import evaluate
     from zapvet.llm.openai import build_chat_model
@@ -68,6 +69,11 @@ def eval_(
             from zapvet.testing.media_rig import media_rig
 
             rig = stack.enter_context(media_rig())
+        worker: Worker | None = None
+        if any(scenario.via == "drain" for scenario in loaded):
+            from zapvet.testing.worker import drain_worker
+
+            worker = drain_worker
         progress = eval_progress(len(loaded) * k, k)
         stack.enter_context(progress)
         summaries = evaluate(
@@ -77,6 +83,7 @@ def eval_(
             model_factory=factory,
             progress=progress,
             media=rig,
+            worker=worker,
         )
     typer.echo(render(summaries, k))
     if any(summary.pass_k < 1 for summary in summaries):

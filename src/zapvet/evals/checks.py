@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from zapvet.evals.outcome import ScenarioRun, TurnRecord
@@ -11,19 +12,22 @@ from zapvet.models import (
     Appointment,
     AuditLog,
     AuroraPendingAction,
+    AuroraProactiveMessage,
     Conversation,
     Message,
     Pet,
     Service,
 )
 from zapvet.money import format_brl, parse_price
+from zapvet.proactive.planning import ALERT
 
 
 def check_turn(index: int, turn: Turn, record: TurnRecord, scripted: bool) -> list[str]:
     """One turn's expectations; a real model's wording is checked only for silence.
 
     `silent` is no reply at all: nothing sent and no tool called (a sticker, an escalated
-    conversation); a media notice is a reply.
+    conversation); a media notice is a reply. How many messages were `sent` and what was
+    `answered` are the pipeline's doing, checked whatever model runs.
     """
     failures = []
     label = f"turn {index + 1}"
@@ -34,8 +38,18 @@ def check_turn(index: int, turn: Turn, record: TurnRecord, scripted: bool) -> li
         failures.append(f"{label}: expected silence, got tool calls {record.tools}")
     heard = "\n".join(record.heard).casefold()
     failures += [f"{label}: the agent was not given {t!r}" for t in _missing(expect.heard, heard)]
+    if expect.answered is not None and record.answered != expect.answered:
+        failures.append(f"{label}: answered {record.answered} != expected {expect.answered}")
+    if expect.sent is not None and len(record.sent) != len(expect.sent):
+        failures.append(f"{label}: {len(record.sent)} messages sent, expected {len(expect.sent)}")
     if not scripted:
         return failures
+    if expect.sent is not None and len(record.sent) == len(expect.sent):
+        failures += [
+            f"{label}: message {n} sent lacks {want!r}: {got!r}"
+            for n, (want, got) in enumerate(zip(expect.sent, record.sent, strict=True), start=1)
+            if want.casefold() not in got.casefold()
+        ]
     if expect.tools is not None and record.tools != expect.tools:
         failures.append(f"{label}: tools {record.tools} != expected {expect.tools}")
     reply = (record.reply or "").casefold()
@@ -177,6 +191,30 @@ def _check_owner_records(session: Session, scenario: Scenario, world: World) -> 
     return failures
 
 
+def _check_handoff(session: Session, scenario: Scenario, world: World) -> list[str]:
+    """The conversation's status and escalation reason, and the owners' alerts about it."""
+    end, failures = scenario.end, []
+    conversation = session.get(Conversation, world.context.conversation_id)
+    status = conversation.status if conversation else None
+    if end.conversation is not None and status != end.conversation:
+        failures.append(f"conversation {status!r} != expected {end.conversation!r}")
+    reason = (conversation.escalation_reason if conversation else None) or ""
+    if end.escalation_reason is not None and end.escalation_reason.casefold() not in (
+        reason.casefold()
+    ):
+        failures.append(f"escalation reason {reason!r} lacks {end.escalation_reason!r}")
+    if end.alerts is not None:
+        query = select(func.count()).where(
+            AuroraProactiveMessage.organization_id == world.org_id,
+            AuroraProactiveMessage.contact_id == world.contact_id,
+            AuroraProactiveMessage.message_type == ALERT,
+        )
+        alerts = int(session.exec(query).one())
+        if alerts != end.alerts:
+            failures.append(f"{alerts} escalation alerts queued, expected {end.alerts}")
+    return failures
+
+
 def check_end(session: Session, scenario: Scenario, world: World, run: ScenarioRun) -> list[str]:
     """The end state: rows, conversations, audit, replies, ungrounded facts and errors."""
     end = scenario.end
@@ -185,11 +223,7 @@ def check_end(session: Session, scenario: Scenario, world: World, run: ScenarioR
     failures += _check_clients(session, scenario, world) + _check_owner_records(
         session, scenario, world
     )
-    if end.conversation is not None:
-        conversation = session.get(Conversation, world.context.conversation_id)
-        status = conversation.status if conversation else None
-        if status != end.conversation:
-            failures.append(f"conversation {status!r} != expected {end.conversation!r}")
+    failures += _check_handoff(session, scenario, world)
     for ref in end.untouched:
         row = session.get(Appointment, world.refs[ref])
         if row is None or (row.status, row.starts_at) != world.snapshot[ref]:

@@ -18,6 +18,10 @@ class TurnRecord:
     agent: bool = True
     #: The customer's messages of this turn as the agent read them (media described).
     heard: list[str] = field(default_factory=list)
+    #: Every message the customer received during the turn, in order.
+    sent: list[str] = field(default_factory=list)
+    #: `via: drain`: the customer's messages closed during the turn, grouped by the moment.
+    answered: list[list[str]] = field(default_factory=list)
 
 
 @dataclass

@@ -51,9 +51,15 @@ def render(summaries: Sequence[ScenarioSummary], k: int) -> str:
         f"{'prompt tok/call':>15}  {'stable prefix':>13}"
     ]
     for s in summaries:
+        # No model call measured (a `via: drain` scenario's calls happen inside the worker).
+        tokens, share = (
+            (f"{s.mean_prompt_tokens:,}", f"{s.cacheable_share:.0%}")
+            if s.mean_prompt_tokens
+            else ("–", "–")
+        )
         lines.append(
             f"{s.name:<{width}}  {f'{s.passed}/{s.runs}':>7}  {s.pass_k:>7.2f}  "
-            f"{s.mean_prompt_tokens:>15,}  {s.cacheable_share:>12.0%}"
+            f"{tokens:>15}  {share:>13}"
         )
     for s in summaries:
         if s.first_failure:

@@ -2,7 +2,8 @@
 
 Each turn goes through the scenario's own agent graph (`GRAPHS`) and the agent-neutral
 `graphs.turn.run_turn`, with a frozen clock; the world is dropped afterwards. A turn with
-media items is first stored and prepared as the worker does (`evals.media`).
+media items is first stored and prepared as the worker does (`evals.media`). A `via: drain`
+scenario's turns go through the worker's drain instead (`evals.worker`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +27,7 @@ from zapvet.evals.checks import check_end, check_turn
 from zapvet.evals.media import MediaPlayer, MediaRig
 from zapvet.evals.outcome import ScenarioRun, TurnRecord
 from zapvet.evals.scenario import ModelStep, Scenario, ScenarioError, Turn
+from zapvet.evals.worker import DrainPlayer, Worker
 from zapvet.evals.world import World, build_world, drop_world
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
@@ -41,6 +44,7 @@ __all__ = [
     "ModelFactory",
     "ScenarioRun",
     "TurnRecord",
+    "Worker",
     "run_scenario",
     "scripted_reply",
 ]
@@ -155,12 +159,14 @@ async def run_scenario(
     *,
     model_factory: ModelFactory | None = None,
     media: MediaRig | None = None,
+    worker: Worker | None = None,
 ) -> ScenarioRun:
     """Play `scenario` on the (migrated) database at `database_url`.
 
     With no `model_factory` the scenario's scripted model outputs are played; otherwise the
     factory's model answers and only the end state and facts are checked. Turns with media
-    items need `media`, where their bytes are served and transcribed (`evals.media`).
+    items need `media`, where their bytes are served and transcribed (`evals.media`); a
+    `via: drain` scenario needs the worker's drain (`worker`, see `evals.worker`).
     """
     run = ScenarioRun(name=scenario.name)
     token = uuid.uuid4().hex[:8]
@@ -172,7 +178,10 @@ async def run_scenario(
             world = build_world(engine, scenario, token)
             if media is None and any(turn.has_media() for turn in scenario.turns):
                 raise ScenarioError("media turns need a media rig (as `zapvet eval` starts)")
-            await _play(scenario, world, run, model_factory, async_engine, media, http)
+            if worker is None and scenario.via == "drain":
+                raise ScenarioError("`via: drain` needs the worker (as `zapvet eval` hands in)")
+            rigs = _Rigs(media, worker, database_url)
+            await _play(scenario, world, run, model_factory, async_engine, rigs, http)
         with Session(engine) as session:
             run.failures += check_end(session, scenario, world, run)
     except Exception as error:  # a crashing scenario is a failed run, reported, not raised
@@ -185,39 +194,50 @@ async def run_scenario(
     return run
 
 
+@dataclass(frozen=True)
+class _Rigs:
+    """What the caller handed in for media turns and drain turns."""
+
+    media: MediaRig | None
+    worker: Worker | None
+    database_url: str
+
+
 async def _play(
     scenario: Scenario,
     world: World,
     run: ScenarioRun,
     model_factory: ModelFactory | None,
     async_engine: AsyncEngine,
-    rig: MediaRig | None,
+    rigs: _Rigs,
     http: httpx.AsyncClient,
 ) -> None:
     scripted = model_factory is None
     model: BaseChatModel = ScriptedChatModel() if scripted else model_factory()  # type: ignore[misc]
-    clock = [scenario.now.astimezone(UTC)]
+    arrivals = [moment.astimezone(UTC) for moment in scenario.arrivals()]
+    clock = [arrivals[0]]
     sessions = db.async_session_maker(async_engine)
+    if scenario.via == "drain":
+        await _play_drains(scenario, world, run, model, rigs, sessions, clock, scripted)
+        return
     deps = ToolDeps(sessions=sessions, clock=lambda: clock[0])
     graph = GRAPHS[scenario.agent](model, deps)
     player = (
         MediaPlayer(
-            rig,
+            rigs.media,
             sessions,
             http,
             organization_id=world.org_id,
             conversation_id=world.context.conversation_id,
             sender=scenario.contact,
         )
-        if rig is not None
+        if rigs.media is not None
         else None
     )
     history: list[BaseMessage] = []
     for index, turn in enumerate(scenario.turns):
-        if turn.at is not None:
-            clock[0] = turn.at.astimezone(UTC)
-        if isinstance(model, ScriptedChatModel):
-            model.add(*(scripted_reply(step, world.refs) for step in turn.model))
+        clock[0] = arrivals[index]
+        _script(model, turn, world)
         if turn.has_media():
             assert player is not None
             record = await _media_turn(graph, world, history, player, turn, clock[0])
@@ -225,10 +245,59 @@ async def _play(
             history += [HumanMessage(text) for text in turn.texts()]
             record = await _agent_turn(graph, world, history, turn.texts())
             record.heard = turn.texts()
-        run.turns.append(record)
-        run.failures += check_turn(index, turn, record, scripted)
-        if isinstance(model, ScriptedChatModel) and model.remaining:
-            run.failures.append(f"turn {index + 1}: {model.remaining} scripted outputs unused")
-            model.script[:] = model.script[: len(model.script) - model.remaining]
+        record.sent = [record.reply] if record.reply is not None else []
+        _close_turn(run, model, index, turn, record, scripted)
         if record.reply is not None:
             history.append(AIMessage(record.reply))
+
+
+async def _play_drains(
+    scenario: Scenario,
+    world: World,
+    run: ScenarioRun,
+    model: BaseChatModel,
+    rigs: _Rigs,
+    sessions: Any,
+    clock: list[datetime],
+    scripted: bool,
+) -> None:
+    """Every turn through the worker's drain, each until the next turn's messages arrive."""
+    assert rigs.worker is not None
+    arrivals = [moment.astimezone(UTC) for moment in scenario.arrivals()]
+    async with rigs.worker(rigs.database_url, model, lambda: clock[0]) as drain:
+        player = DrainPlayer(
+            drain,
+            sessions,
+            clock,
+            organization_id=world.org_id,
+            conversation_id=world.context.conversation_id,
+            contact_id=world.contact_id,
+            sender=scenario.contact,
+        )
+        for index, turn in enumerate(scenario.turns):
+            _script(model, turn, world)
+            horizon = arrivals[index + 1] if index + 1 < len(arrivals) else None
+            record = await player.play(turn, arrivals[index], horizon)
+            _close_turn(run, model, index, turn, record, scripted)
+
+
+def _script(model: BaseChatModel, turn: Turn, world: World) -> None:
+    """Hand the scripted model this turn's outputs."""
+    if isinstance(model, ScriptedChatModel):
+        model.add(*(scripted_reply(step, world.refs) for step in turn.model))
+
+
+def _close_turn(
+    run: ScenarioRun,
+    model: BaseChatModel,
+    index: int,
+    turn: Turn,
+    record: TurnRecord,
+    scripted: bool,
+) -> None:
+    """Record the turn, check it, and drop the scripted outputs it left unused."""
+    run.turns.append(record)
+    run.failures += check_turn(index, turn, record, scripted)
+    if isinstance(model, ScriptedChatModel) and model.remaining:
+        run.failures.append(f"turn {index + 1}: {model.remaining} scripted outputs unused")
+        model.script[:] = model.script[: len(model.script) - model.remaining]

@@ -39,11 +39,39 @@ agent must have been given in the turn (a transcript, a PDF's text, an address).
           - audio: {transcript: "Quero agendar uma consulta pro Rex amanhã às 10", seconds: 4}
           - "é pro Rex mesmo"
         expect: {heard: ["consulta pro Rex"]}
+
+`via: drain` plays each turn through the worker's drain instead of straight to the agent:
+the texts are stored as the webhook stores them, and the drains the worker queues (the
+debounce, a limit's recheck) run when due on the world's frozen clock, those due before
+the next turn's messages within this turn, every one left after the last turn. `limits`
+then replaces keys of the organization's `[limits]` (not `org_turns_per_minute`, which
+counts by the wall clock). In any scenario a turn's `after: SECONDS` moves its messages
+that long past the turn before's (through the drain, with a 3 s debounce, our reply leaves
+3 s after the messages: `after: 4` answers it within a second). A drain turn is checked
+by what the customer got: `expect.sent` (every message received in the turn, in order, one
+piece of text each: the count is exact) and `expect.answered` (the customer's messages
+closed in the turn, grouped by the moment each group was closed); the agent's tools and
+input are not seen. `end` may add `escalation_reason` (words the reason contains) and
+`alerts` (escalation alerts queued for the owners).
+
+    via: drain
+    limits: {contact_messages_per_minute: 2}
+    turns:
+      - user: ["oi", "tem banho hoje?", "e tosa?"]
+        model: [{say: "Oi! Tenho banho às 15:00."}]
+        expect:
+          sent: ["15:00", "Já já eu respondo"]
+          answered: [["oi", "tem banho hoje?"]]
+      - user: "?"   # 20 s later: the window reopens a minute after the first answer
+        after: 20
+        model: [{say: "Tosa também às 16:00."}]
+        expect: {answered: [["e tosa?", "?"]]}
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import itertools
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -59,6 +87,7 @@ from pydantic import (
 )
 
 from zapvet.errors import ScenarioError as ScenarioError
+from zapvet.org.spec import LimitsSection
 
 
 class _Strict(BaseModel):
@@ -262,13 +291,27 @@ class TurnExpect(_Strict):
     #: Words the agent must have been given this turn (a transcript, a PDF's text, an
     #: address): what media became, checked whatever model runs.
     heard: list[str] = []
+    #: Every message the customer received during the turn, in order: one piece of text per
+    #: message, so the count is exact (a notice sent twice fails).
+    sent: list[str] | None = None
+    #: `via: drain`: the customer's messages the worker closed during the turn, in order,
+    #: grouped by the moment each group was closed (one answer or hand-off per group).
+    answered: list[list[str]] | None = None
 
 
 class Turn(_Strict):
     user: str | list[UserItem]
     at: datetime | None = None  # the clock for this turn (and after); aware
+    #: Seconds on the world's clock between the previous turn's messages and this turn's.
+    after: float | None = Field(default=None, ge=0, le=86_400)
     model: list[ModelStep] = []
     expect: TurnExpect = TurnExpect()
+
+    @model_validator(mode="after")
+    def _one_moment(self) -> Turn:
+        if self.at is not None and self.after is not None:
+            raise ValueError("a turn has `at` (a moment) or `after` (seconds), not both")
+        return self
 
     def items(self) -> list[str | MediaItem]:
         return [self.user] if isinstance(self.user, str) else list(self.user)
@@ -308,6 +351,10 @@ class EndExpect(_Strict):
     pets: list[PetExpect] | None = None
     appointments: list[AppointmentExpect] | None = None
     conversation: Literal["active", "escalated", "closed"] | None = None
+    #: Words the conversation's escalation reason must contain.
+    escalation_reason: str | None = None
+    #: Escalation alerts queued for the owners about this customer.
+    alerts: int | None = Field(default=None, ge=0)
     replies_contain: list[str] = []
     replies_exclude: list[str] = []
     untouched: list[str] = []
@@ -318,11 +365,21 @@ class EndExpect(_Strict):
     proposals: list[str] | None = None
 
 
+#: `[limits]` a scenario may not set: the drain counts the organization's turns by the
+#: wall clock (`ai_interactions.created_at`), not by the scenario's frozen one.
+UNSCENARIO_LIMITS = ("org_turns_per_minute",)
+
+
 class Scenario(_Strict):
     name: str
     description: str = ""
     agent: Literal["client", "aurora"] = "client"
+    #: `agent`: each turn goes straight to the agent graph; `drain`: through the worker's
+    #: drain (debounce, pausing, `[limits]`), its queued drains run on the world's clock.
+    via: Literal["agent", "drain"] = "agent"
     org: Path
+    #: `[limits]` keys that replace the organization file's (`via: drain` only).
+    limits: LimitsSection | None = None
     now: datetime
     contact: Person
     setup: Setup = Setup()
@@ -335,7 +392,42 @@ class Scenario(_Strict):
         moments = [self.now, *(turn.at for turn in self.turns if turn.at)]
         if any(moment.tzinfo is None for moment in moments):
             raise ValueError("now must carry its UTC offset, e.g. 2026-11-25T14:00:00-03:00")
+        arrivals = self.arrivals()
+        for index, (before, moment) in enumerate(itertools.pairwise(arrivals), start=2):
+            if moment < before:
+                raise ValueError(f"turn {index} is `at` a moment before the turn before it")
         return self
+
+    @model_validator(mode="after")
+    def _fits_its_path(self) -> Scenario:
+        drain = self.via == "drain"
+        if self.limits is not None and not drain:
+            raise ValueError("`limits` apply in the worker's drain: set `via: drain`")
+        given = self.limits.model_fields_set if self.limits else set()
+        if fixed := sorted(given & set(UNSCENARIO_LIMITS)):
+            raise ValueError(f"limits.{fixed[0]} counts by the wall clock: not for a scenario")
+        for index, turn in enumerate(self.turns, start=1):
+            expect = turn.expect
+            if drain and turn.has_media():
+                raise ValueError(f"turn {index}: `via: drain` plays texts only")
+            if drain and (expect.tools is not None or expect.heard):
+                raise ValueError(
+                    f"turn {index}: `via: drain` sees what the customer got, not the agent's "
+                    "tools or input: use expect.sent and expect.answered"
+                )
+            if not drain and expect.answered is not None:
+                raise ValueError(f"turn {index}: expect.answered needs `via: drain`")
+        return self
+
+    def arrivals(self) -> list[datetime]:
+        """When each turn's messages arrive: its `at`, or `after` seconds (0 unless given)
+        past the turn before's."""
+        moments: list[datetime] = []
+        moment = self.now
+        for turn in self.turns:
+            moment = turn.at or moment + timedelta(seconds=turn.after or 0)
+            moments.append(moment)
+        return moments
 
     def org_path(self) -> Path:
         base = self.path.parent if self.path else Path.cwd()

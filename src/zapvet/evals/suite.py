@@ -10,7 +10,7 @@ from typing import Protocol
 from zapvet import db
 from zapvet.evals.outcome import ScenarioRun
 from zapvet.evals.report import ScenarioSummary, summarise
-from zapvet.evals.runner import MediaRig, ModelFactory, run_scenario
+from zapvet.evals.runner import MediaRig, ModelFactory, Worker, run_scenario
 from zapvet.evals.scenario import Scenario
 
 
@@ -30,6 +30,7 @@ async def run_suite(
     model_factory: ModelFactory | None = None,
     progress: Progress | None = None,
     media: MediaRig | None = None,
+    worker: Worker | None = None,
 ) -> list[ScenarioSummary]:
     """Each scenario k times, one after another, in one event loop (the OpenAI client's
     connection pool is bound to the loop it was first used on)."""
@@ -40,7 +41,7 @@ async def run_suite(
             if progress:
                 progress.starting(scenario, attempt)
             run = await run_scenario(
-                scenario, database_url, model_factory=model_factory, media=media
+                scenario, database_url, model_factory=model_factory, media=media, worker=worker
             )
             runs.append(run)
             if progress:
@@ -57,6 +58,7 @@ def evaluate(
     model_factory: ModelFactory | None = None,
     progress: Progress | None = None,
     media: MediaRig | None = None,
+    worker: Worker | None = None,
 ) -> list[ScenarioSummary]:
     """Run the suite on a freshly migrated scratch database that is dropped afterwards."""
     with db.scratch_database(server_url, f"zapvet_eval_{os.getpid()}") as url:
@@ -68,5 +70,6 @@ def evaluate(
                 model_factory=model_factory,
                 progress=progress,
                 media=media,
+                worker=worker,
             )
         )

@@ -47,6 +47,14 @@ def _unique_spec(spec: OrgSpec, token: str) -> OrgSpec:
     return spec.model_copy(update={"organization": org, "whatsapp": whatsapp})
 
 
+def _with_limits(spec: OrgSpec, scenario: Scenario) -> OrgSpec:
+    """The organization's `[limits]` with the keys the scenario sets replaced."""
+    if scenario.limits is None:
+        return spec
+    given = scenario.limits.model_dump(exclude_unset=True)
+    return spec.model_copy(update={"limits": spec.limits.model_copy(update=given)})
+
+
 @dataclass
 class World:
     """Where a run plays: its organization, the caller's context and the ids the setup wrote."""
@@ -189,8 +197,9 @@ class _Builder:
 
 
 def build_world(engine: Engine, scenario: Scenario, token: str) -> World:
-    """Apply the scenario's organization as `<slug>-<token>` and write its setup rows."""
-    spec = _unique_spec(load_spec(scenario.org_path()), token)
+    """Apply the scenario's organization as `<slug>-<token>` (with its `limits`) and write
+    its setup rows."""
+    spec = _with_limits(_unique_spec(load_spec(scenario.org_path()), token), scenario)
     with Session(engine, expire_on_commit=False) as session:
         org_id = apply_spec(session, spec).organization_id
         org = session.get(Organization, org_id)
