@@ -127,6 +127,36 @@ async def test_load_history_puts_the_turns_pending_messages_last_and_leaves_late
     assert [m.content for m in batch_only] == ["oi", "olá!", "quero banho"]
 
 
+@pytest.mark.anyio
+async def test_a_batch_older_than_the_newest_messages_is_still_its_turns_history(
+    deps: ToolDeps, client_context: ClientContext, session: Session
+) -> None:
+    # A flood trimmed by [limits]: the turn answers the oldest three of 30 pending messages,
+    # and the 27 newer ones (more than the history holds) wait for later turns.
+    start = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    rows = [
+        Message(
+            organization_id=client_context.organization_id,
+            conversation_id=client_context.conversation_id,
+            direction="incoming",
+            status="pending",
+            content=f"m{index}",
+            message_at=start + timedelta(seconds=index),
+        )
+        for index in range(30)
+    ]
+    session.add_all(rows)
+    session.commit()
+    async with deps.sessions() as async_session:
+        history = await load_history(
+            async_session,
+            organization_id=client_context.organization_id,
+            conversation_id=client_context.conversation_id,
+            batch={row.id or 0 for row in rows[:3]},
+        )
+    assert [m.content for m in history] == ["m0", "m1", "m2"]
+
+
 def test_to_langchain_leaves_out_what_a_blocked_contact_sent() -> None:
     at = datetime(2026, 11, 25, 12, tzinfo=UTC)
     rows = [

@@ -126,6 +126,41 @@ async def test_past_the_per_minute_limit_one_notice_then_the_rest_in_order(
     assert rows(engine, pending) == []
 
 
+async def test_a_flood_after_the_notice_gets_no_second_notice_within_the_minute(
+    resources: Resources,
+    model: ScriptedChatModel,
+    clock: Clock,
+    session: Session,
+    petfeliz: Organization,
+    engine: Engine,
+) -> None:
+    # More messages after the notice than the history the drain reads with a batch: the
+    # notice is found by its own look-up, not among the batch's recent rows.
+    limit(engine, contact_messages_per_minute=3)
+    conversation_id = start_conversation(session, petfeliz, ANA).conversation_id
+    for index in range(5):
+        text_from(session, petfeliz, conversation_id, f"m{index}")
+    queue = Recorder()
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.DEFERRED
+    assert replies(engine).count(MINUTE_LIMIT_NOTICE) == 1
+    for index in range(5, 30):
+        text_from(session, petfeliz, conversation_id, f"m{index}")
+    clock.now += timedelta(seconds=20)
+    with engine.begin() as conn:  # they came after the notice (past the debounce by now)
+        later = (
+            "UPDATE messages SET message_at = :at, created_at = :at"
+            " WHERE status = 'pending' AND direction = 'incoming'"
+        )
+        conn.execute(text(later), {"at": clock.now - timedelta(seconds=10)})
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.DEFERRED
+    assert replies(engine).count(MINUTE_LIMIT_NOTICE) == 1
+    assert len(model.calls) == 1
+    clock.now += timedelta(seconds=45)  # the window reopens: a turn, then the next notice
+    assert await drain_conversation(resources, queue, conversation_id) is Outcome.DEFERRED
+    assert replies(engine).count(MINUTE_LIMIT_NOTICE) == 2
+    assert replies(engine)[-2] == "m3 | m4 | m5"  # the oldest three, though 24 are newer
+
+
 async def test_raising_a_limit_applies_at_the_next_turn(
     resources: Resources,
     model: ScriptedChatModel,

@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.models import Message
-from zapvet.models.conversation import HISTORY_LIMIT, recent_messages
+from zapvet.models.conversation import HISTORY_LIMIT, pending_and_recent, recent_messages
 
 STAFF_PREFIX = "[mensagem de uma pessoa da equipe] "
 
@@ -190,8 +190,13 @@ async def load_history(
     messages outside it (arrived after the turn's batch was taken) are left for the next
     turn: the model must not answer what this turn will not mark answered.
     """
-    rows = await session.exec(recent_messages(organization_id, conversation_id, limit))
-    return history_of(list(rows), limit=limit, batch=batch, images=images)
+    if batch is None:
+        rows = list(await session.exec(recent_messages(organization_id, conversation_id, limit)))
+    else:  # the batch may be older than the `limit` newest (`history_of`): read it too
+        connection = await session.connection()
+        keys = {"organization_id": organization_id, "conversation_id": conversation_id}
+        rows = list((await connection.execute(pending_and_recent(), keys)).all())
+    return history_of(rows, limit=limit, batch=batch, images=images)
 
 
 def history_of(
@@ -203,19 +208,20 @@ def history_of(
 ) -> list[BaseMessage]:
     """`load_history` on rows already read: any superset of the conversation's `limit`
     newest messages (e.g. `models.pending_and_recent`); deleted ones are left out."""
-    newest = sorted(
-        (r for r in rows if r.deleted_at is None),
-        key=lambda r: (r.message_at, r.id or 0),
-        reverse=True,
-    )[:limit]
-    waiting = [
+    # Pending messages outside the batch go first: a flood can leave more of them, newer
+    # than the batch, than `limit`, and the batch must never be cut from its own turn.
+    kept = [
         r
-        for r in newest
-        if not (batch is not None and r.direction == "incoming" and r.status == "pending")
-        or r.id in batch
+        for r in rows
+        if r.deleted_at is None
+        and (
+            not (batch is not None and r.direction == "incoming" and r.status == "pending")
+            or r.id in batch
+        )
     ]
+    newest = sorted(kept, key=lambda r: (r.message_at, r.id or 0), reverse=True)[:limit]
     ordered = sorted(
-        waiting,
+        newest,
         key=lambda r: (
             r.direction == "incoming" and r.status == "pending",
             r.message_at,

@@ -227,6 +227,16 @@ _MORE_PENDING = sa_select(
         _MESSAGES.c.status == "pending",
     )
 )
+#: Whether the conversation got the per-minute notice since `since` (only a contact past its
+#: limit asks: it may have sent more since than the history read with its batch holds).
+_NOTICED = sa_select(
+    exists().where(
+        _MESSAGES.c.conversation_id == _by_conversation(),
+        _MESSAGES.c.message_at > bindparam("since"),
+        _MESSAGES.c.direction == "outgoing",
+        _MESSAGES.c.meta["kind"].astext == LIMIT_NOTICE_KIND,
+    )
+)
 #: Close the still-pending `ids` as `status`; its row count says how many were pending.
 _CLOSE = (
     sa_update(_MESSAGES)
@@ -607,7 +617,7 @@ async def _limit(batch: _Batch, usage: _Usage, now: datetime) -> _Pending | Outc
         limits["contact_messages_per_day"] - usage.contact_day,
     )
     if room <= 0:
-        if not _noticed(pending, now):
+        if not await _noticed(batch, now):
             await _notice(batch, MINUTE_LIMIT_NOTICE, now)
         log.info("contact past its per-minute limit: batch waits", answered=usage.contact_minute)
         batch.enqueue.drain(
@@ -684,14 +694,12 @@ def _fast_exchanges(rows: tuple[Any, ...]) -> int:
     return count
 
 
-def _noticed(pending: _Pending, now: datetime) -> bool:
+async def _noticed(batch: _Batch, now: datetime) -> bool:
     """Whether the contact got the per-minute notice within the last minute."""
-    return any(
-        r.direction == "outgoing"
-        and (r.meta or {}).get("kind") == LIMIT_NOTICE_KIND
-        and now - r.message_at < timedelta(minutes=1)
-        for r in pending.recent
-    )
+    params = {"conversation_id": batch.conversation.id, "since": now - timedelta(minutes=1)}
+    async with batch.res.sessions() as session:
+        connection = await session.connection()
+        return bool(await connection.scalar(_NOTICED, params))
 
 
 async def _notice(batch: _Batch, text: str, now: datetime) -> None:

@@ -22,7 +22,9 @@ class _Queue:
     def __init__(self) -> None:
         self.drains: list[tuple[int, int]] = []
 
-    def drain(self, conversation_id: int, *, delay_ms: int = 0) -> None:
+    def drain(
+        self, conversation_id: int, *, delay_ms: int = 0, organization_id: int | None = None
+    ) -> None:
         self.drains.append((conversation_id, delay_ms))
 
     def send(self, message_id: int, *, retry: bool = False, refused: str | None = None) -> None:
