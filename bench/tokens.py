@@ -33,6 +33,8 @@ from zapvet.evals.scenario import Scenario, expand_paths, load_scenario
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.llm.tokens import count_message_tokens, count_tokens, encoding
 from zapvet.logging import setup_logging
+from zapvet.testing.media_rig import FakeMediaRig, media_rig
+from zapvet.testing.worker import drain_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = [ROOT / "scenarios" / "client", ROOT / "scenarios" / "aurora"]
@@ -90,7 +92,7 @@ class Played:
     failures: list[str]
 
 
-async def play(scenario: Scenario, database_url: str) -> Played:
+async def play(scenario: Scenario, database_url: str, rig: FakeMediaRig) -> Played:
     """One scripted run of `scenario`, keeping the model to read its requests."""
     models: list[ScriptedChatModel] = []
 
@@ -98,7 +100,10 @@ async def play(scenario: Scenario, database_url: str) -> Played:
         models.append(ScriptedChatModel())
         return models[-1]
 
-    run = await run_scenario(scenario, database_url, model_factory=factory)
+    # Media turns fetch from the fake rig; `via: drain` ones run through the worker's drain.
+    run = await run_scenario(
+        scenario, database_url, model_factory=factory, media=rig, worker=drain_worker
+    )
     requests = models[-1].calls if models else []
     calls, previous = [], None
     for request in requests:
@@ -205,10 +210,11 @@ def render(played: list[Played]) -> str:
 
 async def run(paths: list[Path], server_url: str) -> str:
     scenarios = [load_scenario(path) for path in expand_paths(paths)]
-    with db.scratch_database(server_url, f"zapvet_bench_tokens_{os.getpid()}") as url:
+    name = f"zapvet_bench_tokens_{os.getpid()}"
+    with db.scratch_database(server_url, name) as url, media_rig() as rig:
         played = []
         for scenario in scenarios:
-            played.append(await play(scenario, url))
+            played.append(await play(scenario, url, rig))
             print(f"played {scenario.name}", file=sys.stderr, flush=True)  # noqa: T201
     return render(played)
 

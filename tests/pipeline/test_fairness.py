@@ -10,21 +10,31 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
+from langchain_core.outputs import ChatResult
+from pydantic import Field
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tests.conftest import start_conversation
-from tests.pipeline.support import Recorder, new_namespace, purge
+from tests.conftest import second_shop, start_conversation
+from tests.pipeline.conftest import echo, new_messages, rows
+from tests.pipeline.support import Recorder, await_until, new_namespace, purge
+from tests.pipeline.test_drain_rounds import text_from
 from tests.pipeline.test_scheduler import MORNING, debounce_of, incoming_row
 from zapvet import db
 from zapvet.embedded import ServiceUrls
+from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import Organization
+from zapvet.queue.actors import declare
+from zapvet.queue.broker import build_broker
 from zapvet.queue.fairness import Fairness, Shares
 from zapvet.queue.locks import ConversationLocks
+from zapvet.queue.resources import Resources, build_resources
 from zapvet.queue.scheduler import SWEEP_MARGIN, tick
 
 pytestmark = pytest.mark.anyio
@@ -178,3 +188,77 @@ async def test_the_sweeper_leaves_owed_conversations_to_their_drain(
     after = Recorder()
     await tick(sessions, after, MORNING, owed=fairness.owed)
     assert after.drains == [conversation_id]
+
+
+class GatedModel(ScriptedChatModel):
+    """The echo model, except that turns answering a flood message wait for `gate`."""
+
+    gate: asyncio.Event = Field(default_factory=asyncio.Event)
+    waiting: int = 0
+
+    async def _agenerate(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        if any("enxurrada" in text for text in new_messages(messages)):
+            self.waiting += 1
+            await self.gate.wait()
+        return self._generate(messages, stop, **kw)
+
+
+def replies_in(engine: Engine, conversation_id: int) -> list[str]:
+    query = "SELECT content FROM messages WHERE conversation_id = :id AND direction = 'outgoing'"
+    return [str(row[0]) for row in rows(engine, query, id=conversation_id)]
+
+
+async def test_a_flooding_shop_past_its_share_lets_another_shops_drain_run_first(
+    client: tuple[redis.Redis, str],
+    database_url: str,
+    session: Session,
+    engine: Engine,
+    petfeliz: Organization,
+    services: ServiceUrls,
+) -> None:
+    flooding = second_shop(session)
+    a_org, b_org = flooding.id or 0, petfeliz.id or 0
+    a_conversations = [
+        start_conversation(session, flooding, f"55119700000{i:02d}").conversation_id
+        for i in range(4)
+    ]
+    b_conversation = start_conversation(session, petfeliz, "5521970000001").conversation_id
+    for conversation in a_conversations:
+        text_from(session, flooding, conversation, "enxurrada")
+    text_from(session, petfeliz, b_conversation, "oi")
+    model = GatedModel(responder=echo)
+    res = build_resources(database_url, lambda: model, pool_size=4)
+    res.send_inline = False
+    broker = build_broker(services.redis_url, namespace=client[1])
+
+    async def resources() -> Resources:
+        return res
+
+    queue = declare(broker, resources, Shares(per_process=2, fleet=8))
+    drain = queue.drain_actor.fn.__wrapped__  # the coroutine, on this test's event loop
+    woken: list[tuple[int, int | None]] = []
+    queue.drain = lambda c, delay_ms=0, organization_id=None: woken.append((c, organization_id))  # type: ignore[method-assign]
+    try:
+        for conversation in a_conversations:  # as the bridge asks, A's first
+            assert queue.request_drain(conversation, organization_id=a_org)
+        assert queue.request_drain(b_conversation, organization_id=b_org)
+        assert not queue.request_drain(a_conversations[0], organization_id=a_org)  # owed
+        a_turns = [asyncio.create_task(drain(c, a_org)) for c in a_conversations]
+        await await_until(lambda: model.waiting == 2, what="A's two turns within its share")
+        await asyncio.sleep(0)  # the other two have parked and returned
+        assert sum(task.done() for task in a_turns) == 2
+        await drain(b_conversation, b_org)  # B is not behind A's parked drains
+        assert replies_in(engine, b_conversation) == ["Recebi: oi"]
+        assert all(replies_in(engine, c) == [] for c in a_conversations)
+        model.gate.set()
+        await asyncio.gather(*a_turns)
+        assert woken == [(c, a_org) for c in a_conversations[2:]]  # the parked, oldest first
+        for conversation, org in list(woken):
+            await drain(conversation, org)
+        for conversation in a_conversations:
+            assert replies_in(engine, conversation) == ["Recebi: enxurrada"]
+    finally:
+        await res.close()
+        broker.close()

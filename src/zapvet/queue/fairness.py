@@ -8,8 +8,11 @@ hold every worker thread and CPU cycle while they run. Three parts:
   parked for the conversation already (`SET NX` on its *owed* key); a drain job clears the
   key as it starts, before it reads what is pending, so a message stored after that gets a
   drain of its own. A flood of 5,000 messages from 500 contacts is 500 queued drains, not
-  5,000. The key expires (`OWED_TTL_S` after its delay), so a lost job costs a minute at
-  worst: the sweeper drains conversations with pending messages and no drain owed.
+  5,000. The sweeper drains conversations with pending messages and no drain owed, so the
+  key expires when the sweeper would have called the drain late anyway (`QUEUED_GRACE_MS`
+  after its delay: a drain held by a killed worker, Dramatiq's delayed ones included, is
+  swept as soon as before), or `PARKED_TTL_S` after a drain parked (its wake-up is another
+  turn's end; a wake-up lost with a killed process costs that much at worst).
 - **Contention.** Each request for a drain stamps its organization in a sorted set; an
   organization *contends* for `CONTENDING_S` after its last request, and while it has
   parked conversations. The bridge stamps it before the drain is queued, so the first
@@ -40,9 +43,12 @@ import redis
 
 #: How long after its last request for a drain an organization counts as contending.
 CONTENDING_S = 10.0
-#: How long an owed mark outlives its drain's delay: past it, a conversation whose drain was
-#: lost (or is parked that long) is the sweeper's again.
-OWED_TTL_S = 60
+#: How long an owed mark outlives its queued drain's delay: the sweeper's own margin for a
+#: drain to start (`scheduler.SWEEP_MARGIN`); a drain still queued past it may be enqueued
+#: twice, as before marks existed (the second finds the lock taken or nothing pending).
+QUEUED_GRACE_MS = 3_000
+#: How long a parked conversation's mark lasts: past it the sweeper enqueues it again.
+PARKED_TTL_S = 60
 #: Largest fleet share: slot numbers live in 10 bits of the advisory lock key.
 MAX_FLEET_SHARE = 1024
 
@@ -117,7 +123,7 @@ class Fairness:
     def owe(self, conversation_id: int, organization_id: int | None, delay_ms: int = 0) -> None:
         """Mark a drain owed (it is being enqueued whatever the mark said)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self._owed(conversation_id), organization_id or 0, ex=_ttl(delay_ms))
+        pipe.set(self._owed(conversation_id), organization_id or 0, px=_ttl(delay_ms))
         if organization_id is not None:
             pipe.zadd(self._contention, {str(organization_id): self.clock()})
         pipe.execute()
@@ -125,7 +131,7 @@ class Fairness:
     def owe_once(self, conversation_id: int, organization_id: int, delay_ms: int = 0) -> bool:
         """Mark a drain owed unless one is; True: the caller enqueues it."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self._owed(conversation_id), organization_id, ex=_ttl(delay_ms), nx=True)
+        pipe.set(self._owed(conversation_id), organization_id, px=_ttl(delay_ms), nx=True)
         pipe.zadd(self._contention, {str(organization_id): self.clock()})
         marked, _ = pipe.execute()
         return bool(marked)
@@ -184,7 +190,7 @@ class Fairness:
         pipe = self.client.pipeline(transaction=True)
         pipe.zadd(self._waiting(organization_id), {str(conversation_id): self.clock()}, nx=True)
         pipe.zadd(self._contention, {_waiting_member(organization_id): float("inf")})
-        pipe.set(self._owed(conversation_id), organization_id, ex=OWED_TTL_S)
+        pipe.set(self._owed(conversation_id), organization_id, ex=PARKED_TTL_S)
         pipe.execute()
 
     async def release(self, slots: Slots, ticket: Ticket) -> list[int]:
@@ -217,4 +223,4 @@ def _waiting_member(organization_id: int) -> str:
 
 
 def _ttl(delay_ms: int) -> int:
-    return OWED_TTL_S + -(-delay_ms // 1000)
+    return max(0, delay_ms) + QUEUED_GRACE_MS

@@ -38,7 +38,8 @@ from zapvet.queue.drain import Enqueue
 from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK, lock_conninfo
 from zapvet.queue.outbox import SENDING_LEASE
 
-#: How late a drain may legitimately take its conversation after the debounce window ends:
+#: How late a drain may legitimately take its conversation after the debounce window ends
+#: (`fairness.QUEUED_GRACE_MS` keeps a queued drain's owed mark as long):
 #: the delay queue fires up to ~1.3 s late (research/dramatiq.md §3) and a worker thread
 #: then picks the drain up. Later than this with no drain holding the lock, it is re-enqueued.
 SWEEP_MARGIN = timedelta(seconds=3)
