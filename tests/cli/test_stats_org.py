@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from tests.conftest import SAO_PAULO, second_shop, zapvet
@@ -48,6 +49,22 @@ def test_stats_org_json_has_the_months_figures(
     assert figures["per_day"]["2026-11-03"]["audio_minutes"] == 10.0
     assert figures["unpriced_models"] == ["mystery-model"]
     assert figures["usd_brl"] == "5.40"
+    assert figures["monthly_budget_cents"] is None and figures["budget_used_share"] is None
+
+
+def test_stats_org_shows_the_share_of_the_monthly_budget_used(
+    session: Session, petfeliz: Organization, database_url: str, services: ServiceUrls
+) -> None:
+    seed_ai_usage(session, petfeliz)
+    session.execute(text("UPDATE ai_settings SET monthly_budget_cents = 5000"))
+    session.commit()
+    env = _env(database_url, services)
+    result = zapvet("stats", "--org", "petfeliz", "--month", "2026-11", "--json", env=env)
+    figures = json.loads(result.stdout)
+    assert figures["monthly_budget_cents"] == 5000
+    assert figures["budget_used_share"] == 0.4676  # R$ 23,38 of R$ 50,00
+    table = zapvet("stats", "--org", "petfeliz", "--month", "2026-11", env=env)
+    assert "monthly budget R$ 50,00 · 46,8% used" in table.stdout.splitlines()
 
 
 def test_stats_org_prints_a_table_and_flags_what_has_no_price(

@@ -132,6 +132,29 @@ async def test_the_month_cost_for_a_budget_is_the_same_figure(
     assert other == direct(session, other_org)[None][-1] == 23_377  # 10 × R$ 23,3766, rounded once
 
 
+async def test_the_month_shows_how_much_of_its_budget_it_used(
+    deps: ToolDeps,
+    owner: AuroraContext,
+    session: Session,
+    petfeliz: Organization,
+) -> None:
+    seed_ai_usage(session, petfeliz)
+    session.execute(text("UPDATE ai_settings SET monthly_budget_cents = 5000"))
+    session.commit()
+    model = ScriptedChatModel(script=ai_costs_call())
+    turn = await run_turn(build_graph(model, deps), owner, [HumanMessage("Quanto gastei de IA?")])
+    (message,) = [m for m in turn.messages if isinstance(m, ToolMessage)]
+    answer = json.loads(str(message.content))
+    assert answer["monthly_budget"] == "R$ 50,00"
+    assert answer["budget_used"] == "46,8%"  # R$ 23,38 of R$ 50,00
+    assert petfeliz.id is not None
+    async with deps.sessions() as async_session:  # a part of a month is no month's share
+        part = await costs.ai_costs(
+            async_session, petfeliz.id, SAO_PAULO, date(2026, 11, 2), date(2026, 11, 30)
+        )
+    assert part.monthly_budget_cents == 5000 and part.budget_share is None
+
+
 async def test_an_organizations_own_prices_and_rate_are_used(
     deps: ToolDeps, session: Session, petfeliz: Organization
 ) -> None:

@@ -73,6 +73,21 @@ class CostReport:
     per_day: dict[date, CostFigures] = field(default_factory=dict)
     per_model: dict[str, CostFigures] = field(default_factory=dict)
     unpriced_models: set[str] = field(default_factory=set)
+    #: `[limits] monthly_budget_brl` in centavos (None: no budget).
+    monthly_budget_cents: int | None = None
+
+    @property
+    def budget_share(self) -> Decimal | None:
+        """How much of the monthly budget the period's cost is, for a period inside one
+        calendar month starting on its 1st (None otherwise, or without a budget)."""
+        budget = self.monthly_budget_cents
+        one_month = self.start.day == 1 and (self.start.year, self.start.month) == (
+            self.end.year,
+            self.end.month,
+        )
+        if not budget or not one_month:
+            return None
+        return Decimal(self.total.cost_cents) / Decimal(budget)
 
 
 async def price_table(
@@ -139,7 +154,13 @@ async def ai_costs(
 ) -> CostReport:
     """Usage and cost of the organization's turns on local dates `start`..`end` (inclusive)."""
     table, audio_model = await price_table(session, organization_id, transcribe_model)
-    report = CostReport(start=start, end=end, usd_brl=table.usd_brl)
+    settings = await session.get(AISettings, organization_id)
+    report = CostReport(
+        start=start,
+        end=end,
+        usd_brl=table.usd_brl,
+        monthly_budget_cents=settings.monthly_budget_cents if settings else None,
+    )
     for agent, day, model, figures in await _groups(
         session, organization_id, zone, period(zone, start, end)
     ):

@@ -56,6 +56,8 @@ def report_json(slug: str, month: str, report: CostReport) -> dict[str, Any]:
         "per_day": {day.isoformat(): _figures_json(f) for day, f in report.per_day.items()},
         "per_model": {name: _figures_json(f) for name, f in sorted(report.per_model.items())},
         "unpriced_models": sorted(report.unpriced_models),
+        "monthly_budget_cents": report.monthly_budget_cents,
+        "budget_used_share": None if report.budget_share is None else float(report.budget_share),
     }
 
 
@@ -89,6 +91,12 @@ def report_lines(slug: str, month: str, report: CostReport) -> list[str]:
     ]
     if not report.per_day:
         lines.append("  (no AI turns this month)")
+    if report.monthly_budget_cents is not None:
+        used = report.budget_share
+        lines.append(
+            f"monthly budget {format_brl(report.monthly_budget_cents)}"
+            + ("" if used is None else f" · {_percent(used)} used")
+        )
     if report.unpriced_models:
         lines.append(
             "sem preço (priced at R$ 0,00, add them to [pricing]): "

@@ -60,13 +60,22 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
             clients_opted_out_of_messages=s.opted_out_clients,
         )
 
+    def budget_of(report: costs.CostReport) -> dict[str, str]:
+        if report.monthly_budget_cents is None:
+            return {}
+        shown = {"monthly_budget": format_brl(report.monthly_budget_cents)}
+        if report.budget_share is not None:
+            shown["budget_used"] = f"{report.budget_share * 100:.1f}%".replace(".", ",")
+        return shown
+
     @tool
     async def ai_costs(start_date: str, end_date: str, runtime: ToolRuntime[AuroraContext]) -> str:
         """Quanto a IA custou no período (datas AAAA-MM-DD, inclusivas), em R$: total, por
         agente (client = atendente dos clientes, aurora = você), por dia, e os tokens, a
         parcela do prompt que veio do cache, minutos de áudio transcritos e imagens.
         Modelos em "unpriced_models" não têm preço na tabela e entraram como R$ 0,00: avise o
-        dono. Para "este mês", do dia 1 até hoje.
+        dono. Para "este mês", do dia 1 até hoje: "monthly_budget" é o orçamento mensal de IA
+        e "budget_used" quanto dele o mês já gastou (ausentes sem orçamento).
 
         Exemplo: ai_costs(start_date="2026-11-01", end_date="2026-11-25")
         """
@@ -102,6 +111,7 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
             by_day={f"{day:%d/%m}": format_brl(f.cost_cents) for day, f in report.per_day.items()},
             usd_brl=str(report.usd_brl).replace(".", ","),
             unpriced_models=sorted(report.unpriced_models),
+            **budget_of(report),
         )
 
     @tool
