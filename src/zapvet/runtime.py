@@ -18,6 +18,7 @@ from zapvet.queue.actors import Queue, declare
 from zapvet.queue.broker import NAMESPACE, build_broker, redis_client
 from zapvet.queue.resources import Resources
 from zapvet.queue.stats import queue_metrics, queue_stats
+from zapvet.scheduling.calendar import feed_ics
 
 
 async def _not_a_worker() -> Resources:
@@ -60,8 +61,13 @@ def bridge_state_factory(
                 sessions, client, namespace, queue=gauges, transcribe_model=transcribe_model
             )
 
+        async def calendar(token: str) -> bytes | None:
+            async with sessions() as session:
+                return await feed_ics(session, token, clock())
+
         return BridgeState(
             sessions=sessions,
+            calendar=calendar,
             enqueue=queue or producer_queue(redis_url, namespace=namespace),
             redis=client,
             namespace=namespace,

@@ -32,7 +32,7 @@ from zapvet.bridge.events import Event, Inbound, PayloadError
 from zapvet.bridge.evolution import parse_evolution
 from zapvet.bridge.ingest import IngestReport, ingest
 from zapvet.bridge.instances import Admitted, Instances, Refused
-from zapvet.bridge.seams import DrainQueue, MetricsReader, StatsReader
+from zapvet.bridge.seams import CalendarReader, DrainQueue, MetricsReader, StatsReader
 from zapvet.clock import Clock, system_clock
 from zapvet.errors import PermanentError
 from zapvet.logging import get_logger
@@ -64,6 +64,8 @@ class BridgeState:
     #: Instance keys and organization configurations, kept for the process's lifetime.
     instances: Instances = field(default_factory=Instances)
     close: Callable[[], Awaitable[None]] | None = None
+    #: The agenda's calendar feeds (None: not served by this process).
+    calendar: CalendarReader | None = None
 
 
 def _error(status: int, error: str, detail: str) -> JSONResponse:
@@ -299,6 +301,15 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
+    @app.get("/calendar/{token}.ics")
+    async def calendar(request: Request, token: str) -> Response:
+        state = state_of(request)
+        feed = await state.calendar(token) if state.calendar is not None else None
+        if feed is None:
+            return _error(404, "unknown calendar", "rotate the feed with `zapvet calendar rotate`")
+        headers = {"Cache-Control": "private, max-age=300"}
+        return Response(feed, media_type="text/calendar; charset=utf-8", headers=headers)
+
     @app.get("/stats")
     async def stats(request: Request) -> Response:
         state = state_of(request)
@@ -318,7 +329,8 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
     return app
 
 
-_UNTRACED = "/healthz,/readyz,/metrics,/stats"
+# The calendar feeds too: their paths hold the feed's secret token.
+_UNTRACED = "/healthz,/readyz,/metrics,/stats,/calendar/"
 _UNSTORABLE = "a value is too long for its field or holds characters that cannot be stored"
 
 

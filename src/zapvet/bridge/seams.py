@@ -22,3 +22,6 @@ StatsReader = Callable[[], Awaitable[dict[str, Any]]]
 
 #: `GET /metrics`: the Prometheus text exposition of every zapvet metric.
 MetricsReader = Callable[[], Awaitable[bytes]]
+
+#: `GET /calendar/{token}.ics`: the feed's iCalendar bytes, or None for an unknown token.
+CalendarReader = Callable[[str], Awaitable[bytes | None]]

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from zapvet import __version__
+from zapvet.cli.calendar import calendar_app
 from zapvet.cli.contact import contact_app
 from zapvet.cli.db import db_app
 from zapvet.cli.eval import eval_
@@ -34,6 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(contact_app, name="contact")
+app.add_typer(calendar_app, name="calendar")
 app.command("status")(status)
 app.command("dev")(dev)
 app.command("demo")(demo)

@@ -14,7 +14,7 @@ from zapvet.models.conversation import (
     pending_messages,
 )
 from zapvet.models.organization import AISettings, Organization
-from zapvet.models.schedule import WEEKDAYS, BusinessHours, Closure
+from zapvet.models.schedule import WEEKDAYS, BusinessHours, CalendarFeed, Closure
 from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "AuroraOwnerNumber",
     "AuroraPendingAction",
     "AuroraProactiveMessage",
+    "CalendarFeed",
     "BusinessHours",
     "Closure",
     "Contact",
