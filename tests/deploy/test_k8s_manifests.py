@@ -23,13 +23,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from dramatiq.brokers.stub import StubBroker
 from referencing import Registry, Resource
 
 from tests.test_deploy import cli_invocation, exec_form, only, settings_variables, stages
 from zapvet.config import load_settings
 from zapvet.llm.openai import build_chat_model
 from zapvet.queue.actors import declare
+from zapvet.queue.broker import build_broker
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -407,7 +407,8 @@ def test_scaled_object_scales_the_worker_deployment() -> None:
 def test_scaled_object_watches_the_drain_actors_redis_list() -> None:
     (trigger,) = find("ScaledObject", "zapvet-worker")["spec"]["triggers"]
     assert trigger["type"] == "redis"
-    queue = declare(StubBroker(), get_resources=None).drain_actor.queue_name  # type: ignore[arg-type]
+    broker = build_broker("redis://127.0.0.1:1")  # the production broker; it connects lazily
+    queue = declare(broker, get_resources=None).drain_actor.queue_name  # type: ignore[arg-type]
     namespace = find("ConfigMap", "zapvet-config")["data"]["ZAPVET_QUEUE_NAMESPACE"]
     assert trigger["metadata"]["listName"] == f"{namespace}:{queue}"
     assert int(trigger["metadata"]["listLength"]) > 0
