@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from zapvet.cli.environment import command_settings, fail, services_for
 
 contact_app = typer.Typer(
-    help="Contacts of an organization: stop or resume answering a number.",
+    help="Contacts of an organization: stop or resume answering a number; export or erase "
+    "what is stored about a person (LGPD).",
     no_args_is_help=True,
 )
 
@@ -109,3 +111,89 @@ def contact_unblock(phone: Phone, org: Org) -> None:
     What it sent while blocked stays stored and unanswered. Unblocking twice changes nothing.
     """
     _set_blocked(phone, org, blocked=False)
+
+
+def _in_org(slug: str, work: Any) -> Any:
+    """Run `work(session, org_id)` in one transaction of the organization `slug`; the string
+    `"no organization"` when there is none."""
+    import asyncio
+
+    from sqlmodel import select
+
+    from zapvet import db
+    from zapvet.models import Organization
+
+    settings = command_settings()
+
+    async def run(url: str) -> Any:
+        engine = db.build_async_engine(url, pool_size=1)
+        try:
+            async with db.async_session_maker(engine)() as session, session.begin():
+                org_id = (
+                    await session.exec(select(Organization.id).where(Organization.slug == slug))
+                ).first()
+                return _NO_ORG if org_id is None else await work(session, org_id)
+        finally:
+            await engine.dispose()
+
+    with services_for(settings) as services:
+        done = asyncio.run(run(services.database_url))
+    if done is _NO_ORG:
+        fail(
+            f"no organization {slug!r}", "check the slug, or apply its file with `zapvet org apply`"
+        )
+    return done
+
+
+_NO_ORG = object()
+
+
+@contact_app.command("export")
+def contact_export(
+    phone: Phone,
+    org: Org,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the JSON here instead of to standard output."),
+    ] = None,
+) -> None:
+    """Everything stored about PHONE (LGPD: the right of access), as one JSON document:
+    contact, pets, appointments, conversations and messages with transcripts, AI turns,
+    proactive messages, pending owner actions and audit rows that name them."""
+    import json
+
+    from zapvet.commands.privacy import export_contact
+
+    number = _phone(phone)
+    document = _in_org(org, lambda session, org_id: export_contact(session, org_id, number))
+    if document is None:
+        fail(f"nothing is stored about +{number} in {org!r}", "check the number", 1)
+    text = json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote everything stored about +{number} in {org!r} to {out}", err=True)
+
+
+@contact_app.command("forget")
+def contact_forget(phone: Phone, org: Org) -> None:
+    """Erase PHONE's personal data (LGPD: the right to erasure): name, number, identities,
+    message contents and transcripts, pet names and notes. Appointments, prices and dates stay
+    (under a pseudonym), so past figures do not change. Recorded in the audit log. The same
+    number writing again starts as a new contact. Forgetting twice changes nothing more."""
+    from zapvet.clock import system_clock
+    from zapvet.commands.blocking import Actor
+    from zapvet.commands.privacy import forget_contact
+
+    number = _phone(phone)
+
+    async def work(session: Any, org_id: int) -> Any:
+        return await forget_contact(session, org_id, number, actor=Actor("cli"), now=system_clock())
+
+    counts = _in_org(org, work)
+    if counts is None:
+        typer.echo(f"nothing is stored about +{number} in {org!r} (no change)")
+        return
+    rows = ", ".join(f"{table} {n}" for table, n in sorted(counts.items()) if n)
+    typer.echo(f"forgot +{number} in {org!r}: personal data erased ({rows})")
