@@ -87,7 +87,7 @@ def person(session: Session, org: Organization) -> tuple[Contact, str]:
                 organization_id=org.id,
                 actor_kind="owner",
                 action="block_contact",
-                entity="contact",
+                entity="contacts",
                 entity_id=contact.id,
                 before={"name": "Marina Souza", "phone": phone, "status": "active"},
                 after={"name": "Marina Souza", "phone": phone, "status": "blocked"},

@@ -170,6 +170,7 @@ AURORA_PROBES: dict[str, Probes] = {
     # By phone, B's client is a number A never saw: blocking it touches A's rows only.
     "block_contact": lambda w: [{"client": q} for q in _clients(w.b)],
     "unblock_contact": lambda w: [{"client": q} for q in _clients(w.b)],
+    "forget_client": lambda w: [{"client": q} for q in _clients(w.b)],
 }
 
 

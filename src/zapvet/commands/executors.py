@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import open_conversation
-from zapvet.commands import blocking
+from zapvet.commands import blocking, privacy
 from zapvet.commands.proposals import Owner, for_owner
 from zapvet.errors import ToolError
 from zapvet.models import (
@@ -211,6 +211,20 @@ async def _unblock_contact(job: Job) -> str:
     return await _block(job, blocked=False)
 
 
+async def _forget_client(job: Job) -> str:
+    contact = await job.session.get(Contact, job.payload["contact_id"], with_for_update=True)
+    if contact is None or contact.organization_id != job.owner.organization_id:
+        raise ToolError("Esse cliente não existe mais.")
+    if privacy.is_forgotten(contact):
+        return "Nada a fazer: os dados desse cliente já tinham sido apagados."
+    actor = blocking.Actor("owner", job.owner.owner_number_id)
+    await privacy.forget(job.session, contact, actor=actor, now=job.now)
+    return (
+        "Feito: os dados pessoais do cliente foram apagados (LGPD). Agendamentos e valores "
+        "continuam, anônimos."
+    )
+
+
 EXECUTORS: dict[str, Executor] = {
     "create_appointment": _create,
     "cancel_appointment": _cancel,
@@ -221,4 +235,5 @@ EXECUTORS: dict[str, Executor] = {
     "send_message": _send_message,
     "block_contact": _block_contact,
     "unblock_contact": _unblock_contact,
+    "forget_client": _forget_client,
 }

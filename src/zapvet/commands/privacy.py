@@ -29,12 +29,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.commands.blocking import Actor, find_by_phone
+from zapvet.commands.proposals import Owner, propose
 from zapvet.models import (
     AIInteraction,
     Appointment,
     AuditLog,
+    AuroraOwnerNumber,
     AuroraPendingAction,
     AuroraProactiveMessage,
+    Contact,
     ContactIdentity,
     Conversation,
     Message,
@@ -162,8 +165,8 @@ async def _audit_rows(
     query = select(AuditLog).where(
         AuditLog.organization_id == organization_id,
         or_(
-            (col(AuditLog.entity) == "contact") & (col(AuditLog.entity_id) == contact_id),
-            (col(AuditLog.entity) == "pet") & col(AuditLog.entity_id).in_(pet_ids),
+            (col(AuditLog.entity) == "contacts") & (col(AuditLog.entity_id) == contact_id),
+            (col(AuditLog.entity) == "pets") & col(AuditLog.entity_id).in_(pet_ids),
             _names_contact(AuditLog.before, contact_id),
             _names_contact(AuditLog.after, contact_id),
         ),
@@ -186,9 +189,23 @@ async def forget_contact(
     """Erase the person at `phone` (see the module's docstring); how many rows of each
     kind were touched, or None when nothing is stored for that number. The caller commits."""
     contact = await find_by_phone(session, organization_id, phone)
-    if contact is None or contact.id is None:
+    if contact is None:
         return None
-    cid, org = contact.id, organization_id
+    return await forget(session, contact, actor=actor, now=now)
+
+
+def is_forgotten(contact: Contact) -> bool:
+    return contact.phone is None and contact.name == pseudonym(
+        contact.organization_id, contact.id or 0
+    )
+
+
+async def forget(
+    session: AsyncSession, contact: Contact, *, actor: Actor, now: datetime
+) -> dict[str, int]:
+    """Erase `contact`'s personal data (see the module's docstring); the rows touched."""
+    assert contact.id is not None
+    cid, org = contact.id, contact.organization_id
     counts: dict[str, int] = {}
 
     async def run(name: str, statement: Any) -> None:
@@ -277,7 +294,7 @@ async def forget_contact(
             actor_kind=actor.kind,
             actor_id=actor.id,
             action="forget_contact",
-            entity="contact",
+            entity="contacts",
             entity_id=cid,
             before=None,
             after={"pseudonym": contact.name, "rows": counts, "at": now.isoformat()},
@@ -285,3 +302,70 @@ async def forget_contact(
     )
     await session.flush()
     return counts
+
+
+def erasure_preview(contact: Contact) -> str:
+    label = contact.name or "o cliente"
+    number = f" (+{contact.phone})" if contact.phone else ""
+    return (
+        f"apagar os dados pessoais de {label}{number} (LGPD): nome, telefone, mensagens e "
+        "transcrições, nomes e anotações dos pets. Agendamentos e valores ficam, anônimos, "
+        "e os números do mês não mudam. Não dá para desfazer."
+    )
+
+
+async def request_erasure(
+    session: AsyncSession, organization_id: int, contact_id: int, now: datetime
+) -> list[int]:
+    """A customer asked, in the chat, to have their data erased: each active owner number
+    gets a `forget_client` proposal (answered "sim" in their Aurora chat) and a message
+    saying so. The ids of those messages (the scheduler sends them anyway). Asking again the
+    same day sends nothing new. The caller commits."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None or contact.organization_id != organization_id or is_forgotten(contact):
+        return []
+    owners = await session.exec(
+        select(AuroraOwnerNumber).where(
+            AuroraOwnerNumber.organization_id == organization_id,
+            col(AuroraOwnerNumber.is_active),
+        )
+    )
+    preview = erasure_preview(contact)
+    key = f"erasure:{contact_id}:{now:%Y-%m-%d}"
+    ids = []
+    for number in owners:
+        assert number.id is not None
+        already = (
+            await session.exec(
+                select(AuroraProactiveMessage.id).where(
+                    AuroraProactiveMessage.organization_id == organization_id,
+                    AuroraProactiveMessage.dedupe_key == f"{key}:{number.id}",
+                )
+            )
+        ).first()
+        if already is not None:
+            continue
+        asked = await propose(
+            session,
+            Owner(organization_id, number.id),
+            action="forget_client",
+            payload={"contact_id": contact_id},
+            preview=preview,
+            now=now,
+        )
+        alert = AuroraProactiveMessage(
+            organization_id=organization_id,
+            owner_number_id=number.id,
+            contact_id=contact_id,
+            message_type="erasure_request",
+            content=(
+                "🔒 Um cliente pediu pelo WhatsApp para apagar os dados dele.\n"
+                + asked.replace("Peça ao dono para responder", "Responda")
+            ),
+            scheduled_for=now,
+            dedupe_key=f"{key}:{number.id}",
+        )
+        session.add(alert)
+        await session.flush()
+        ids.append(alert.id or 0)
+    return ids

@@ -64,3 +64,25 @@ def subscription(text: str) -> Literal["opt_out", "opt_in"] | None:
     if _OPT_IN.match(said):
         return "opt_in"
     return None
+
+
+#: What a customer asking to be forgotten hears: the owner decides, never the model.
+ERASURE_ACK = (
+    "Recebemos o seu pedido para apagar os seus dados. 🙂 A equipe da loja vai confirmar a "
+    "exclusão e te avisar por aqui."
+)
+
+#: A customer asking to have their data erased (LGPD): "apaga meus dados", "quero que vocês
+#: excluam meu cadastro", "podem remover minhas informações?" (matched without accents).
+_ERASURE = re.compile(
+    r"\b(?P<verb>apag|exclu|delet|remov|esquec|elimin)\w*\b.{0,40}?"
+    r"\b(meu|meus|minha|minhas)\s+(dados|cadastro|informacoes|registro|conta|historico)\b"
+)
+
+
+def erasure_request(text: str) -> bool:
+    """Whether the customer asks to have their data (or registration) erased ("não apaguem
+    meus dados" does not)."""
+    said = normalise(text)
+    found = _ERASURE.search(said)
+    return found is not None and not said[: found.start()].rstrip().endswith(("nao", "nunca"))

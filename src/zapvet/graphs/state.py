@@ -21,6 +21,8 @@ class AgentState(MessagesState, total=False):
 
     escalated: Annotated[bool, operator.or_]
     handoff: bool
+    #: The customer asked to have their data erased: the drain proposes it to the owner.
+    erasure_requested: bool
     alerts: Annotated[list[int], operator.add]
     remaining_steps: RemainingSteps
     silenced: bool

@@ -26,6 +26,8 @@ class TurnResult:
     alerts: list[int] = field(default_factory=list)
     #: The turn gave up (step limit) and promised the customer a person.
     handoff: bool = False
+    #: The customer asked to have their data erased (LGPD): the owner is asked to confirm.
+    erasure_requested: bool = False
     error: str | None = None
     ungrounded: list[str] = field(default_factory=list)
     messages: list[BaseMessage] = field(default_factory=list)
@@ -85,6 +87,7 @@ async def run_turn(
         reply=None if silenced else state.get("reply"),
         escalated=bool(state.get("escalated")),
         alerts=list(state.get("alerts") or []),
+        erasure_requested=bool(state.get("erasure_requested")),
         handoff=bool(state.get("handoff")),
         error=state.get("error"),
         ungrounded=list(state.get("ungrounded") or []),

@@ -24,6 +24,7 @@ from sqlmodel import col, exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet import db
+from zapvet.commands.privacy import request_erasure
 from zapvet.errors import PermanentError, ZapvetError, describe
 from zapvet.graphs.history import history_of, load_history
 from zapvet.graphs.loop import FALLBACK_REPLY, HANDOFF_REPLY
@@ -458,7 +459,9 @@ async def _drain_once(
             enqueue.proactive(alert_id)
         handoff = result.handoff and agent == "client"
         spent = AIInteraction(**result.interaction) if result.interaction else None
-        turn = Turn(result.reply, handoff=handoff, records=_present(trouble, spent))
+        erasure = result.erasure_requested and agent == "client"
+        records = _present(trouble, spent)
+        turn = Turn(result.reply, handoff=handoff, records=records, erasure=erasure)
         try:
             outcome = await _commit(batch, turn)
         except Exception as error:
@@ -532,6 +535,8 @@ class Turn:
     records: tuple[AIInteraction, ...] = ()
     #: Why the conversation goes to a person, when `handoff`.
     reason: str = HANDOFF_REASON
+    #: The customer asked to be forgotten: the owners get a `forget_client` proposal.
+    erasure: bool = False
 
 
 def _media_trouble(
@@ -807,6 +812,10 @@ async def _write(
             reply = HANDOFF_REPLY if escalated else FALLBACK_REPLY
             session.add(turn.failure)
     session.add_all(turn.records)
+    if turn.erasure:
+        alerts += await request_erasure(
+            session, conversation.organization_id, conversation.contact_id, now
+        )
     outgoing: Message | None = None
     claim: Claim | None = None
     if reply is not None:

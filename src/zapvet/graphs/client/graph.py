@@ -23,7 +23,7 @@ from zapvet.graphs.loop import (
     tool_error_text,
     turn_fields,
 )
-from zapvet.graphs.replies import subscription
+from zapvet.graphs.replies import ERASURE_ACK, erasure_request, subscription
 from zapvet.graphs.state import AgentState
 from zapvet.models import Contact
 from zapvet.tools.client import make_client_tools
@@ -74,6 +74,10 @@ def build_graph(
             temperature=snapshot.temperature,
         )
         text = latest_text(state)
+        if text and erasure_request(text):
+            # A legal request, honoured whoever handles the chat; the owner decides (the
+            # drain stores a `forget_client` proposal for them with the reply), never the model.
+            return {**fields, "reply": ERASURE_ACK, "erasure_requested": True}
         wish = subscription(text) if text else None
         if wish is not None:
             # Honoured even while a person handles the conversation: it is a legal request,

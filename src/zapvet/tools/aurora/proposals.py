@@ -9,7 +9,7 @@ from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 
 from zapvet.bridge.identity import digits_only
-from zapvet.commands import blocking
+from zapvet.commands import blocking, privacy
 from zapvet.commands.proposals import for_owner, propose
 from zapvet.errors import ToolError
 from zapvet.models import Appointment, Contact, Conversation, Service
@@ -277,6 +277,22 @@ def make_proposal_tools(deps: ToolDeps) -> list[BaseTool]:
                 preview=f"desbloquear {label}: o robô voltará a responder.", now=deps.clock(),
             )  # fmt: skip
 
+    @tool
+    async def forget_client(client: str, runtime: ToolRuntime[AuroraContext]) -> str:
+        """PROPÕE apagar os dados pessoais de um cliente (LGPD: direito de exclusão): nome,
+        telefone, mensagens e transcrições, nomes e anotações dos pets. Agendamentos e valores
+        ficam, anônimos. Não dá para desfazer. Use só quando o dono pedir. Aceita telefone,
+        nome ou #id. Exemplo: forget_client(client="#12")
+        """
+        async with call(runtime) as c:
+            contact = await resolve_client(c.session, c.owner.organization_id, client)
+            if privacy.is_forgotten(contact):
+                raise ToolError("Os dados desse cliente já foram apagados.")
+            return await propose(
+                c.session, c.owner, action="forget_client", payload={"contact_id": contact.id},
+                preview=privacy.erasure_preview(contact), now=deps.clock(),
+            )  # fmt: skip
+
     return [
         create_appointment,
         cancel_appointment,
@@ -287,4 +303,5 @@ def make_proposal_tools(deps: ToolDeps) -> list[BaseTool]:
         send_message,
         block_contact,
         unblock_contact,
+        forget_client,
     ]
