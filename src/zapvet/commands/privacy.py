@@ -19,10 +19,10 @@ a test fails when a table that does is added without being listed (and handled) 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, or_
+from sqlalchemy import String, cast, literal_column, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
@@ -32,6 +32,7 @@ from zapvet.commands.blocking import Actor, find_by_phone
 from zapvet.commands.proposals import Owner, propose
 from zapvet.models import (
     AIInteraction,
+    AISettings,
     Appointment,
     AuditLog,
     AuroraOwnerNumber,
@@ -369,3 +370,78 @@ async def request_erasure(
         await session.flush()
         ids.append(alert.id or 0)
     return ids
+
+
+#: Rows erased per statement by `enforce_retention` (short transactions on a big backlog).
+RETENTION_BATCH = 2_000
+#: Media keys holding what a person said or sent in words: transcripts, extracted texts.
+_TRANSCRIPT_KEYS = ("transcript", "speech_to_text", "text")
+_MEDIA = Message.__table__.c.meta  # type: ignore[attr-defined]
+#: A message's `meta` with its media (files' details, transcripts, captions) dropped and
+#: `erased` set; the rest (who sent it, what kind of notice it was) is metadata and stays.
+_ERASED_META: Any = literal_column(
+    "(CASE WHEN jsonb_typeof(meta) = 'object' THEN meta - 'media' ELSE '{}'::jsonb END)"
+    " || '{\"erased\": true}'::jsonb"
+)
+
+
+async def enforce_retention(session: AsyncSession, now: datetime) -> dict[str, int]:
+    """Erase, for every organization with `[privacy]` set, the contents of messages older
+    than `message_retention_days` and the transcripts and extracted texts of those older
+    than `transcript_retention_days`; the rows, their times, types and statuses stay, so
+    counts and figures do not change. How many messages of each kind were erased. Commits
+    each batch."""
+    policies = (
+        await session.exec(
+            select(AISettings).where(
+                or_(
+                    col(AISettings.message_retention_days).is_not(None),
+                    col(AISettings.transcript_retention_days).is_not(None),
+                )
+            )
+        )
+    ).all()
+    done = {"contents": 0, "transcripts": 0}
+    for policy in policies:
+        org = policy.organization_id
+        if policy.message_retention_days is not None:
+            cut = now - timedelta(days=policy.message_retention_days)
+            done["contents"] += await _in_batches(
+                session,
+                sa_select(col(Message.id)).where(
+                    col(Message.organization_id) == org,
+                    col(Message.message_at) < cut,
+                    ~_MEDIA.has_key("erased"),
+                ),
+                {"content": "", "meta": _ERASED_META},
+            )
+        if policy.transcript_retention_days is not None:
+            cut = now - timedelta(days=policy.transcript_retention_days)
+            media = _MEDIA["media"]
+            done["transcripts"] += await _in_batches(
+                session,
+                sa_select(col(Message.id)).where(
+                    col(Message.organization_id) == org,
+                    col(Message.message_at) < cut,
+                    or_(*(media.has_key(key) for key in _TRANSCRIPT_KEYS)),
+                ),
+                {
+                    "meta": _MEDIA.op("#-")(literal_column("'{media,transcript}'"))
+                    .op("#-")(literal_column("'{media,speech_to_text}'"))
+                    .op("#-")(literal_column("'{media,text}'"))
+                },
+            )
+    return done
+
+
+async def _in_batches(session: AsyncSession, ids: Any, values: dict[str, Any]) -> int:
+    total = 0
+    while True:
+        batch = ids.limit(RETENTION_BATCH).scalar_subquery()
+        result = await session.exec(
+            sa_update(Message).where(col(Message.id).in_(batch)).values(**values)
+        )
+        await session.commit()
+        total += int(result.rowcount)
+        if result.rowcount < RETENTION_BATCH:
+            return total

@@ -69,6 +69,8 @@ class AISettings(SQLModel, table=True):
         ),
         CheckConstraint("monthly_budget_cents >= 0", name="monthly_budget_cents"),
         CheckConstraint("over_budget IN ('hand_to_human', 'fallback_only')", name="over_budget"),
+        CheckConstraint("message_retention_days > 0", name="message_retention_days"),
+        CheckConstraint("transcript_retention_days > 0", name="transcript_retention_days"),
     )
 
     organization_id: int = Field(
@@ -120,4 +122,8 @@ class AISettings(SQLModel, table=True):
         sa_type=String(16),
         sa_column_kwargs={"server_default": "hand_to_human"},
     )
+    #: `[privacy]` (migration 0013): days after which messages' contents, and media
+    #: transcripts and extracted texts, are erased by the scheduler; None: kept.
+    message_retention_days: int | None = Field(default=None)
+    transcript_retention_days: int | None = Field(default=None)
     updated_at: datetime = updated_field()

@@ -128,6 +128,7 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "daily_summary_at": summary_at,
         "pricing": stored_pricing(spec.pricing.usd_brl, spec.pricing.prices()),
         **spec.limits.stored(),
+        **spec.privacy.model_dump(),
     }
     settings = session.get(AISettings, org_id)
     if settings is None:

@@ -318,6 +318,15 @@ class LimitsSection(_Section):
         }
 
 
+class PrivacySection(_Section):
+    """`[privacy]`: how long message contents, and media transcripts and extracted texts, are
+    kept (days; absent: until the contact is forgotten). The scheduler erases older ones and
+    keeps the rows' metadata, so the figures stay right."""
+
+    message_retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    transcript_retention_days: int | None = Field(default=None, ge=1, le=36_500)
+
+
 class OrgSpec(_Section):
     """A whole organization file, validated."""
 
@@ -333,6 +342,7 @@ class OrgSpec(_Section):
     closures: list[ClosureEntry] = []
     pricing: PricingSection = PricingSection()
     limits: LimitsSection = LimitsSection()
+    privacy: PrivacySection = PrivacySection()
 
     def weekly_hours(self) -> dict[int, list[tuple[time, time]]]:
         """Weekday index (0 = Monday) → sorted opening intervals."""

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.clock import Clock
+from zapvet.commands.privacy import enforce_retention
 from zapvet.logging import get_logger
 from zapvet.media.prepare import RETRY_DELAYS_S as MEDIA_RETRY_DELAYS_S
 from zapvet.proactive.delivery import due_ids
@@ -58,6 +59,8 @@ SWEEP_AFTER = MAX_DEBOUNCE + RETRY_WAIT + SWEEP_MARGIN
 SWEEP_EVERY_S = 1.0
 #: How often the dead-letter queue is trimmed.
 TRIM_EVERY_S = 300.0
+#: How often `[privacy]` retention erases old message contents and transcripts.
+RETENTION_EVERY_S = 3600.0
 
 log = get_logger("zapvet.scheduler")
 #: Which of these conversations have a drain queued or parked (`Fairness.owed`).
@@ -250,7 +253,7 @@ async def run(
     leader = Leadership(database_url)
     every_s = min(SWEEP_EVERY_S, interval_s)
     recently = Recently(interval_s)
-    planned = trimmed = float("-inf")
+    planned = trimmed = retained = float("-inf")
     try:
         while not stop.is_set():
             if await leader.acquire():
@@ -265,6 +268,12 @@ async def run(
                         log.info(
                             "sweeper re-enqueued work", drains=report.drains, sends=report.sends
                         )
+                    if time.monotonic() - retained >= RETENTION_EVERY_S:
+                        retained = time.monotonic()
+                        async with sessions() as session:
+                            erased = await enforce_retention(session, clock())
+                        if any(erased.values()):
+                            log.info("retention erased old message contents", **erased)
                     if dead_letters is not None and time.monotonic() - trimmed >= TRIM_EVERY_S:
                         trimmed = time.monotonic()
                         dlq.trim(*dead_letters)
