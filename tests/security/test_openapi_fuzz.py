@@ -2,7 +2,8 @@
 
 FastAPI documents only the paths (the routes read the raw request), so the schema is the
 app's `openapi()` plus what DESIGN §5 promises: the JSON bodies, the auth headers, the
-verification query and every answer (200, or 401/403/404/413/422/503 with a JSON error).
+verification query and every answer (200, or 401/403/404/413/422/503 with a JSON error),
+and the calendar feeds (issue 19: text/calendar, or a JSON 404).
 The bridge is served on loopback over the module's two-shop database; every case must
 avoid a 500, conform to that schema, and a refused webhook must leave every table as it
 was. Some cases carry the right token, and Cloud bodies marked "sign" are signed, so the
@@ -214,6 +215,9 @@ def contract_schema() -> dict[str, Any]:
     }
     paths["/stats"]["get"]["responses"] = _answers(_json({"type": "object"}))
     paths["/metrics"]["get"]["responses"] = _answers({"text/plain": {"schema": {"type": "string"}}})
+    # Issue 19: a calendar feed by its secret token; an unknown token is a JSON 404.
+    feed = {"text/calendar; charset=utf-8": {"schema": {"type": "string"}}}
+    paths["/calendar/{token}.ics"]["get"]["responses"] = _answers(feed, 404)
     spec.get("components", {}).get("schemas", {}).clear()
     return spec
 
