@@ -108,6 +108,13 @@ class Message(SQLModel, table=True):
             postgresql_where=text("whatsapp_message_id IS NOT NULL"),
         ),
         Index("ix_messages_conversation_time", "conversation_id", "message_at"),
+        #: A contact's latest incoming message: the Cloud API's 24-hour window.
+        Index(
+            "ix_messages_incoming_time",
+            "conversation_id",
+            "message_at",
+            postgresql_where=text("direction = 'incoming'"),
+        ),
         Index(
             "ix_messages_pending",
             "direction",
