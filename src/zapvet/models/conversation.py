@@ -72,6 +72,8 @@ class Conversation(SQLModel, table=True):
             unique=True,
             postgresql_where=text("status <> 'closed'"),
         ),
+        #: Every conversation of a contact, closed ones too (the Cloud API's 24-hour window).
+        Index("ix_conversations_contact", "organization_id", "contact_id"),
     )
 
     id: int | None = id_field()

@@ -2,8 +2,9 @@
 
 `whatsapp_templates` keeps `[[templates]]`: per organization and proactive kind, the
 approved template's name, language and parameter names in order. A proactive row keeps the
-values those names are filled with (`template_values`), rendered when its text is. The
-partial index finds a contact's latest incoming message, where the window starts.
+values those names are filled with (`template_values`), rendered when its text is. Two
+indexes find a contact's latest incoming message, where the window starts: its
+conversations (closed ones too), then each one's latest incoming message.
 
 Revision ID: 0010
 Revises: 0008
@@ -57,6 +58,7 @@ def upgrade() -> None:
         "aurora_proactive_messages",
         sa.Column("template_values", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     )
+    op.create_index("ix_conversations_contact", "conversations", ["organization_id", "contact_id"])
     op.create_index(
         "ix_messages_incoming_time",
         "messages",
@@ -67,5 +69,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_messages_incoming_time", table_name="messages")
+    op.drop_index("ix_conversations_contact", table_name="conversations")
     op.drop_column("aurora_proactive_messages", "template_values")
     op.drop_table("whatsapp_templates")
