@@ -19,7 +19,7 @@
     │   └── SendError            a send failed on the way (timeout, 5xx, 429); status, detail
     └── PermanentError           retrying cannot help; fail the work at once
         ├── UnknownOrganization  no organization has this id (a cached configuration's read)
-        ├── RejectedSend         the provider refused a send for good; status, detail
+        ├── RejectedSend         the provider refused a send for good; status, detail, code
         ├── PayloadError         a webhook body is not what the provider sends (422); message
         ├── ScriptExhaustedError a scripted model was called more often than it has replies
         ├── OwnerNumberRefused   an owner number cannot be blocked; phone
@@ -194,11 +194,16 @@ class UnknownOrganization(PermanentError):
 
 
 class RejectedSend(PermanentError):
-    """The provider refused the message and will refuse it again; do not retry."""
+    """The provider refused the message and will refuse it again; do not retry.
 
-    def __init__(self, status: int | None, detail: str) -> None:
+    `code` is the provider's own error code where it gives one (the Cloud API's 131047:
+    outside the 24-hour window; 132000–132016: the template is wrong or not approved).
+    """
+
+    def __init__(self, status: int | None, detail: str, *, code: int | None = None) -> None:
         self.status = status
         self.detail = detail
+        self.code = code
         super().__init__(_http(status, detail))
 
 

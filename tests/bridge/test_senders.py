@@ -412,3 +412,71 @@ async def test_build_sender_refuses_an_instance_without_credentials(
 
     with pytest.raises(ConfigError, match="petshop-centro"):
         build_sender(instance, client)
+
+
+async def test_cloud_sender_posts_a_template_with_its_body_parameters_in_order(
+    cloud: FakeCloudAPI, client: httpx.AsyncClient
+) -> None:
+    cloud.approve_template("lembrete_horario", "pt_BR", parameters=2)
+
+    message_id = await cloud_sender(cloud, client).send_template(
+        CUSTOMER, "lembrete_horario", "pt_BR", ["Ana", "10:00"]
+    )
+
+    assert message_id.startswith("wamid.")
+    (request,) = cloud.requests
+    assert request.body == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": CUSTOMER,
+        "type": "template",
+        "template": {
+            "name": "lembrete_horario",
+            "language": {"code": "pt_BR"},
+            "components": [
+                {
+                    "type": "body",
+                    "parameters": [
+                        {"type": "text", "text": "Ana"},
+                        {"type": "text", "text": "10:00"},
+                    ],
+                }
+            ],
+        },
+    }
+    assert [(t.name, t.parameters) for t in cloud.sent_templates] == [
+        ("lembrete_horario", ["Ana", "10:00"])
+    ]
+
+
+async def test_cloud_sender_rejects_free_text_outside_the_window_with_code_131047(
+    cloud: FakeCloudAPI, client: httpx.AsyncClient
+) -> None:
+    cloud.close_window(CUSTOMER)
+
+    with pytest.raises(RejectedSend) as caught:
+        await cloud_sender(cloud, client).send_text(CUSTOMER, TEXT)
+
+    assert (caught.value.status, caught.value.code) == (400, 131047)
+    assert "Re-engagement message" in caught.value.detail
+    assert cloud.sent == []
+
+
+@pytest.mark.parametrize(
+    ("parameters", "code"),
+    [(None, 132001), (3, 132000)],
+    ids=["not approved", "another number of parameters"],
+)
+async def test_cloud_sender_rejects_a_wrong_template_with_meta_s_132xxx_code(
+    cloud: FakeCloudAPI, client: httpx.AsyncClient, parameters: int | None, code: int
+) -> None:
+    if parameters is not None:
+        cloud.approve_template("lembrete_horario", "pt_BR", parameters=parameters)
+
+    with pytest.raises(RejectedSend) as caught:
+        await cloud_sender(cloud, client).send_template(
+            CUSTOMER, "lembrete_horario", "pt_BR", ["Ana Souza", "10:00"]
+        )
+
+    assert caught.value.code == code and f"code {code}" in caught.value.detail
+    assert cloud.sent_templates == []

@@ -154,6 +154,25 @@ def test_a_bad_org_file_names_key_and_line_and_writes_nothing(
         assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (0,)
 
 
+def test_org_apply_warns_about_proactive_kinds_without_a_cloud_template(
+    database_url: str, services: ServiceUrls, tmp_path: Path
+) -> None:
+    cloud = tmp_path / "cloud.toml"
+    number = (
+        '[[whatsapp]]\nprovider = "cloud"\nphone_number_id = "106540352242922"\n'
+        'access_token = "t"\napp_secret = "s"\nverify_token = "v"\n\n[[owners]]'
+    )
+    cloud.write_text(EXAMPLE_ORG.read_text().replace("[[owners]]", number, 1))
+    env = {"DATABASE_URL": database_url, "REDIS_URL": services.redis_url}
+    for _ in range(2):  # applied, then up to date: warned both times
+        result = zapvet("org", "apply", str(cloud), env=env)
+        assert result.exit_code == 0, result.output
+        assert "warning: no [[templates]] for appointment_reminder: on the Cloud API" in (
+            result.stderr
+        )
+    assert "up to date" in result.stdout
+
+
 @pytest.mark.slow
 def test_the_embedded_servers_serve_a_fresh_machine(server_root: Path) -> None:
     """The console script itself, starting and stopping embedded servers for each command."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlmodel import Session
 
-from tests.conftest import SAO_PAULO, second_shop, zapvet
+from tests.conftest import SAO_PAULO, second_shop, start_conversation, zapvet
 from tests.fixtures_ai import seed_ai_usage
 from zapvet.embedded import ServiceUrls
-from zapvet.models import Organization
+from zapvet.models import Message, Organization
 
 
 def _env(database_url: str, services: ServiceUrls) -> dict[str, str]:
@@ -127,3 +127,30 @@ def test_stats_help_names_the_org_options() -> None:
     result = zapvet("stats", "--help", env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--org" in result.stdout and "--month" in result.stdout and "YYYY-MM" in result.stdout
+
+
+def test_stats_org_counts_the_months_template_errors_with_the_last_one(
+    session: Session, petfeliz: Organization, database_url: str, services: ServiceUrls
+) -> None:
+    chat = start_conversation(session, petfeliz, "5511977776666")
+    for day, code in ((3, 132001), (20, 132000), (40, 132000)):  # the 40th: December
+        session.add(
+            Message(
+                organization_id=chat.organization_id,
+                conversation_id=chat.conversation_id,
+                direction="outgoing",
+                status="failed",
+                error=f"(#{code}) refused | code {code}",
+                message_at=datetime(2026, 11, 1, 12, tzinfo=SAO_PAULO) + timedelta(days=day),
+                updated_at=datetime(2026, 11, 1, 12, tzinfo=SAO_PAULO) + timedelta(days=day),
+                meta={"template_error": code, "template": {"name": "lembrete_horario"}},
+            )
+        )
+    session.commit()
+    env = _env(database_url, services)
+    result = zapvet("stats", "--org", "petfeliz", "--month", "2026-11", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    failures = json.loads(result.stdout)["template_failures"]
+    assert failures["count"] == 2 and failures["last_error"] == "(#132000) refused | code 132000"
+    table = zapvet("stats", "--org", "petfeliz", "--month", "2026-11", env=env)
+    assert "template errors (Cloud API): 2 · last: (#132000) refused" in table.stdout

@@ -37,6 +37,7 @@ TABLES = (
     "resource_services",
     "business_hours",
     "closures",
+    "whatsapp_templates",
 )
 
 
@@ -193,3 +194,65 @@ def test_the_rex_consultation_tomorrow_at_ten_is_bookable(session: Session) -> N
     booked = session.exec(select(Appointment)).one()
     assert booked.starts_at == start.astimezone(UTC)
     assert booked.price_cents == 12000
+
+
+REMINDER_TEMPLATE = """
+[[templates]]
+kind = "appointment_reminder"
+name = "lembrete_horario"
+parameters = ["cliente", "pet", "servico", "horario"]
+"""
+CLOUD_NUMBER = """
+[[whatsapp]]
+provider = "cloud"
+phone_number_id = "106540352242922"
+access_token = "token"
+app_secret = "secret"
+verify_token = "verify"
+
+"""
+
+
+def _on_cloud(text_: str) -> str:
+    return text_.replace("[[owners]]", CLOUD_NUMBER + "[[owners]]", 1)
+
+
+def test_templates_are_stored_updated_and_removed_with_the_file(session: Session) -> None:
+    assert "template appointment_reminder added (lembrete_horario, pt_BR)" in _apply(
+        session, EXAMPLE + REMINDER_TEMPLATE
+    )
+    before = _row_versions(session)
+    assert _apply(session, EXAMPLE + REMINDER_TEMPLATE) == []
+    assert _row_versions(session) == before
+    reordered = REMINDER_TEMPLATE.replace('"servico", "horario"', '"horario", "servico"')
+    [change] = _apply(session, EXAMPLE + reordered)
+    assert change.startswith("template appointment_reminder: parameters")
+    stored = session.exec(text("SELECT kind, name, language, parameters FROM whatsapp_templates"))  # type: ignore[call-overload]
+    assert list(stored) == [
+        (
+            "appointment_reminder",
+            "lembrete_horario",
+            "pt_BR",
+            ["cliente", "pet", "horario", "servico"],
+        )
+    ]
+    assert _apply(session) == ["template appointment_reminder removed"]
+
+
+def test_a_cloud_number_without_templates_is_warned_about_each_kind_it_sends(
+    session: Session,
+) -> None:
+    report = apply_spec(session, parse_spec(_on_cloud(EXAMPLE) + REMINDER_TEMPLATE))
+    kinds = [warning.split(":")[0] for warning in report.warnings]
+    # The example sends a daily summary; it has no monthly budget, so no budget alerts.
+    assert kinds == [
+        "no [[templates]] for care_invitation",
+        "no [[templates]] for daily_summary",
+        "no [[templates]] for escalation_alert",
+        "no [[templates]] for template_alert",
+    ]
+    assert "skipped (the reason is recorded)" in report.warnings[0]
+
+
+def test_an_evolution_number_needs_no_templates(session: Session) -> None:
+    assert apply_spec(session, parse_spec(EXAMPLE)).warnings == []

@@ -123,3 +123,48 @@ def test_prices_may_be_written_as_numbers() -> None:
     spec = parse_spec(text)
     prices = {s.name: s.price for s in spec.services}
     assert prices["Consulta Veterinária Geral"] == 12000 and prices["Banho"] == 4990
+
+
+TEMPLATE = """
+[[templates]]
+kind = "appointment_reminder"
+name = "lembrete_horario"
+parameters = ["cliente", "pet", "servico", "horario"]
+"""
+
+
+def test_templates_keep_their_parameters_in_the_files_order() -> None:
+    [template] = parse_spec(EXAMPLE + TEMPLATE).templates
+    assert (template.kind, template.name, template.language) == (
+        "appointment_reminder",
+        "lembrete_horario",
+        "pt_BR",
+    )
+    assert template.parameters == ["cliente", "pet", "servico", "horario"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            '"horario"]',
+            '"hora"]',
+            "appointment_reminder has no parameter 'hora'; it can fill: "
+            "cliente, pet, servico, horario, data, loja",
+        ),
+        ('name = "lembrete_horario"', 'name = "Lembrete Horário"', "a template name as Meta"),
+        ('kind = "appointment_reminder"', 'kind = "lembrete"', "Input should be"),
+        ("parameters = [", 'language = "portuguese"\nparameters = [', "a template language code"),
+    ],
+    ids=["unknown parameter", "name", "kind", "language"],
+)
+def test_a_wrong_template_is_explained_with_its_line(old: str, new: str, expected: str) -> None:
+    text = EXAMPLE + TEMPLATE.replace(old, new)
+    [problem] = _problems(text)
+    assert expected in problem
+    assert problem.startswith("line ")
+
+
+def test_two_templates_for_one_kind_are_refused() -> None:
+    [problem] = _problems(EXAMPLE + TEMPLATE + TEMPLATE)
+    assert "templates[2].kind: duplicate kind 'appointment_reminder'" in problem

@@ -2,7 +2,9 @@
 
     SendError(TransientError)     timeouts, lost connections, 5xx, 429, Meta throttling codes
     RejectedSend(PermanentError)  the provider refused for good: bad key, unknown instance or
-                                  number, invalid body (other 4xx), or a reply with no id
+                                  number, invalid body (other 4xx), or a reply with no id;
+                                  `code` is Meta's (131047 outside the 24-hour window,
+                                  132000–132016 a template error)
 
 Both live in `zapvet.errors` and carry the HTTP `status` (None when no response came) and
 the provider's own `detail`.
@@ -31,6 +33,10 @@ _REDACTED = "[redacted]"
 _BSUID = re.compile(r"[A-Z]{2}\.\w+")
 # Meta answers throttling and outages with these codes, often under HTTP 400.
 _CLOUD_TRANSIENT_CODES = frozenset({2, 4, 80007, 130429, 131000, 131016, 131056, 133004})
+#: Meta's "Re-engagement message": free text more than 24 hours after the contact last wrote.
+OUTSIDE_WINDOW = 131047
+#: Meta's template errors: missing, paused, not approved, wrong parameters or language.
+TEMPLATE_ERRORS = range(132000, 132017)
 
 
 class Sender(Protocol):
@@ -111,16 +117,39 @@ class CloudSender:
             SendError: a transient failure; retrying may help.
             RejectedSend: a permanent failure; retrying cannot help.
         """
+        body = {"type": "text", "text": {"preview_url": False, "body": text}}
+        return await self._send(chat_id, body, secrets=(self._access_token, text))
+
+    async def send_template(
+        self, chat_id: str, name: str, language: str, parameters: list[str]
+    ) -> str:
+        """Send the approved template `name` in `language`, its body's `{{1}}`, `{{2}}`… filled
+        with `parameters` in order; allowed outside the 24-hour window. Returns the wamid.
+
+        Raises:
+            SendError: a transient failure; retrying may help.
+            RejectedSend: a permanent failure (`code` 132000–132016: the template is wrong
+                or not approved); retrying cannot help.
+        """
+        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        if parameters:
+            values = [{"type": "text", "text": value} for value in parameters]
+            template["components"] = [{"type": "body", "parameters": values}]
+        # Names and reasons are the customer's; bare figures ("3", "19:00") are left alone, or
+        # scrubbing them would blank Meta's own codes and counts out of the detail.
+        personal = (value for value in parameters if any(c.isalpha() for c in value))
+        secrets = (self._access_token, *personal)
+        return await self._send(chat_id, {"type": "template", "template": template}, secrets)
+
+    async def _send(self, chat_id: str, message: dict[str, Any], secrets: tuple[str, ...]) -> str:
         # Users known only by a BSUID (those with a username) have no wa_id to put in "to".
         address = "recipient" if _BSUID.fullmatch(chat_id) else "to"
         body = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             address: chat_id,
-            "type": "text",
-            "text": {"preview_url": False, "body": text},
+            **message,
         }
-        secrets = (self._access_token, text)
         response = await _post(
             self._client,
             self._url,
@@ -135,9 +164,10 @@ class CloudSender:
             if not isinstance(error, dict):
                 raise _failure(response.status_code, _scrub(_text_detail(response), secrets))
             detail = _scrub(_cloud_detail(error), secrets)
-            if _code(error) in _CLOUD_TRANSIENT_CODES:
+            code = _code(error)
+            if code in _CLOUD_TRANSIENT_CODES:
                 raise SendError(response.status_code, detail)
-            raise _failure(response.status_code, detail)
+            raise _failure(response.status_code, detail, code=code)
         messages = payload.get("messages") if isinstance(payload, dict) else None
         first = messages[0] if isinstance(messages, list) and messages else None
         return _message_id(first.get("id") if isinstance(first, dict) else None, response)
@@ -180,10 +210,10 @@ async def _post(
         raise SendError(None, _scrub(f"{type(exc).__name__}: {exc}", secrets)) from exc
 
 
-def _failure(status: int, detail: str) -> SendError | RejectedSend:
+def _failure(status: int, detail: str, *, code: int | None = None) -> SendError | RejectedSend:
     if status in (408, 429) or status >= 500:
         return SendError(status, detail)
-    return RejectedSend(status, detail)
+    return RejectedSend(status, detail, code=code)
 
 
 def _message_id(value: object, response: httpx.Response) -> str:

@@ -1,11 +1,12 @@
-"""`zapvet stats --org SLUG`: one organization's AI turns, tokens and cost for a month."""
+"""`zapvet stats --org SLUG`: one organization's AI turns, tokens and cost for a month, and
+the Cloud API template errors of that month."""
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -13,6 +14,9 @@ import typer
 from zapvet.analytics.costs import CostFigures, CostReport
 from zapvet.cli.environment import command_settings, fail, services_for
 from zapvet.money import format_brl
+
+if TYPE_CHECKING:
+    from zapvet.proactive.templates import TemplateFailures
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -44,7 +48,9 @@ def _figures_json(figures: CostFigures) -> dict[str, Any]:
     }
 
 
-def report_json(slug: str, month: str, report: CostReport) -> dict[str, Any]:
+def report_json(
+    slug: str, month: str, report: CostReport, failures: TemplateFailures
+) -> dict[str, Any]:
     return {
         "organization": slug,
         "month": month,
@@ -58,6 +64,11 @@ def report_json(slug: str, month: str, report: CostReport) -> dict[str, Any]:
         "unpriced_models": sorted(report.unpriced_models),
         "monthly_budget_cents": report.monthly_budget_cents,
         "budget_used_share": None if report.budget_share is None else float(report.budget_share),
+        "template_failures": {
+            "count": failures.count,
+            "last_error": failures.last_error,
+            "last_at": None if failures.last_at is None else failures.last_at.isoformat(),
+        },
     }
 
 
@@ -65,7 +76,9 @@ def _percent(fraction: Decimal) -> str:
     return f"{fraction * 100:.1f}%".replace(".", ",")
 
 
-def report_lines(slug: str, month: str, report: CostReport) -> list[str]:
+def report_lines(
+    slug: str, month: str, report: CostReport, failures: TemplateFailures
+) -> list[str]:
     """The table `zapvet stats --org` prints."""
     header = (
         f"{'':<12} {'turns':>6} {'input':>10} {'cached':>10} {'cache %':>8} "
@@ -97,6 +110,8 @@ def report_lines(slug: str, month: str, report: CostReport) -> list[str]:
             f"monthly budget {format_brl(report.monthly_budget_cents)}"
             + ("" if used is None else f" · {_percent(used)} used")
         )
+    if failures.count:
+        lines.append(f"template errors (Cloud API): {failures.count} · last: {failures.last_error}")
     if report.unpriced_models:
         lines.append(
             "sem preço (priced at R$ 0,00, add them to [pricing]): "
@@ -115,10 +130,11 @@ def org_stats(slug: str, month: str | None, json_output: bool) -> None:
     from zapvet import db
     from zapvet.analytics.costs import ai_costs, month_bounds
     from zapvet.models import Organization
+    from zapvet.proactive.templates import template_failures
 
     settings = command_settings()
 
-    async def read(url: str) -> tuple[str, CostReport] | str:
+    async def read(url: str) -> tuple[str, CostReport, TemplateFailures] | str:
         engine = db.build_async_engine(url, pool_size=1)
         try:
             async with db.async_session_maker(engine)() as session:
@@ -141,7 +157,13 @@ def org_stats(slug: str, month: str | None, json_output: bool) -> None:
                     end,
                     transcribe_model=settings.transcribe_model,
                 )
-                return f"{year:04d}-{number:02d}", report
+                failures = await template_failures(
+                    session,
+                    org.id,
+                    datetime.combine(start, time(0), zone),
+                    datetime.combine(end + timedelta(days=1), time(0), zone),
+                )
+                return f"{year:04d}-{number:02d}", report, failures
         finally:
             await engine.dispose()
 
@@ -151,9 +173,9 @@ def org_stats(slug: str, month: str | None, json_output: bool) -> None:
         found = asyncio.run(read(services.database_url))
     if isinstance(found, str):
         fail(found, "use the [organization] slug of an applied organization file")
-    label, report = found
+    label, report, failures = found
     if json_output:
-        typer.echo(json.dumps(report_json(slug, label, report)))
+        typer.echo(json.dumps(report_json(slug, label, report, failures)))
         return
-    for line in report_lines(slug, label, report):
+    for line in report_lines(slug, label, report, failures):
         typer.echo(line)

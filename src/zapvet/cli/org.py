@@ -43,11 +43,13 @@ def org_apply(
             engine.dispose()
     if not report.changes:
         typer.echo(f"organization {report.slug!r} is up to date (no changes)")
-        return
-    verb = "created" if report.created else "updated"
-    typer.echo(f"organization {report.slug!r} {verb} (id {report.organization_id}):")
-    for change in report.changes:
-        typer.echo(f"  {change}")
+    else:
+        verb = "created" if report.created else "updated"
+        typer.echo(f"organization {report.slug!r} {verb} (id {report.organization_id}):")
+        for change in report.changes:
+            typer.echo(f"  {change}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _require_schema(engine: object) -> None:

@@ -15,7 +15,7 @@ from zapvet.models.conversation import (
 )
 from zapvet.models.organization import AISettings, Organization
 from zapvet.models.schedule import WEEKDAYS, BusinessHours, CalendarFeed, Closure
-from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance
+from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance, WhatsAppTemplate
 
 __all__ = [
     "OCCUPYING_STATUSES",
@@ -41,6 +41,7 @@ __all__ = [
     "ResourceService",
     "Service",
     "WhatsAppInstance",
+    "WhatsAppTemplate",
     "blocked_marking",
     "outgoing_message",
     "pending_and_recent",

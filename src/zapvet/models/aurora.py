@@ -25,6 +25,7 @@ ProactiveType = Literal[
     "daily_summary",
     "budget_alert",
     "erasure_request",
+    "template_alert",
     "custom",
 ]
 ProactiveStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
@@ -67,6 +68,8 @@ class AuroraProactiveMessage(SQLModel, table=True):
     appointment_id: int | None = ref_field(nullable=True)
     message_type: ProactiveType = Field(sa_type=String(32))
     content: str = Field(default="", sa_type=Text)
+    #: The values a Cloud API template's parameters are filled with, by name (None: none).
+    template_values: dict[str, str] | None = Field(default=None, sa_type=JSONB)
     scheduled_for: datetime = moment_field(nullable=False)
     status: ProactiveStatus = Field(default="pending", sa_type=String(16))
     sent_at: datetime | None = moment_field()

@@ -72,6 +72,8 @@ class Conversation(SQLModel, table=True):
             unique=True,
             postgresql_where=text("status <> 'closed'"),
         ),
+        #: Every conversation of a contact, closed ones too (the Cloud API's 24-hour window).
+        Index("ix_conversations_contact", "organization_id", "contact_id"),
     )
 
     id: int | None = id_field()
@@ -108,6 +110,13 @@ class Message(SQLModel, table=True):
             postgresql_where=text("whatsapp_message_id IS NOT NULL"),
         ),
         Index("ix_messages_conversation_time", "conversation_id", "message_at"),
+        #: A contact's latest incoming message: the Cloud API's 24-hour window.
+        Index(
+            "ix_messages_incoming_time",
+            "conversation_id",
+            "message_at",
+            postgresql_where=text("direction = 'incoming'"),
+        ),
         Index(
             "ix_messages_pending",
             "direction",

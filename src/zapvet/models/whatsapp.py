@@ -1,4 +1,5 @@
-"""WhatsApp instances (gateway connections) with their provider secrets, and owner numbers."""
+"""WhatsApp instances (gateway connections) with their provider secrets, owner numbers, and
+the Cloud API templates for messages sent outside the 24-hour window."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import CheckConstraint, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from zapvet.models.base import created_field, id_field, org_field, org_unique, updated_field
@@ -65,3 +67,23 @@ class AuroraOwnerNumber(SQLModel, table=True):
     bsuid: str | None = Field(default=None, max_length=64)
     is_active: bool = Field(default=True)
     created_at: datetime = created_field()
+
+
+class WhatsAppTemplate(SQLModel, table=True):
+    """The approved Cloud API template for one proactive kind (`[[templates]]`): its name,
+    language, and the parameter names its body's `{{1}}`, `{{2}}`… are filled with."""
+
+    __tablename__ = "whatsapp_templates"
+    __table_args__ = (
+        org_unique("whatsapp_templates"),
+        UniqueConstraint("organization_id", "kind"),
+    )
+
+    id: int | None = id_field()
+    organization_id: int = org_field()
+    kind: str = Field(sa_type=String(32))
+    name: str = Field(max_length=512)
+    language: str = Field(max_length=16)
+    parameters: list[str] = Field(default_factory=list, sa_type=JSONB)
+    created_at: datetime = created_field()
+    updated_at: datetime = updated_field()

@@ -26,10 +26,12 @@ from zapvet.models import (
     ResourceService,
     Service,
     WhatsAppInstance,
+    WhatsAppTemplate,
 )
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import format_brl
 from zapvet.org.spec import OrgSpec, parse_hhmm
+from zapvet.org.templates import TEMPLATE_KINDS, TemplateKind
 from zapvet.pricing import stored_pricing
 
 _SECRETS = {"api_key", "webhook_token", "access_token", "app_secret", "verify_token"}
@@ -38,12 +40,14 @@ CLOUD_GRAPH_URL = "https://graph.facebook.com/v21.0"
 
 @dataclass
 class ApplyReport:
-    """What an apply did: the organization, and one line per change (empty: nothing)."""
+    """What an apply did: the organization, one line per change (empty: nothing), and what
+    the file leaves undone that the operator should know (applied all the same)."""
 
     organization_id: int
     slug: str
     created: bool = False
     changes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _show(name: str, value: Any) -> str:
@@ -104,6 +108,8 @@ def apply_spec(session: Session, spec: OrgSpec) -> ApplyReport:
     _apply_resources(session, spec, org_id, services, changes)
     _apply_hours(session, spec, org_id, changes)
     _apply_closures(session, spec, org_id, changes)
+    _apply_templates(session, spec, org_id, changes)
+    report.warnings = missing_templates(spec)
     session.flush()
     return report
 
@@ -301,3 +307,45 @@ def _apply_closures(session: Session, spec: OrgSpec, org_id: int, changes: list[
     for day, row in existing.items():
         session.delete(row)
         changes.append(f"closure {day.isoformat()} removed")
+
+
+def _apply_templates(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) -> None:
+    existing = {row.kind: row for row in _org_rows(session, WhatsAppTemplate, org_id)}
+    for entry in spec.templates:
+        row = existing.pop(entry.kind, None)
+        values: dict[str, Any] = {
+            "name": entry.name,
+            "language": entry.language,
+            "parameters": list(entry.parameters),
+        }
+        if row is None:
+            session.add(WhatsAppTemplate(organization_id=org_id, kind=entry.kind, **values))
+            changes.append(f"template {entry.kind} added ({entry.name}, {entry.language})")
+        else:
+            _sync(row, values, f"template {entry.kind}", changes)
+    for kind, row in existing.items():
+        session.delete(row)
+        changes.append(f"template {kind} removed")
+
+
+def _sends(spec: OrgSpec, kind: TemplateKind) -> bool:
+    """Whether the organization sends this kind at all, as far as its file says."""
+    if kind == "daily_summary":
+        return spec.aurora.daily_summary_at is not None
+    if kind == "budget_alert":
+        return spec.limits.monthly_budget_brl is not None
+    return True
+
+
+def missing_templates(spec: OrgSpec) -> list[str]:
+    """On a Cloud API number, each proactive kind the organization sends with no template:
+    outside the 24-hour window those messages are skipped (with the reason recorded)."""
+    if not any(entry.provider == "cloud" for entry in spec.whatsapp):
+        return []
+    given = {entry.kind for entry in spec.templates}
+    return [
+        f"no [[templates]] for {kind}: on the Cloud API, outside the 24-hour window these "
+        "messages are skipped (the reason is recorded), not sent"
+        for kind in TEMPLATE_KINDS
+        if kind not in given and _sends(spec, kind)
+    ]

@@ -29,10 +29,14 @@ from zapvet.models.organization import LIMIT_DEFAULTS, OverBudget
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import parse_price
 from zapvet.org.phones import checked_phone
+from zapvet.org.templates import TEMPLATE_PARAMETERS, TemplateKind, unknown_parameters
 from zapvet.pricing import ModelPrice
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+#: Meta's template names (lowercase, digits, underscores) and language codes ("pt_BR", "es").
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 
 
 def parse_hhmm(value: str) -> time:
@@ -327,6 +331,44 @@ class PrivacySection(_Section):
     transcript_retention_days: int | None = Field(default=None, ge=1, le=36_500)
 
 
+class TemplateEntry(_Section):
+    """`[[templates]]`: the approved Cloud API template for one proactive kind, outside the
+    24-hour window; `parameters` names the body's `{{1}}`, `{{2}}`… in order."""
+
+    kind: TemplateKind
+    name: str
+    language: str = "pt_BR"
+    parameters: list[str] = []
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TEMPLATE_NAME.match(value):
+            raise ValueError(
+                "a template name as Meta approved it: lowercase letters, digits and "
+                f'underscores (e.g. "lembrete_horario"), got {value!r}'
+            )
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        if not _LANGUAGE.match(value):
+            raise ValueError(f'a template language code like "pt_BR", got {value!r}')
+        return value
+
+    @model_validator(mode="after")
+    def _known_parameters(self) -> TemplateEntry:
+        unknown = unknown_parameters(self.kind, self.parameters)
+        if unknown:
+            known = ", ".join(TEMPLATE_PARAMETERS[self.kind])
+            raise ValueError(
+                f"{self.kind} has no parameter {', '.join(map(repr, unknown))}; "
+                f"it can fill: {known}"
+            )
+        return self
+
+
 class OrgSpec(_Section):
     """A whole organization file, validated."""
 
@@ -343,6 +385,8 @@ class OrgSpec(_Section):
     pricing: PricingSection = PricingSection()
     limits: LimitsSection = LimitsSection()
     privacy: PrivacySection = PrivacySection()
+
+    templates: list[TemplateEntry] = []
 
     def weekly_hours(self) -> dict[int, list[tuple[time, time]]]:
         """Weekday index (0 = Monday) → sorted opening intervals."""
@@ -369,6 +413,7 @@ def _cross_checks(spec: OrgSpec) -> list[tuple[tuple[str | int, ...], str]]:
     duplicates([o.phone for o in spec.owners], "owners", "phone")
     duplicates([f"{w.provider}:{w.key}" for w in spec.whatsapp], "whatsapp", "instance")
     duplicates([c.date.isoformat() for c in spec.closures], "closures", "date")
+    duplicates([t.kind for t in spec.templates], "templates", "kind")
     for index, entry in enumerate(spec.pricing.models):
         if entry.name in {m.name for m in spec.pricing.models[:index]}:
             problems.append(

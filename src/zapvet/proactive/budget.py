@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.models.organization import OverBudget
 from zapvet.proactive.planning import BUDGET, insert_rows
-from zapvet.proactive.wording import budget_text
+from zapvet.proactive.wording import budget_text, budget_values
 
 #: The levels the owners hear about, in percent of the budget.
 WARNING, REACHED = 80, 100
@@ -75,6 +75,7 @@ async def alert_budget(
                 "owner_number_id": owner_id,
                 "message_type": BUDGET,
                 "content": content,
+                "template_values": budget_values(state.spent_cents, state.budget_cents),
                 "scheduled_for": now,
                 "status": "pending",
                 "dedupe_key": budget_key(state, owner_id),

@@ -13,7 +13,7 @@ from zapvet.models import (
     Conversation,
 )
 from zapvet.proactive.planning import ALERT, active_owners, insert_rows
-from zapvet.proactive.wording import alert_text
+from zapvet.proactive.wording import alert_text, alert_values
 
 
 async def escalate(
@@ -47,7 +47,8 @@ async def alert_escalation(
         return []
     conversation, contact = row
     stamp = (conversation.escalated_at or now).isoformat()
-    content = alert_text(contact.name, contact.phone, conversation.escalation_reason)
+    reason = conversation.escalation_reason
+    content = alert_text(contact.name, contact.phone, reason)
     return await insert_rows(
         session,
         [
@@ -57,6 +58,7 @@ async def alert_escalation(
                 "contact_id": contact.id,
                 "message_type": ALERT,
                 "content": content,
+                "template_values": alert_values(contact.name, contact.phone, reason),
                 "scheduled_for": now,
                 "status": "pending",
                 "dedupe_key": f"escalation:{conversation_id}:{stamp}:{owner.id}",

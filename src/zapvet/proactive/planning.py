@@ -35,10 +35,16 @@ from zapvet.models import (
     Pet,
     Service,
 )
-from zapvet.proactive.wording import in_quiet_hours, reminder_text, summary_text
+from zapvet.proactive.wording import (
+    in_quiet_hours,
+    reminder_text,
+    reminder_values,
+    summary_text,
+    summary_values,
+)
 
 REMINDER, ALERT, DAILY = "appointment_reminder", "escalation_alert", "daily_summary"
-BUDGET = "budget_alert"
+BUDGET, TEMPLATE_ALERT = "budget_alert", "template_alert"
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, object]]) -> list[int]:
@@ -118,6 +124,7 @@ async def schedule_reminders(session: AsyncSession, now: datetime) -> list[int]:
                 "appointment_id": appointment.id,
                 "message_type": REMINDER,
                 "content": reminder_text(org.name, contact.name, pet, service, local),
+                "template_values": reminder_values(org.name, contact.name, pet, service, local),
                 "scheduled_for": send_at,
                 "status": status,
                 "error": "quiet hours" if status == "skipped" else None,
@@ -160,12 +167,14 @@ async def schedule_daily_summaries(session: AsyncSession, now: datetime) -> list
             continue
         summary = await business_summary(session, org.id, zone, local.date(), local.date())
         content = summary_text(summary, local.date())
+        values = summary_values(summary, local.date())
         batch += [
             {
                 "organization_id": org.id,
                 "owner_number_id": owner.id,
                 "message_type": DAILY,
                 "content": content,
+                "template_values": values,
                 "scheduled_for": now,
                 "status": "pending",
                 "dedupe_key": f"daily:{local.date().isoformat()}:{owner.id}",

@@ -1,10 +1,15 @@
-"""What Aurora's own messages say (pt-BR), and when they must wait for quiet hours to end."""
+"""What Aurora's own messages say (pt-BR), and when they must wait for quiet hours to end.
+
+Each `*_text` has a `*_values` twin: the same data as a Cloud API template's parameters, by
+the names `org/templates.py` lists for its kind, so a template says what the text says.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time
 
 from zapvet.analytics.figures import Summary
+from zapvet.cleaning import clean_text
 from zapvet.money import format_brl
 from zapvet.scheduling.booking import describe_day
 
@@ -30,6 +35,21 @@ def reminder_text(
     )
 
 
+def reminder_values(
+    org: str, client: str | None, pet: str | None, service: str, local: datetime
+) -> dict[str, str]:
+    return _one_line(
+        {
+            "cliente": client or "cliente",
+            "pet": pet or "seu pet",
+            "servico": service,
+            "horario": f"{local:%H:%M}",
+            "data": describe_day(local.date()),
+            "loja": org,
+        }
+    )
+
+
 def alert_text(client: str | None, phone: str | None, reason: str | None) -> str:
     who = client or phone or "um cliente"
     contact = f" ({phone})" if client and phone else ""
@@ -37,6 +57,16 @@ def alert_text(client: str | None, phone: str | None, reason: str | None) -> str
         f"⚠️ Atendimento humano pedido: {who}{contact}.\n"
         f"Motivo: {reason or 'não informado'}.\n"
         "O robô parou de responder nessa conversa. Quando terminar, peça para eu devolvê-la."
+    )
+
+
+def alert_values(client: str | None, phone: str | None, reason: str | None) -> dict[str, str]:
+    return _one_line(
+        {
+            "cliente": client or phone or "um cliente",
+            "telefone": phone or "sem telefone",
+            "motivo": reason or "não informado",
+        }
     )
 
 
@@ -69,6 +99,28 @@ def budget_text(level: int, spent_cents: int, budget_cents: int, behaviour: str)
     )
 
 
+def budget_values(spent_cents: int, budget_cents: int) -> dict[str, str]:
+    share = spent_cents * 100 // budget_cents if budget_cents else 100
+    return {
+        "gasto": format_brl(spent_cents),
+        "orcamento": format_brl(budget_cents),
+        "percentual": f"{share}%",
+    }
+
+
+def template_alert_text(kind: str, name: str, error: str) -> str:
+    """The owners' notice that Meta refused a template (fix it in the WhatsApp Manager)."""
+    return (
+        f"⚠️ O WhatsApp recusou o modelo de mensagem {name!r} ({kind}): {error}.\n"
+        "Fora da janela de 24 horas essas mensagens não estão sendo enviadas. "
+        "Confira o modelo no Gerenciador do WhatsApp e no arquivo da organização."
+    )
+
+
+def template_alert_values(name: str, error: str) -> dict[str, str]:
+    return _one_line({"modelo": name, "erro": error})
+
+
 def summary_text(summary: Summary, day: date) -> str:
     """The owner's end-of-day message, every figure straight from `summary`."""
     lines = [f"📊 Resumo de {describe_day(day)}:", f"Clientes atendidos: {summary.clients_served}"]
@@ -80,3 +132,19 @@ def summary_text(summary: Summary, day: date) -> str:
         f"Clientes que pediram para não receber mensagens: {summary.opted_out_clients}",
     ]
     return "\n".join(lines)
+
+
+def summary_values(summary: Summary, day: date) -> dict[str, str]:
+    return {
+        "data": describe_day(day),
+        "clientes": str(summary.clients_served),
+        "faturamento": format_brl(summary.revenue_cents),
+        "ticket_medio": format_brl(summary.average_ticket_cents),
+        "faltas": str(summary.no_shows),
+        "cancelamentos": str(summary.cancellations),
+    }
+
+
+def _one_line(values: dict[str, str]) -> dict[str, str]:
+    # Meta refuses template parameters with line breaks, tabs or runs of spaces.
+    return {name: " ".join(clean_text(value, limit=300).split()) for name, value in values.items()}

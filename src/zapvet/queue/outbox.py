@@ -6,6 +6,12 @@ settled in another: `sent` with the provider's id, back to `pending` for
 a retry after a transient failure, or `failed` with the reason. Texts over 4,000
 characters go out in parts; each part's id is recorded as soon as the gateway accepts it,
 so a retry resumes after the last accepted part instead of repeating the reply.
+
+A proactive message on a Cloud API number may carry its kind's template
+(`proactive/templates.py`): outside the 24-hour window it goes out as the template; inside
+it as text, and as the template once if Meta still answers 131047. A template Meta refuses
+(132000–132016) is marked on the row (`meta.template_error`, counted by `zapvet stats`) and
+the owners are told, once per template and day.
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.directory import open_conversation
-from zapvet.bridge.senders import RejectedSend, SendError, build_sender
+from zapvet.bridge.senders import (
+    OUTSIDE_WINDOW,
+    TEMPLATE_ERRORS,
+    CloudSender,
+    RejectedSend,
+    SendError,
+    build_sender,
+)
 from zapvet.bridge.splitting import split_text
 from zapvet.errors import ConfigError
 from zapvet.logging import bind, get_logger
@@ -37,6 +50,7 @@ from zapvet.models import (
 )
 from zapvet.otel.tracing import tracer
 from zapvet.proactive.delivery import claim_by_id, finish, reason_not_to_send
+from zapvet.proactive.templates import Template, alert_template_error, plan_send
 from zapvet.queue.resources import Resources
 
 log = get_logger("zapvet.queue.outbox")
@@ -62,6 +76,10 @@ class Claim:
     done: list[str]
     organization_id: int
     conversation_id: int
+    #: A proactive message's template on a Cloud number, sent first outside the window.
+    template: Template | None = None
+    template_first: bool = False
+    kind: str | None = None
 
 
 async def _claim(
@@ -89,9 +107,17 @@ async def _claim(
         message.status, message.error = "failed", "no WhatsApp instance or address to send to"
         return Sent.FAILED
     message.status, message.attempts, message.updated_at = "sending", message.attempts + 1, now
-    done = list((message.meta or {}).get("provider_ids", []))
+    meta = message.meta if isinstance(message.meta, dict) else {}
     return Claim(
-        message.content, chat_id, instance, done, message.organization_id, message.conversation_id
+        message.content,
+        chat_id,
+        instance,
+        list(meta.get("provider_ids", [])),
+        message.organization_id,
+        message.conversation_id,
+        template=Template.from_meta(meta.get("template")),
+        template_first=bool(meta.get("template_first")),
+        kind=meta.get("kind"),
     )
 
 
@@ -146,7 +172,10 @@ _SETTLE = text(
     """
     UPDATE messages
        SET meta = (CASE WHEN jsonb_typeof(meta) = 'object' THEN meta ELSE '{}'::jsonb END)
-                  || jsonb_build_object('provider_ids', CAST(:ids AS jsonb)),
+                  || jsonb_build_object('provider_ids', CAST(:ids AS jsonb))
+                  || CASE WHEN CAST(:template_error AS integer) IS NULL THEN '{}'::jsonb
+                     ELSE jsonb_build_object('template_error', CAST(:template_error AS integer))
+                     END,
            whatsapp_message_id = COALESCE(whatsapp_message_id, :first),
            status = :status, error = :error, updated_at = :now
      WHERE id = :id
@@ -156,7 +185,13 @@ _SETTLE = text(
 
 
 async def _settle(
-    res: Resources, message_id: int, *, ids: list[str], error: str | None, status: str
+    res: Resources,
+    message_id: int,
+    *,
+    ids: list[str],
+    error: str | None,
+    status: str,
+    template_error: int | None = None,
 ) -> None:
     async with res.sessions() as session, session.begin():
         connection = await session.connection()
@@ -169,15 +204,19 @@ async def _settle(
                 "error": error,
                 "now": res.clock(),
                 "id": message_id,
+                "template_error": template_error,
             },
         )
         row = result.first()
-        if row is None or status != "sent":
+        if row is None or status not in ("sent", "failed"):
             return
         if row[0] is not None:
             proactive = await session.get(AuroraProactiveMessage, int(row[0]), with_for_update=True)
             if proactive is not None:
-                await finish(session, proactive, res.clock())
+                failed = (error or "failed") if status == "failed" else None
+                await finish(session, proactive, res.clock(), error=failed)
+        if status != "sent":
+            return
         if len(ids) < 2:
             return
         message = await session.get(Message, message_id)
@@ -249,20 +288,58 @@ async def _deliver(res: Resources, message_id: int, claim: Claim, *, last_attemp
         raise RejectedSend(None, str(missing)) from missing
     ids = list(claim.done)
     parts = split_text(claim.content)
+    # Staged for a Cloud number; one since moved to Evolution has no window: text it is.
+    cloud = sender if isinstance(sender, CloudSender) else None
+    template = claim.template if cloud is not None else None
     try:
-        for part in parts[len(ids) :]:
-            ids.append(await sender.send_text(claim.chat_id, part))
-            if len(ids) < len(parts):  # recorded at once; the last part is recorded as sent
-                await _settle(res, message_id, ids=ids, error=None, status="sending")
+        if cloud is not None and template is not None and claim.template_first:
+            if not ids:
+                ids.append(await _send_template(cloud, claim.chat_id, template))
+        else:
+            for part in parts[len(ids) :]:
+                try:
+                    ids.append(await sender.send_text(claim.chat_id, part))
+                except RejectedSend as refused:
+                    if cloud is None or template is None or refused.code != OUTSIDE_WINDOW or ids:
+                        raise
+                    # The window closed after all (Meta's clock decides): once, as the template.
+                    ids.append(await _send_template(cloud, claim.chat_id, template))
+                    break
+                if len(ids) < len(parts):  # recorded at once; the last part is recorded as sent
+                    await _settle(res, message_id, ids=ids, error=None, status="sending")
     except SendError as failure:
         status = "failed" if last_attempt else "pending"
         await _settle(res, message_id, ids=ids, error=failure.detail, status=status)
         raise
     except RejectedSend as refused:
-        await _settle(res, message_id, ids=ids, error=refused.detail, status="failed")
+        template_error = refused.code if refused.code in TEMPLATE_ERRORS else None
+        await _settle(
+            res,
+            message_id,
+            ids=ids,
+            error=refused.detail,
+            status="failed",
+            template_error=template_error,
+        )
+        if template_error is not None and template is not None:
+            await _tell_owners(res, claim, template, refused.detail)
         raise
     await _settle(res, message_id, ids=ids, error=None, status="sent")
     return len(ids)
+
+
+async def _send_template(sender: CloudSender, chat_id: str, template: Template) -> str:
+    return await sender.send_template(
+        chat_id, template.name, template.language, template.parameters
+    )
+
+
+async def _tell_owners(res: Resources, claim: Claim, template: Template, error: str) -> None:
+    """Queue the owners' notice of a refused template (the scheduler sends it when due)."""
+    async with res.sessions() as session, session.begin():
+        await alert_template_error(
+            session, claim.organization_id, claim.kind or "?", template.name, error, res.clock()
+        )
 
 
 async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
@@ -280,15 +357,23 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
         if contact_id is None:
             await finish(session, proactive, now, error="no recipient")
             return None
+        config = await res.configs.get(session, proactive.organization_id)
+        instance = config.instance(None)
+        provider = instance.provider if instance is not None else None
+        plan = await plan_send(session, proactive, contact_id, provider, now)
+        if plan.skip is not None:
+            await finish(session, proactive, now, skipped=plan.skip)
+            return None
         conversation = await open_conversation(session, proactive.organization_id, contact_id, now)
         message = outgoing_message(
             organization_id=proactive.organization_id,
             conversation_id=conversation.id or 0,
+            instance_id=instance.id if instance is not None else None,
             chat_id=chat_id,
             content=proactive.content,
             now=now,
             sent_by_ai=True,
-            meta={"proactive_id": proactive.id, "kind": proactive.message_type},
+            meta={"proactive_id": proactive.id, "kind": proactive.message_type, **plan.meta()},
         )
         session.add(message)
         await session.flush()

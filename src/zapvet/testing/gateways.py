@@ -61,6 +61,16 @@ class SentText(NamedTuple):
     provider_id: str
 
 
+class SentTemplate(NamedTuple):
+    """A template message the fake Cloud API accepted: its body parameters, in order."""
+
+    chat_id: str
+    name: str
+    language: str
+    parameters: list[str]
+    provider_id: str
+
+
 @dataclass(frozen=True)
 class _Fault:
     """A scripted answer: wait `delay` seconds, then fail with `status` (None: answer normally)."""
@@ -438,13 +448,16 @@ class FakeEvolutionAPI(_GatewayServer):
 
 
 class FakeCloudAPI(_GatewayServer):
-    """The Graph API's `POST /{version}/{phone_number_id}/messages` for text messages, and
-    media: `GET /{version}/{media_id}` answers a download URL on this server, which serves
-    the bytes (files registered with `add_media`; 404 after `expire_media`).
+    """The Graph API's `POST /{version}/{phone_number_id}/messages` for text and template
+    messages, and media: `GET /{version}/{media_id}` answers a download URL on this server,
+    which serves the bytes (files registered with `add_media`; 404 after `expire_media`).
 
     Checks the Bearer token (401, code 190), the phone number id (400, code 100) and the body
-    (400, code 100, including the 4,096-character limit). `on_send` runs on the server's
-    thread for every accepted text and must not block.
+    (400, code 100, including the 4,096-character limit). A recipient whose window was
+    closed (`close_window`) gets 131047 for free text, as Meta answers outside the 24-hour
+    window; templates reach it. A template must be approved (`approve_template`: else
+    132001) with its number of body parameters (else 132000). `on_send` runs on the
+    server's thread for every accepted text and must not block.
     """
 
     _name = "fake Cloud API"
@@ -470,6 +483,29 @@ class FakeCloudAPI(_GatewayServer):
         self._media: dict[str, _Media] = {}
         self._downloads: dict[str, str] = {}  # URL token → media id
         self._expired: set[str] = set()
+        self._closed: set[str] = set()  # recipients outside the 24-hour window
+        self._templates: dict[tuple[str, str], int] = {}  # (name, language) → parameters
+        self._sent_templates: list[SentTemplate] = []
+
+    def close_window(self, recipient: str) -> None:
+        """From now on free text to `recipient` (wa_id or BSUID) is refused with 131047."""
+        with self._lock:
+            self._closed.add(recipient)
+
+    def open_window(self, recipient: str) -> None:
+        """`recipient` wrote again: free text reaches them."""
+        with self._lock:
+            self._closed.discard(recipient)
+
+    def approve_template(self, name: str, language: str = "pt_BR", *, parameters: int) -> None:
+        """Template `name` in `language` is approved, with `parameters` body variables."""
+        with self._lock:
+            self._templates[(name, language)] = parameters
+
+    @property
+    def sent_templates(self) -> list[SentTemplate]:
+        with self._lock:
+            return list(self._sent_templates)
 
     @property
     def base_url(self) -> str:
@@ -715,9 +751,24 @@ class FakeCloudAPI(_GatewayServer):
         if problem is not None:
             return _cloud_error(400, f"(#100) {problem}", 100, details=problem)
         address = "to" if isinstance(body.get("to"), str) else "recipient"
-        recipient, text = str(body[address]), str(body["text"]["body"])
+        recipient = str(body[address])
         message_id = _wamid(recipient)
-        self._deliver(recipient, text, message_id)
+        if body.get("type") == "template":
+            refused = self._template(recipient, body["template"], message_id)
+            if refused is not None:
+                return refused
+        else:
+            with self._lock:
+                closed = recipient in self._closed
+            if closed:
+                return _cloud_error(
+                    400,
+                    "(#131047) Re-engagement message",
+                    131047,
+                    details="Message failed to send because more than 24 hours have passed "
+                    "since the customer last replied to this number.",
+                )
+            self._deliver(recipient, str(body["text"]["body"]), message_id)
         contact = {"input": recipient, "wa_id" if address == "to" else "user_id": recipient}
         answer = {
             "messaging_product": "whatsapp",
@@ -725,6 +776,35 @@ class FakeCloudAPI(_GatewayServer):
             "messages": [{"id": message_id, "message_status": "accepted"}],
         }
         return JSONResponse(answer)
+
+    def _template(
+        self, recipient: str, template: dict[str, Any], message_id: str
+    ) -> Response | None:
+        """Send an already well-formed template message; Meta's 132xxx answer, or None."""
+        name, language = template["name"], template["language"]["code"]
+        components = template.get("components") or []
+        body: dict[str, Any] = next((c for c in components if c.get("type") == "body"), {})
+        values = [str(p["text"]) for p in body.get("parameters", [])]
+        with self._lock:
+            expected = self._templates.get((name, language))
+        if expected is None:
+            details = f"template name ({name}) does not exist in {language}"
+            return _cloud_error(
+                404, "(#132001) Template name does not exist in the translation", 132001,
+                details=details,
+            )  # fmt: skip
+        if len(values) != expected:
+            details = (
+                f"body: number of localizable_params ({len(values)}) does not match the "
+                f"expected number of params ({expected})"
+            )
+            return _cloud_error(
+                400, "(#132000) Number of parameters does not match the expected number of params",
+                132000, details=details,
+            )  # fmt: skip
+        with self._lock:
+            self._sent_templates.append(SentTemplate(recipient, name, language, values, message_id))
+        return None
 
 
 async def _chunks(data: bytes, size: int = 16 * 1024) -> AsyncIterator[bytes]:
@@ -740,14 +820,45 @@ def _cloud_problem(body: Any) -> str | None:
         return "The parameter messaging_product is required."
     if not isinstance(body.get("to") or body.get("recipient"), str):
         return "The parameter to is required."
-    if body.get("type", "text") != "text":
-        return "The fake Cloud API sends text messages only."
+    kind = body.get("type", "text")
+    if kind == "template":
+        return _template_problem(body.get("template"))
+    if kind != "text":
+        return "The fake Cloud API sends text and template messages only."
     text = body.get("text")
     content = text.get("body") if isinstance(text, dict) else None
     if not isinstance(content, str) or not content:
         return "The parameter text['body'] is required."
     if len(content) > CLOUD_TEXT_LIMIT:
         return f"Param text['body'] must be at most {CLOUD_TEXT_LIMIT} characters long."
+    return None
+
+
+def _template_problem(template: Any) -> str | None:
+    """What Meta would say is wrong with a `template` object's shape, or None."""
+    if not isinstance(template, dict) or not isinstance(template.get("name"), str):
+        return "The parameter template['name'] is required."
+    language = template.get("language")
+    if not isinstance(language, dict) or not isinstance(language.get("code"), str):
+        return "The parameter template['language']['code'] is required."
+    components = template.get("components", [])
+    if not isinstance(components, list):
+        return "Param template['components'] must be an array."
+    for component in components:
+        parameters = component.get("parameters") if isinstance(component, dict) else None
+        if not isinstance(parameters, list):
+            return "Param template['components'][0]['parameters'] must be an array."
+        for parameter in parameters:
+            value = parameter.get("text") if isinstance(parameter, dict) else None
+            if not isinstance(parameter, dict) or parameter.get("type") != "text":
+                return "The fake Cloud API fills text parameters only."
+            if not isinstance(value, str) or not value:
+                return "Parameter of type text is missing text value."
+            if "\n" in value or "\t" in value or "     " in value:
+                return (
+                    "Param text cannot have new-line/tab characters or more than 4 "
+                    "consecutive spaces"
+                )
     return None
 
 
