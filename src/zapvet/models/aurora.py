@@ -20,7 +20,12 @@ from zapvet.models.base import (
 )
 
 ProactiveType = Literal[
-    "escalation_alert", "appointment_reminder", "daily_summary", "budget_alert", "custom"
+    "escalation_alert",
+    "appointment_reminder",
+    "daily_summary",
+    "budget_alert",
+    "care_invitation",
+    "custom",
 ]
 ProactiveStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
 
@@ -34,6 +39,8 @@ class AuroraProactiveMessage(SQLModel, table=True):
         org_fk("owner_number_id", "aurora_owner_numbers"),
         org_fk("contact_id", "contacts"),
         org_fk("appointment_id", "appointments"),
+        org_fk("pet_id", "pets"),
+        org_fk("service_id", "services"),
         CheckConstraint(
             "status IN ('pending', 'sending', 'sent', 'failed', 'skipped', 'cancelled')",
             name="status",
@@ -53,6 +60,15 @@ class AuroraProactiveMessage(SQLModel, table=True):
             "scheduled_for",
             postgresql_where=text("status = 'pending'"),
         ),
+        # Care cycles: the cooldown per pet and service, and the owner's report by send time.
+        Index(
+            "ix_aurora_proactive_care",
+            "organization_id",
+            "pet_id",
+            "service_id",
+            "scheduled_for",
+            postgresql_where=text("pet_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = id_field()
@@ -60,6 +76,9 @@ class AuroraProactiveMessage(SQLModel, table=True):
     owner_number_id: int | None = ref_field(nullable=True)
     contact_id: int | None = ref_field(nullable=True)
     appointment_id: int | None = ref_field(nullable=True)
+    #: A care invitation's pet and service (migration 0009).
+    pet_id: int | None = ref_field(nullable=True)
+    service_id: int | None = ref_field(nullable=True)
     message_type: ProactiveType = Field(sa_type=String(32))
     content: str = Field(default="", sa_type=Text)
     scheduled_for: datetime = moment_field(nullable=False)

@@ -26,6 +26,10 @@ class Service(SQLModel, table=True):
         UniqueConstraint("organization_id", "name"),
         CheckConstraint("duration_minutes BETWEEN 5 AND 1440", name="duration_minutes"),
         CheckConstraint("price_cents >= 0", name="price_cents"),
+        CheckConstraint(
+            "return_after_days IS NULL OR return_after_days BETWEEN 1 AND 3650",
+            name="return_after_days",
+        ),
     )
 
     id: int | None = id_field()
@@ -36,6 +40,9 @@ class Service(SQLModel, table=True):
     price_cents: int = Field(sa_type=BigInteger)
     description: str | None = Field(default=None, sa_type=Text)
     is_active: bool = Field(default=True)
+    #: Days after a completed appointment when the pet is due again (care cycles, migration
+    #: 0009); None: the service has no cycle and nobody is invited back for it.
+    return_after_days: int | None = Field(default=None)
     created_at: datetime = created_field()
     updated_at: datetime = updated_field()
 

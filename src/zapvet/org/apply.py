@@ -128,6 +128,7 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "daily_summary_at": summary_at,
         "pricing": stored_pricing(spec.pricing.usd_brl, spec.pricing.prices()),
         **spec.limits.stored(),
+        **spec.care.stored(),
     }
     settings = session.get(AISettings, org_id)
     if settings is None:
@@ -213,6 +214,7 @@ def _apply_services(
             "duration_minutes": entry.duration_minutes,
             "price_cents": entry.price,
             "description": entry.description,
+            "return_after_days": entry.return_after_days,
             "is_active": True,
         }
         if row is None:
