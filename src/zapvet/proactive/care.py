@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -42,7 +43,7 @@ from zapvet.proactive.wording import care_text, in_quiet_hours
 from zapvet.scheduling.availability import Slot, local_moment, nearest_slots
 from zapvet.scheduling.booking import OrgPolicy, day_slots, load_policy
 
-CARE = "care_invitation"
+CARE: Final = "care_invitation"
 #: High 32 bits of the per-organization care planning lock (`pg_advisory_xact_lock`).
 CARE_LOCKS = 7303
 #: How many free starts an invitation offers (one per day), and how far ahead it looks.
@@ -290,30 +291,39 @@ async def recheck(
     ).first()
     if booked is not None:
         return "already booked"
+    service = await session.get(Service, message.service_id)
+    if service is None or not service.is_active:
+        return "the service is no longer offered"
+    content = await invitation_text(session, org_id, message.pet_id, message.service_id, now)
+    if content is None:
+        return "no free slot"
+    message.content = clean_text(content)  # names typed by customers, as `insert_rows` does
+    return None
+
+
+async def invitation_text(
+    session: AsyncSession, org_id: int, pet_id: int, service_id: int, now: datetime
+) -> str | None:
+    """The invitation the pet's tutor gets for the service as of `now` (its last completed
+    visit, free slots now); None: no completed visit, or nothing free to offer."""
     last_visit = (
         await session.exec(
             select(Appointment.starts_at)
             .where(
                 Appointment.organization_id == org_id,
-                Appointment.pet_id == message.pet_id,
-                Appointment.service_id == message.service_id,
+                Appointment.pet_id == pet_id,
+                Appointment.service_id == service_id,
                 Appointment.status == "completed",
             )
             .order_by(col(Appointment.starts_at).desc())
         )
     ).first()
-    service = await session.get(Service, message.service_id)
-    if last_visit is None or service is None or not service.is_active:
-        return "the service is no longer offered"
+    pet = await session.get(Pet, pet_id)
+    if last_visit is None or pet is None:
+        return None
     policy = await load_policy(session, org_id)
-    invitation = await _load(
-        session, policy, message.contact_id, message.pet_id, message.service_id, last_visit
-    )
-    content = await _content(session, invitation, now) if invitation else None
-    if content is None:
-        return "no free slot"
-    message.content = clean_text(content)  # names typed by customers, as `insert_rows` does
-    return None
+    invitation = await _load(session, policy, pet.contact_id, pet_id, service_id, last_visit)
+    return await _content(session, invitation, now) if invitation else None
 
 
 def release(message: AuroraProactiveMessage) -> None:
