@@ -76,9 +76,6 @@ class AuroraProactiveMessage(SQLModel, table=True):
     owner_number_id: int | None = ref_field(nullable=True)
     contact_id: int | None = ref_field(nullable=True)
     appointment_id: int | None = ref_field(nullable=True)
-    #: A care invitation's pet and service (migration 0009).
-    pet_id: int | None = ref_field(nullable=True)
-    service_id: int | None = ref_field(nullable=True)
     message_type: ProactiveType = Field(sa_type=String(32))
     content: str = Field(default="", sa_type=Text)
     scheduled_for: datetime = moment_field(nullable=False)
@@ -87,6 +84,9 @@ class AuroraProactiveMessage(SQLModel, table=True):
     dedupe_key: str | None = Field(default=None, max_length=200)
     error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = created_field()
+    #: A care invitation's pet and service (migration 0009; last, where it added them).
+    pet_id: int | None = ref_field(nullable=True)
+    service_id: int | None = ref_field(nullable=True)
 
 
 PendingStatus = Literal["pending", "confirmed", "cancelled", "expired", "failed"]

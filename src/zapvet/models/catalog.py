@@ -40,11 +40,12 @@ class Service(SQLModel, table=True):
     price_cents: int = Field(sa_type=BigInteger)
     description: str | None = Field(default=None, sa_type=Text)
     is_active: bool = Field(default=True)
+    created_at: datetime = created_field()
+    updated_at: datetime = updated_field()
+    # Last, where migration 0009 added it: some tools copy rows by column position.
     #: Days after a completed appointment when the pet is due again (care cycles, migration
     #: 0009); None: the service has no cycle and nobody is invited back for it.
     return_after_days: int | None = Field(default=None)
-    created_at: datetime = created_field()
-    updated_at: datetime = updated_field()
 
 
 class Resource(SQLModel, table=True):

@@ -136,9 +136,11 @@ class AISettings(SQLModel, table=True):
         sa_type=String(16),
         sa_column_kwargs={"server_default": "hand_to_human"},
     )
-    #: `[care]` (migration 0009): whether due pets' tutors are invited back, in which local
-    #: hours and weekdays (a bit per day, bit 0 = Monday), how many a day, and how long a pet
-    #: waits before being invited about the same service again.
+    updated_at: datetime = updated_field()
+    #: `[care]` (migration 0009, which added these columns last): whether due pets' tutors
+    #: are invited back, in which local hours and weekdays (a bit per day, bit 0 = Monday),
+    #: how many a day, and how long a pet waits before being invited about the same service
+    #: again.
     care_enabled: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
     care_hours_start: time = Field(
         default=CARE_DEFAULTS["care_hours_start"],
@@ -162,4 +164,3 @@ class AISettings(SQLModel, table=True):
         default=CARE_DEFAULTS["care_cooldown_days"],
         sa_column_kwargs={"server_default": str(CARE_DEFAULTS["care_cooldown_days"])},
     )
-    updated_at: datetime = updated_field()
