@@ -20,6 +20,7 @@ from zapvet.models import (
     Appointment,
     AuroraProactiveMessage,
     Contact,
+    Conversation,
     Organization,
     Pet,
     Resource,
@@ -167,13 +168,16 @@ async def test_the_latest_completed_visit_starts_the_cycle(
     assert await plan(sessions) == []
 
 
-async def test_opted_out_and_blocked_tutors_are_not_invited(
+async def test_opted_out_blocked_and_escalated_tutors_are_not_invited(
     session: Session, petfeliz: Organization, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     quiet, _, _ = due_rex(session, petfeliz)
     quiet.opted_out_at = NOW - timedelta(days=3)
     blocked, _, _ = due_rex(session, petfeliz, 1)
     blocked.status = "blocked"
+    waiting, _, _ = due_rex(session, petfeliz, 2)  # a person is handling their conversation
+    session.add(Conversation(organization_id=waiting.organization_id,
+                             contact_id=waiting.id or 0, status="escalated"))  # fmt: skip
     session.commit()
     assert await plan(sessions) == []
 
@@ -353,6 +357,20 @@ async def test_an_invitation_booked_or_opted_out_before_it_leaves_is_not_sent(
     assert {row.status for row in cancelled.values()} == {"cancelled"}
     key = care_key(rex.id or 0, last.service_id, last.id or 0)
     assert cancelled[booked_id].dedupe_key is None and key in (cancelled[booked_id].error or "")
+
+
+async def test_an_invitation_whose_tutor_was_escalated_or_blocked_meanwhile_is_not_sent(
+    session: Session, petfeliz: Organization, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    waiting, _, _ = due_rex(session, petfeliz)
+    blocked, _, _ = due_rex(session, petfeliz, 1)
+    waiting_id, blocked_id = await plan(sessions)
+    session.add(Conversation(organization_id=waiting.organization_id,
+                             contact_id=waiting.id or 0, status="escalated"))  # fmt: skip
+    blocked.status = "blocked"
+    session.commit()
+    assert (await stage(sessions, waiting_id, NOW))[0] == "a person is handling the conversation"
+    assert (await stage(sessions, blocked_id, NOW))[0] == "the client is blocked"
 
 
 async def test_an_invitation_claimed_outside_the_window_is_not_sent_and_can_be_planned_again(

@@ -2,7 +2,8 @@
 
 A pet is due for a service with `return_after_days` when its last completed appointment of
 that service plus the interval (in local days) has come, nothing of that service is booked
-after it, its tutor is active and has not opted out, it was not invited about that service
+after it, its tutor is active, has not opted out and is not waiting for a person (an
+escalated conversation), it was not invited about that service
 within `[care] cooldown_days`, and the tutor got no other invitation today. Planning runs only
 inside `[care] hours` and `weekdays` (and outside `[aurora] quiet_hours`), takes a
 transaction advisory lock per organization so that two schedulers count the daily cap one
@@ -34,6 +35,7 @@ from zapvet.models import (
     Appointment,
     AuroraProactiveMessage,
     Contact,
+    Conversation,
     Organization,
     Pet,
     Service,
@@ -69,6 +71,10 @@ _DUE = text(
       JOIN contacts c ON c.organization_id = :org AND c.id = l.contact_id
      WHERE CAST(l.starts_at AT TIME ZONE :zone AS date) + s.return_after_days <= :today
        AND c.status = 'active' AND c.opted_out_at IS NULL
+       AND NOT EXISTS (
+             SELECT 1 FROM conversations v
+              WHERE v.organization_id = :org AND v.contact_id = l.contact_id
+                AND v.status = 'escalated')
        AND NOT EXISTS (
              SELECT 1 FROM appointments f
               WHERE f.organization_id = :org AND f.pet_id = l.pet_id
@@ -278,6 +284,17 @@ async def recheck(
     contact = await session.get(Contact, message.contact_id)
     if contact is None or contact.status == "blocked":
         return "the client is blocked"
+    escalated = (
+        await session.exec(
+            select(Conversation.id).where(
+                Conversation.organization_id == org_id,
+                Conversation.contact_id == message.contact_id,
+                Conversation.status == "escalated",
+            )
+        )
+    ).first()
+    if escalated is not None:
+        return "a person is handling the conversation"
     booked = (
         await session.exec(
             select(Appointment.id).where(
