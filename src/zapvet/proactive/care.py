@@ -3,13 +3,13 @@
 A pet is due for a service with `return_after_days` when its last completed appointment of
 that service plus the interval (in local days) has come, nothing of that service is booked
 after it, its tutor is active, has not opted out and is not waiting for a person (an
-escalated conversation), it was not invited about that service
-within `[care] cooldown_days`, and the tutor got no other invitation today. Planning runs only
-inside `[care] hours` and `weekdays` (and outside `[aurora] quiet_hours`), takes a
-transaction advisory lock per organization so that two schedulers count the daily cap one
-after the other, and writes `aurora_proactive_messages` rows whose `dedupe_key` is
-`care:<pet>:<service>:<appointment that started the cycle>`: a restart, a second scheduler
-or a crash mid-batch inserts each invitation once.
+escalated conversation), it was not invited about that service within `[care]
+cooldown_days` (pending, sending or sent invitations count), and the tutor got no other
+invitation today. Planning runs only inside `[care] hours` and `weekdays` (and outside
+`[aurora] quiet_hours`), takes a transaction advisory lock per organization so that two
+schedulers count the daily cap one after the other, and writes `aurora_proactive_messages`
+rows whose `dedupe_key` is `care:<pet>:<service>:<appointment that started the cycle>`: a
+restart, a second scheduler or a crash mid-batch inserts each invitation once.
 
 Right before an invitation goes out (`recheck`) everything is checked again and its free
 slots are computed anew, so it never offers a slot taken since it was planned. An
@@ -50,8 +50,6 @@ CARE: Final = "care_invitation"
 CARE_LOCKS = 7303
 #: How many free starts an invitation offers (one per day), and how far ahead it looks.
 OFFERED, LOOKAHEAD_DAYS = 3, 14
-#: Statuses that count as invited (for the cooldown, the daily cap and one a day per tutor).
-INVITED = ("pending", "sending", "sent")
 
 _DUE = text(
     """
