@@ -26,8 +26,9 @@ from zapvet.models import (
     Resource,
     Service,
 )
-from zapvet.proactive.care import CARE, care_key, in_care_window, schedule_care_invitations
+from zapvet.proactive.care import schedule_care_invitations
 from zapvet.proactive.delivery import claim_by_id, finish, reason_not_to_send
+from zapvet.proactive.invitation import CARE, care_key, in_care_window
 from zapvet.proactive.wording import CARE_OPT_OUT
 
 pytestmark = pytest.mark.anyio

@@ -35,7 +35,7 @@ from zapvet.models import (
 )
 from zapvet.org import apply_spec, load_spec
 from zapvet.org.spec import OrgSpec
-from zapvet.proactive.care import CARE, invitation_text
+from zapvet.proactive.invitation import CARE, invitation_text
 from zapvet.tools.context import AuroraContext, ClientContext
 
 
