@@ -27,8 +27,8 @@ from zapvet.tools.deps import ToolDeps
 
 pytestmark = pytest.mark.anyio
 AURORA_ONLY = {
-    "business_summary", "ai_costs", "list_appointments", "free_slots", "top_services",
-    "new_clients",
+    "business_summary", "ai_costs", "care_report", "list_appointments", "free_slots",
+    "top_services", "new_clients",
     "inactive_clients", "find_client", "create_appointment", "mark_appointment",
     "update_contact", "hand_back_conversation", "send_message",
 }  # fmt: skip

@@ -119,6 +119,7 @@ CLIENT_PROBES: dict[str, Probes] = {
 AURORA_PROBES: dict[str, Probes] = {
     "business_summary": lambda w: [{"start_date": "2026-11-01", "end_date": "2026-11-30"}],
     "ai_costs": lambda w: [{"start_date": "2020-01-01", "end_date": "2030-12-31"}],
+    "care_report": lambda w: [{"start_date": "2020-01-01", "end_date": "2030-12-31"}],
     "list_appointments": lambda w: [{"date": TOMORROW}, {"date": "2026-11-24"}],
     "free_slots": lambda w: [
         {"date": TOMORROW},

@@ -13,6 +13,7 @@ from zapvet.models import (
     AuditLog,
     AuroraPendingAction,
     AuroraProactiveMessage,
+    Contact,
     Conversation,
     Message,
     Pet,
@@ -212,6 +213,11 @@ def _check_handoff(session: Session, scenario: Scenario, world: World) -> list[s
         alerts = int(session.exec(query).one())
         if alerts != end.alerts:
             failures.append(f"{alerts} escalation alerts queued, expected {end.alerts}")
+    if end.opted_out is not None:
+        contact = session.get(Contact, world.contact_id)
+        opted_out = contact is not None and contact.opted_out_at is not None
+        if opted_out != end.opted_out:
+            failures.append(f"opted out is {opted_out}, expected {end.opted_out}")
     return failures
 
 

@@ -28,7 +28,7 @@ from zapvet.evals.media import MediaPlayer, MediaRig
 from zapvet.evals.outcome import ScenarioRun, TurnRecord
 from zapvet.evals.scenario import ModelStep, Scenario, ScenarioError, Turn
 from zapvet.evals.worker import DrainPlayer, Worker
-from zapvet.evals.world import World, build_world, drop_world
+from zapvet.evals.world import World, build_world, drop_world, send_care_invitation
 from zapvet.graphs.aurora.graph import build_graph as build_aurora_graph
 from zapvet.graphs.client.graph import build_graph as build_client_graph
 from zapvet.graphs.history import to_langchain
@@ -217,6 +217,7 @@ async def _play(
     arrivals = [moment.astimezone(UTC) for moment in scenario.arrivals()]
     clock = [arrivals[0]]
     sessions = db.async_session_maker(async_engine)
+    invitation = await send_care_invitation(sessions, scenario, world)  # in the stored history
     if scenario.via == "drain":
         await _play_drains(scenario, world, run, model, rigs, sessions, clock, scripted)
         return
@@ -234,7 +235,7 @@ async def _play(
         if rigs.media is not None
         else None
     )
-    history: list[BaseMessage] = []
+    history: list[BaseMessage] = [AIMessage(invitation)] if invitation else []
     for index, turn in enumerate(scenario.turns):
         clock[0] = arrivals[index]
         _script(model, turn, world)

@@ -24,6 +24,11 @@ facts the replies must (or must not) contain.
       appointments: [{pet: Rex, service: Banho, start: 2026-11-26T09:00, status: cancelled}]
       replies_contain: ["09:00"]
 
+`setup.care_invitation: {pet, service}` makes our last message before the first turn a care
+invitation, worded and with free slots as the scheduler sends it at `now` (the pet needs a
+completed appointment of that service in `setup.appointments`); `end.opted_out` checks
+whether the customer ends opted out of proactive messages.
+
 A turn's `user` list may hold media items beside texts, each a mapping with one key:
 `audio {transcript, seconds: 3, fail: null|5xx|4xx}`, `image {caption: "", size_mb: null}`,
 `document {file_name: documento.pdf, lines: [...], caption: ""}` (a PDF of those lines),
@@ -126,12 +131,22 @@ class BusyDay(_Strict):
     date: date
 
 
+class CareInvitation(_Strict):
+    """A care invitation we sent the customer at `now`, as the scheduler words it (its pet
+    needs a completed appointment of the service in `appointments`)."""
+
+    pet: str
+    service: str
+
+
 class Setup(_Strict):
     pets: list[PetRow] = []
     appointments: list[AppointmentRow] = []
     others: list[Person] = []
     busy: list[BusyDay] = []
     conversation: Literal["active", "escalated", "closed"] = "active"
+    #: Our last message before the first turn: a care invitation (`proactive.care`).
+    care_invitation: CareInvitation | None = None
 
 
 class ToolCallStep(_Strict):
@@ -363,6 +378,8 @@ class EndExpect(_Strict):
     clients: dict[str, ClientExpect] = {}
     audit: list[str] | None = None
     proposals: list[str] | None = None
+    #: Whether the customer ends opted out of our proactive messages ("PARAR").
+    opted_out: bool | None = None
 
 
 #: `[limits]` a scenario may not set: the drain counts the organization's turns by the

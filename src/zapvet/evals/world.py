@@ -12,13 +12,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Session, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge.identity import normalise_phone, phone_key
 from zapvet.evals.scenario import AppointmentRow, Person, Scenario, Setup
 from zapvet.models import (
     Appointment,
     AuroraOwnerNumber,
+    AuroraProactiveMessage,
     BusinessHours,
     Contact,
     ContactIdentity,
@@ -28,9 +31,11 @@ from zapvet.models import (
     Resource,
     ResourceService,
     Service,
+    outgoing_message,
 )
 from zapvet.org import apply_spec, load_spec
 from zapvet.org.spec import OrgSpec
+from zapvet.proactive.invitation import CARE, invitation_text
 from zapvet.tools.context import AuroraContext, ClientContext
 
 
@@ -254,6 +259,69 @@ def build_world(engine: Engine, scenario: Scenario, token: str) -> World:
             snapshot=snapshot,
             clients=clients,
         )
+
+
+async def send_care_invitation(
+    sessions: async_sessionmaker[AsyncSession], scenario: Scenario, world: World
+) -> str | None:
+    """Store `setup.care_invitation` as our sent message in the customer's conversation (and
+    as a sent invitation), worded as the scheduler words it at the scenario's `now`; its
+    text, or None without one.
+
+    Raises:
+        ValueError: the pet or service is unknown, or nothing is due to offer.
+    """
+    wanted = scenario.setup.care_invitation
+    if wanted is None:
+        return None
+    now = scenario.now
+    async with sessions() as session, session.begin():
+        pet = (
+            await session.exec(
+                select(Pet).where(
+                    Pet.organization_id == world.org_id,
+                    Pet.contact_id == world.contact_id,
+                    Pet.name == wanted.pet,
+                )
+            )
+        ).first()
+        service = (
+            await session.exec(
+                select(Service).where(
+                    Service.organization_id == world.org_id, Service.name == wanted.service
+                )
+            )
+        ).first()
+        if pet is None or pet.id is None or service is None or service.id is None:
+            raise ValueError(f"care_invitation names unknown {wanted.pet!r} or {wanted.service!r}")
+        content = await invitation_text(session, world.org_id, pet.id, service.id, now)
+        if content is None:
+            raise ValueError("care_invitation: no completed visit of it, or no free slot")
+        invitation = AuroraProactiveMessage(
+            organization_id=world.org_id,
+            contact_id=world.contact_id,
+            pet_id=pet.id,
+            service_id=service.id,
+            message_type=CARE,
+            content=content,
+            scheduled_for=now,
+            status="sent",
+            sent_at=now,
+        )
+        session.add(invitation)
+        await session.flush()
+        message = outgoing_message(
+            organization_id=world.org_id,
+            conversation_id=world.context.conversation_id,
+            chat_id=scenario.contact.phone,
+            content=content,
+            now=now,
+            sent_by_ai=True,
+            meta={"proactive_id": invitation.id, "kind": CARE},
+        )
+        message.status = "sent"
+        session.add(message)
+    return content
 
 
 def drop_world(engine: Engine, world: World) -> None:

@@ -26,6 +26,7 @@ ProactiveType = Literal[
     "budget_alert",
     "erasure_request",
     "template_alert",
+    "care_invitation",
     "custom",
 ]
 ProactiveStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
@@ -40,6 +41,8 @@ class AuroraProactiveMessage(SQLModel, table=True):
         org_fk("owner_number_id", "aurora_owner_numbers"),
         org_fk("contact_id", "contacts"),
         org_fk("appointment_id", "appointments"),
+        org_fk("pet_id", "pets"),
+        org_fk("service_id", "services"),
         CheckConstraint(
             "status IN ('pending', 'sending', 'sent', 'failed', 'skipped', 'cancelled')",
             name="status",
@@ -59,6 +62,15 @@ class AuroraProactiveMessage(SQLModel, table=True):
             "scheduled_for",
             postgresql_where=text("status = 'pending'"),
         ),
+        # Care cycles: the cooldown per pet and service, and the owner's report by send time.
+        Index(
+            "ix_aurora_proactive_care",
+            "organization_id",
+            "pet_id",
+            "service_id",
+            "scheduled_for",
+            postgresql_where=text("pet_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = id_field()
@@ -76,6 +88,9 @@ class AuroraProactiveMessage(SQLModel, table=True):
     dedupe_key: str | None = Field(default=None, max_length=200)
     error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = created_field()
+    #: A care invitation's pet and service (migration 0009; last, where it added them).
+    pet_id: int | None = ref_field(nullable=True)
+    service_id: int | None = ref_field(nullable=True)
 
 
 PendingStatus = Literal["pending", "confirmed", "cancelled", "expired", "failed"]

@@ -26,6 +26,10 @@ class Service(SQLModel, table=True):
         UniqueConstraint("organization_id", "name"),
         CheckConstraint("duration_minutes BETWEEN 5 AND 1440", name="duration_minutes"),
         CheckConstraint("price_cents >= 0", name="price_cents"),
+        CheckConstraint(
+            "return_after_days IS NULL OR return_after_days BETWEEN 1 AND 3650",
+            name="return_after_days",
+        ),
     )
 
     id: int | None = id_field()
@@ -38,6 +42,10 @@ class Service(SQLModel, table=True):
     is_active: bool = Field(default=True)
     created_at: datetime = created_field()
     updated_at: datetime = updated_field()
+    # Last, where migration 0009 added it: some tools copy rows by column position.
+    #: Days after a completed appointment when the pet is due again (care cycles, migration
+    #: 0009); None: the service has no cycle and nobody is invited back for it.
+    return_after_days: int | None = Field(default=None)
 
 
 class Resource(SQLModel, table=True):

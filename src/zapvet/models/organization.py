@@ -52,6 +52,18 @@ LIMIT_DEFAULTS = {
 OverBudget = Literal["hand_to_human", "fallback_only"]
 OVER_BUDGET_BEHAVIOURS: tuple[OverBudget, ...] = ("hand_to_human", "fallback_only")
 
+#: `[care]` defaults (care cycles, migration 0009): off until the owner turns it on; when on,
+#: invitations leave 09:00-18:00 local, Monday to Saturday (bit 0 = Monday), at most 20 a
+#: day per organization, and a pet is not invited about the same service twice in 30 days.
+CARE_DEFAULTS = {
+    "care_enabled": False,
+    "care_hours_start": time(9),
+    "care_hours_end": time(18),
+    "care_weekdays": 0b0111111,
+    "care_daily_cap": 20,
+    "care_cooldown_days": 30,
+}
+
 
 class AISettings(SQLModel, table=True):
     """How the organization's agents behave: model, tone, batching, hand-over, reminders."""
@@ -71,6 +83,10 @@ class AISettings(SQLModel, table=True):
         CheckConstraint("over_budget IN ('hand_to_human', 'fallback_only')", name="over_budget"),
         CheckConstraint("message_retention_days > 0", name="message_retention_days"),
         CheckConstraint("transcript_retention_days > 0", name="transcript_retention_days"),
+        CheckConstraint("care_hours_start < care_hours_end", name="care_hours"),
+        CheckConstraint("care_weekdays BETWEEN 0 AND 127", name="care_weekdays"),
+        CheckConstraint("care_daily_cap >= 0", name="care_daily_cap"),
+        CheckConstraint("care_cooldown_days >= 1", name="care_cooldown_days"),
     )
 
     organization_id: int = Field(
@@ -122,8 +138,35 @@ class AISettings(SQLModel, table=True):
         sa_type=String(16),
         sa_column_kwargs={"server_default": "hand_to_human"},
     )
+    updated_at: datetime = updated_field()
+    #: `[care]` (migration 0009, which added these columns last): whether due pets' tutors
+    #: are invited back, in which local hours and weekdays (a bit per day, bit 0 = Monday),
+    #: how many a day, and how long a pet waits before being invited about the same service
+    #: again.
+    care_enabled: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    care_hours_start: time = Field(
+        default=CARE_DEFAULTS["care_hours_start"],
+        sa_type=Time,
+        sa_column_kwargs={"server_default": "09:00"},
+    )
+    care_hours_end: time = Field(
+        default=CARE_DEFAULTS["care_hours_end"],
+        sa_type=Time,
+        sa_column_kwargs={"server_default": "18:00"},
+    )
+    care_weekdays: int = Field(
+        default=CARE_DEFAULTS["care_weekdays"],
+        sa_column_kwargs={"server_default": str(CARE_DEFAULTS["care_weekdays"])},
+    )
+    care_daily_cap: int = Field(
+        default=CARE_DEFAULTS["care_daily_cap"],
+        sa_column_kwargs={"server_default": str(CARE_DEFAULTS["care_daily_cap"])},
+    )
+    care_cooldown_days: int = Field(
+        default=CARE_DEFAULTS["care_cooldown_days"],
+        sa_column_kwargs={"server_default": str(CARE_DEFAULTS["care_cooldown_days"])},
+    )
     #: `[privacy]` (migration 0013): days after which messages' contents, and media
     #: transcripts and extracted texts, are erased by the scheduler; None: kept.
     message_retention_days: int | None = Field(default=None)
     transcript_retention_days: int | None = Field(default=None)
-    updated_at: datetime = updated_field()

@@ -135,6 +135,7 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "pricing": stored_pricing(spec.pricing.usd_brl, spec.pricing.prices()),
         **spec.limits.stored(),
         **spec.privacy.model_dump(),
+        **spec.care.stored(),
     }
     settings = session.get(AISettings, org_id)
     if settings is None:
@@ -220,6 +221,7 @@ def _apply_services(
             "duration_minutes": entry.duration_minutes,
             "price_cents": entry.price,
             "description": entry.description,
+            "return_after_days": entry.return_after_days,
             "is_active": True,
         }
         if row is None:

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from zapvet.errors import OrgFileError, OrgFileProblem
-from zapvet.models.organization import LIMIT_DEFAULTS, OverBudget
+from zapvet.models.organization import CARE_DEFAULTS, LIMIT_DEFAULTS, OverBudget
 from zapvet.models.schedule import WEEKDAYS
 from zapvet.money import parse_price
 from zapvet.org.phones import checked_phone
@@ -202,6 +202,9 @@ class ServiceEntry(_Section):
     duration_minutes: int = Field(ge=5, le=1440)
     price: Cents
     description: str | None = None
+    #: Days after a completed appointment when the pet is due again (care cycles); absent:
+    #: no cycle.
+    return_after_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 class ResourceEntry(_Section):
@@ -369,6 +372,48 @@ class TemplateEntry(_Section):
         return self
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class CareSection(_Section):
+    """`[care]`: invitations to come back when a service with `return_after_days` is due.
+
+    Off by default: a shop turns it on once its cycles are set. Invitations leave only
+    within `hours` (local) on `weekdays`, at most `daily_cap` a day for the organization, and
+    a pet is not invited about the same service again within `cooldown_days`."""
+
+    enabled: bool = bool(CARE_DEFAULTS["care_enabled"])
+    hours: str = "09:00-18:00"
+    weekdays: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat"]
+    daily_cap: int = Field(default=20, ge=0, le=10_000)
+    cooldown_days: int = Field(default=30, ge=1, le=3650)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[Weekday]) -> list[Weekday]:
+        if len(set(value)) != len(value):
+            raise ValueError("a weekday is listed twice")
+        return value
+
+    def stored(self) -> dict[str, Any]:
+        """The `ai_settings` columns these keys are kept in."""
+        start, end = parse_interval(self.hours)
+        return {
+            "care_enabled": self.enabled,
+            "care_hours_start": start,
+            "care_hours_end": end,
+            "care_weekdays": sum(1 << WEEKDAYS.index(day) for day in self.weekdays),
+            "care_daily_cap": self.daily_cap,
+            "care_cooldown_days": self.cooldown_days,
+        }
+
+
 class OrgSpec(_Section):
     """A whole organization file, validated."""
 
@@ -380,13 +425,15 @@ class OrgSpec(_Section):
     owners: list[OwnerEntry] = []
     services: list[ServiceEntry] = Field(min_length=1)
     resources: list[ResourceEntry] = Field(min_length=1)
-    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]]
+    hours: dict[Weekday, list[str]]
     closures: list[ClosureEntry] = []
     pricing: PricingSection = PricingSection()
     limits: LimitsSection = LimitsSection()
     privacy: PrivacySection = PrivacySection()
 
     templates: list[TemplateEntry] = []
+
+    care: CareSection = CareSection()
 
     def weekly_hours(self) -> dict[int, list[tuple[time, time]]]:
         """Weekday index (0 = Monday) → sorted opening intervals."""

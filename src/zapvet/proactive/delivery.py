@@ -16,6 +16,7 @@ from zapvet.models import (
     Contact,
     Organization,
 )
+from zapvet.proactive import invitation
 from zapvet.proactive.planning import REMINDER, reminder_key
 from zapvet.proactive.wording import in_quiet_hours
 
@@ -82,11 +83,14 @@ async def claim_by_id(
 async def reason_not_to_send(
     session: AsyncSession, message: AuroraProactiveMessage, now: datetime
 ) -> str | None:
-    """Why a claimed message must not go out after all (None: send it)."""
+    """Why a claimed message must not go out after all (None: send it). A care invitation's
+    free slots are computed here, at send time, into its content (`invitation.recheck`)."""
     if message.contact_id is not None and message.owner_number_id is None:
         contact = await session.get(Contact, message.contact_id)
         if contact is None or contact.opted_out_at is not None:
             return "the client opted out"
+    if message.message_type == invitation.CARE:
+        return await invitation.recheck(session, message, now)
     if message.message_type != REMINDER or message.appointment_id is None:
         return None
     appointment = await session.get(Appointment, message.appointment_id)
@@ -116,6 +120,7 @@ async def finish(
     """Record a claimed message as sent, skipped (with the reason) or failed."""
     if skipped is not None:
         message.status, message.error = "cancelled", skipped
+        invitation.release(message)
     elif error is not None:
         message.status, message.error = "failed", error
     else:

@@ -11,7 +11,10 @@ from datetime import date, datetime, time
 from zapvet.analytics.figures import Summary
 from zapvet.cleaning import clean_text
 from zapvet.money import format_brl
-from zapvet.scheduling.booking import describe_day
+from zapvet.scheduling.booking import WEEKDAY_NAMES, describe_day
+
+#: The last line of every care invitation (the client graph honours the answer "PARAR").
+CARE_OPT_OUT = "Responda PARAR para não receber mais lembretes."
 
 
 def in_quiet_hours(moment: time, start: time | None, end: time | None) -> bool:
@@ -47,6 +50,28 @@ def reminder_values(
             "data": describe_day(local.date()),
             "loja": org,
         }
+    )
+
+
+def care_text(
+    org: str,
+    client: str | None,
+    pet: str,
+    service: str,
+    last_visit: date,
+    slots: list[datetime],
+) -> str:
+    """A care invitation: the pet is due for `service` again; `slots` are local free starts."""
+    hello = f"Olá, {client}! " if client else "Olá! "
+    offered = "\n".join(
+        f"• {WEEKDAY_NAMES[moment.weekday()]}, {moment:%d/%m} às {moment:%H:%M}" for moment in slots
+    )
+    return (
+        f"{hello}🐾 Está na hora do próximo {service} de {pet} na {org} "
+        f"(o último foi em {last_visit:%d/%m/%Y}).\n"
+        f"Tenho estes horários livres:\n{offered}\n"
+        "Quer reservar um deles? É só responder com o dia e o horário.\n"
+        f"{CARE_OPT_OUT}"
     )
 
 

@@ -9,7 +9,8 @@ plus `SWEEP_MARGIN` for the queue to deliver the drain; a row the pipeline defer
 purpose (a media or send retry) gets its retry wait on top. Re-enqueued work is not
 enqueued again for one planning interval (5 s by default, the pre-2026-12 cadence), so a
 queue that is merely slow is not flooded. Every planning interval it also schedules
-reminders and daily summaries, and now and then trims the dead-letter queue. A second
+reminders and daily summaries (care invitations once a minute: `proactive/care.py`), and
+now and then trims the dead-letter queue. A second
 scheduler waits for the lock; if it ever acts too, scheduling and claiming are idempotent.
 """
 
@@ -32,6 +33,7 @@ from zapvet.clock import Clock
 from zapvet.commands.privacy import enforce_retention
 from zapvet.logging import get_logger
 from zapvet.media.prepare import RETRY_DELAYS_S as MEDIA_RETRY_DELAYS_S
+from zapvet.proactive.care import schedule_care_invitations
 from zapvet.proactive.delivery import due_ids
 from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.queue import dlq
@@ -61,6 +63,9 @@ SWEEP_EVERY_S = 1.0
 TRIM_EVERY_S = 300.0
 #: How often `[privacy]` retention erases old message contents and transcripts.
 RETENTION_EVERY_S = 3600.0
+#: How often care invitations are planned: a scan of each care-enabled organization's
+#: completed appointments, and invitations are a matter of hours, not seconds.
+CARE_EVERY_S = 60.0
 
 log = get_logger("zapvet.scheduler")
 #: Which of these conversations have a drain queued or parked (`Fairness.owed`).
@@ -130,6 +135,7 @@ class Recently:
 class TickReport:
     reminders: int = 0
     summaries: int = 0
+    care: int = 0
     proactive: int = 0
     drains: int = 0
     sends: int = 0
@@ -141,18 +147,23 @@ async def tick(
     now: datetime,
     *,
     plan: bool = True,
+    care: bool | None = None,
     recently: Recently | None = None,
     owed: Owed | None = None,
 ) -> TickReport:
     """One round of sweeping, and of scheduling with `plan` (the caller holds the leader
-    lock). With `recently`, work enqueued within its period is left to the queue; with
-    `owed`, so are conversations whose drain is queued or parked (`queue.fairness`)."""
+    lock), care invitations included unless `care` is False (default: with `plan`). With
+    `recently`, work enqueued within its period is left to the queue; with `owed`, so are
+    conversations whose drain is queued or parked (`queue.fairness`)."""
     report = TickReport()
     if plan:
         async with sessions() as session, session.begin():
             report.reminders = len(await schedule_reminders(session, now))
         async with sessions() as session, session.begin():
             report.summaries = len(await schedule_daily_summaries(session, now))
+    if plan if care is None else care:
+        async with sessions() as session, session.begin():
+            report.care = len(await schedule_care_invitations(session, now))
     async with sessions() as session:
         due = await due_ids(session, now)
         stuck = (
@@ -253,17 +264,26 @@ async def run(
     leader = Leadership(database_url)
     every_s = min(SWEEP_EVERY_S, interval_s)
     recently = Recently(interval_s)
-    planned = trimmed = retained = float("-inf")
+    planned = trimmed = retained = cared = float("-inf")
     try:
         while not stop.is_set():
             if await leader.acquire():
                 try:
                     plan = time.monotonic() - planned >= interval_s
+                    care = plan and time.monotonic() - cared >= CARE_EVERY_S
                     report = await tick(
-                        sessions, enqueue, clock(), plan=plan, recently=recently, owed=owed
+                        sessions,
+                        enqueue,
+                        clock(),
+                        plan=plan,
+                        care=care,
+                        recently=recently,
+                        owed=owed,
                     )
                     if plan:
                         planned = time.monotonic()
+                    if care:
+                        cared = time.monotonic()
                     if report.drains or report.sends:
                         log.info(
                             "sweeper re-enqueued work", drains=report.drains, sends=report.sends

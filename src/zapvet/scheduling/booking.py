@@ -395,6 +395,9 @@ async def book(
         ends_at=slot.end,
         price_cents=service.price_cents,
         source=source,
+        # The turn's clock (the wall clock in production), so that "booked within N days of
+        # a care invitation" reads one clock under a frozen one too.
+        created_at=now,
     )
     try:
         return await place(session, appointment, slot.resource_ids)

@@ -8,7 +8,7 @@ from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 
-from zapvet.analytics import costs, figures
+from zapvet.analytics import care, costs, figures
 from zapvet.commands.proposals import for_owner
 from zapvet.errors import ToolError
 from zapvet.models import Appointment, Contact, Pet
@@ -112,6 +112,47 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
             usd_brl=str(report.usd_brl).replace(".", ","),
             unpriced_models=sorted(report.unpriced_models),
             **budget_of(report),
+        )
+
+    @tool
+    async def care_report(
+        start_date: str, end_date: str, runtime: ToolRuntime[AuroraContext], within_days: int = 14
+    ) -> str:
+        """Resultado dos lembretes de retorno (convites de cuidado: banho, vacina, vermífugo
+        vencendo) enviados no período (datas AAAA-MM-DD, inclusivas): convites enviados,
+        agendamentos do mesmo pet e serviço feitos até `within_days` dias depois de cada
+        convite (um por convite; sem cancelados nem faltas), clientes que voltaram, quantos já
+        foram concluídos, o faturamento desses agendamentos (valor combinado) e a parte já
+        concluída, no total e por serviço. "Quantos clientes voltaram pelos lembretes este
+        mês?": do dia 1 até hoje.
+
+        Exemplo: care_report(start_date="2026-12-01", end_date="2026-12-06", within_days=14)
+        """
+        if not 1 <= within_days <= 365:
+            raise ToolError("Informe de 1 a 365 dias.")
+        async with call(runtime) as c:
+            start, end = day_of(c.org, start_date), day_of(c.org, end_date)
+            if end < start:
+                raise ToolError("A data final vem antes da inicial.")
+            report = await care.care_results(
+                c.session, c.owner.organization_id, c.org.zone, start, end, within_days
+            )
+
+        def shown(f: care.CareFigures) -> dict[str, object]:
+            return {
+                "invitations_sent": f.invitations_sent,
+                "bookings": f.bookings,
+                "clients_returned": f.clients_returned,
+                "completed": f.completed,
+                "revenue": format_brl(f.revenue_cents),
+                "completed_revenue": format_brl(f.completed_revenue_cents),
+            }
+
+        return result(
+            period=f"{start:%d/%m/%Y}" + ("" if start == end else f" a {end:%d/%m/%Y}"),
+            within_days=within_days,
+            total=shown(report.total),
+            by_service={name: shown(f) for name, f in report.per_service.items()},
         )
 
     @tool
@@ -296,6 +337,7 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
     return [
         business_summary,
         ai_costs,
+        care_report,
         list_appointments,
         free_slots,
         top_services,
