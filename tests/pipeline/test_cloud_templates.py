@@ -19,6 +19,7 @@ from zapvet.errors import RejectedSend
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import Contact, Conversation, Message, Organization, Resource, Service
 from zapvet.org import apply_spec, parse_spec
+from zapvet.proactive.care import schedule_care_invitations
 from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.proactive.templates import template_failures
 from zapvet.queue.outbox import send_outgoing, stage_proactive
@@ -292,3 +293,40 @@ async def test_evolution_keeps_free_text_whatever_the_window(
             )
         await remind(res)
         assert [sent.text.startswith("Olá, Marina!") for sent in fake.sent] == [True]
+
+
+async def test_cloud_a_care_invitation_outside_the_window_goes_out_as_its_template(
+    session: Session, petfeliz: Organization, gateway: FakeCloudAPI, database_url: str
+) -> None:
+    # Customers due for a return have not written for weeks: on a Cloud number the
+    # invitation is its template, filled from the same data as its text.
+    invitation = """
+[[templates]]
+kind = "care_invitation"
+name = "convite_retorno"
+language = "pt_BR"
+parameters = ["cliente", "pet", "servico", "loja"]
+"""
+    gateway.approve_template("convite_retorno", "pt_BR", parameters=4)
+    on_cloud(session, gateway, REMINDER_TEMPLATE + invitation)
+    due = datetime(2026, 12, 3, 10, 0, tzinfo=SAO_PAULO)
+    banho = session.exec(select(Service).where(Service.name == "Banho")).one()
+    carla = session.exec(select(Resource).where(Resource.name == "Carla")).one()
+    add(session, petfeliz, MARINA, "Marina", banho, carla, due - timedelta(days=21), "completed")
+    session.commit()
+    res = build_resources(database_url, ScriptedChatModel, pool_size=2, clock=lambda: due)
+    try:
+        async with res.sessions() as async_session, async_session.begin():
+            [proactive_id] = await schedule_care_invitations(async_session, due)
+        staged = await stage_proactive(res, proactive_id)
+        assert staged is not None
+        await send_outgoing(res, staged, last_attempt=True)
+    finally:
+        await res.close()
+    assert gateway.sent == []
+    [template] = gateway.sent_templates
+    assert (template.chat_id, template.name, template.parameters) == (
+        MARINA,
+        "convite_retorno",
+        ["Marina", "Pet de Marina", "Banho", petfeliz.name],
+    )

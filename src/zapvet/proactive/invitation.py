@@ -29,7 +29,7 @@ from zapvet.models import (
     Pet,
     Service,
 )
-from zapvet.proactive.wording import care_text, in_quiet_hours
+from zapvet.proactive.wording import care_text, care_values, in_quiet_hours
 from zapvet.scheduling.availability import Slot, local_moment, nearest_slots
 from zapvet.scheduling.booking import OrgPolicy, day_slots, load_policy
 
@@ -167,6 +167,11 @@ async def recheck(
     if content is None:
         return "no free slot"
     message.content = clean_text(content)  # names typed by customers, as `insert_rows` does
+    pet = await session.get(Pet, message.pet_id)
+    # On a Cloud API number outside the 24-hour window, the invitation is its template.
+    message.template_values = care_values(
+        org.name, contact.name, pet.name if pet is not None else None, service.name
+    )
     return None
 
 

@@ -75,6 +75,13 @@ def care_text(
     )
 
 
+def care_values(org: str, client: str | None, pet: str | None, service: str) -> dict[str, str]:
+    """A care invitation's template parameters (`care_invitation` in `org.templates`)."""
+    return _one_line(
+        {"cliente": client or "cliente", "pet": pet or "seu pet", "servico": service, "loja": org}
+    )
+
+
 def alert_text(client: str | None, phone: str | None, reason: str | None) -> str:
     who = client or phone or "um cliente"
     contact = f" ({phone})" if client and phone else ""
