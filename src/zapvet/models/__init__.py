@@ -15,7 +15,7 @@ from zapvet.models.conversation import (
 )
 from zapvet.models.organization import AISettings, Organization
 from zapvet.models.schedule import WEEKDAYS, BusinessHours, Closure
-from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance
+from zapvet.models.whatsapp import AuroraOwnerNumber, InstanceConnection, WhatsAppInstance
 
 __all__ = [
     "OCCUPYING_STATUSES",
@@ -33,6 +33,7 @@ __all__ = [
     "Contact",
     "ContactIdentity",
     "Conversation",
+    "InstanceConnection",
     "Message",
     "Organization",
     "Pet",

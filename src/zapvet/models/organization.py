@@ -120,4 +120,10 @@ class AISettings(SQLModel, table=True):
         sa_type=String(16),
         sa_column_kwargs={"server_default": "hand_to_human"},
     )
+    #: `[ai] read_receipts` (migration 0011): the customer's messages are marked read when
+    #: the agent answers them.
+    read_receipts: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
+    #: `[ai] typing_indicator`: "digitando…" while a turn runs (on the Cloud API the
+    #: indicator also marks the message read, so it needs `read_receipts` too).
+    typing_indicator: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
     updated_at: datetime = updated_field()
