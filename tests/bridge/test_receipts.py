@@ -85,7 +85,7 @@ async def test_receipts_evolution_refusals_and_outages_raise_the_send_errors(
     assert refused.value.status == 401
     assert "wrong" not in str(refused.value)
 
-    evolution.fail_next(503)
+    evolution.courtesy_status = 503
     with pytest.raises(SendError):
         await evolution_sender(evolution, client).send_presence(CHAT, "3EB0AA", delay_ms=100)
 

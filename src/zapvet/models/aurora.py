@@ -20,7 +20,12 @@ from zapvet.models.base import (
 )
 
 ProactiveType = Literal[
-    "escalation_alert", "appointment_reminder", "daily_summary", "budget_alert", "custom"
+    "escalation_alert",
+    "appointment_reminder",
+    "daily_summary",
+    "budget_alert",
+    "connection_alert",
+    "custom",
 ]
 ProactiveStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
 

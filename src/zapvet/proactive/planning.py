@@ -39,6 +39,7 @@ from zapvet.proactive.wording import in_quiet_hours, reminder_text, summary_text
 
 REMINDER, ALERT, DAILY = "appointment_reminder", "escalation_alert", "daily_summary"
 BUDGET = "budget_alert"
+CONNECTION = "connection_alert"
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, object]]) -> list[int]:

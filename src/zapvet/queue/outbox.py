@@ -36,7 +36,9 @@ from zapvet.models import (
     outgoing_message,
 )
 from zapvet.otel.tracing import tracer
+from zapvet.proactive import connection
 from zapvet.proactive.delivery import claim_by_id, finish, reason_not_to_send
+from zapvet.proactive.planning import CONNECTION
 from zapvet.queue.resources import Resources
 
 log = get_logger("zapvet.queue.outbox")
@@ -280,10 +282,18 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
         if contact_id is None:
             await finish(session, proactive, now, error="no recipient")
             return None
+        instance_id = None
+        if proactive.message_type == CONNECTION:  # not through the instance that went down
+            way = await _connection_route(session, proactive)
+            if way is None:
+                await finish(session, proactive, now, skipped=connection.UNDELIVERABLE)
+                return None
+            instance_id, chat_id = way.instance_id, way.chat_id
         conversation = await open_conversation(session, proactive.organization_id, contact_id, now)
         message = outgoing_message(
             organization_id=proactive.organization_id,
             conversation_id=conversation.id or 0,
+            instance_id=instance_id,
             chat_id=chat_id,
             content=proactive.content,
             now=now,
@@ -293,6 +303,16 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
         session.add(message)
         await session.flush()
         return message.id
+
+
+async def _connection_route(
+    session: AsyncSession, proactive: AuroraProactiveMessage
+) -> connection.Route | None:
+    owner_id = proactive.owner_number_id
+    owner = await session.get(AuroraOwnerNumber, owner_id) if owner_id is not None else None
+    if owner is None:
+        return None
+    return await connection.route(session, proactive.organization_id, owner.phone)
 
 
 async def _recipient(

@@ -151,17 +151,21 @@ class _GatewayServer(LoopbackFake):
     def _routes(self) -> list[Route]:
         raise NotImplementedError
 
-    async def _receive(self, request: Request) -> tuple[Any, _Fault | None]:
-        """Record `request`, and take the next scripted fault, if any."""
+    async def _receive(
+        self, request: Request, *, faults: Callable[[Any], bool] | None = None
+    ) -> tuple[Any, _Fault | None]:
+        """Record `request`, and take the next scripted fault, if any (only when `faults`,
+        given, says the body takes one: read receipts and typing never do)."""
         raw = await request.body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
         recorded = RecordedRequest(request.method, request.url.path, body, dict(request.headers))
+        takes = faults is None or faults(body)
         with self._lock:
             self._requests.append(recorded)
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._faults.popleft() if self._faults and takes else None
         return body, fault
 
     def _deliver(self, chat_id: str, text: str, provider_id: str) -> None:
@@ -204,6 +208,8 @@ class FakeEvolutionAPI(_GatewayServer):
         self.not_on_whatsapp = set(not_on_whatsapp)
         self.webhook_url = webhook_url
         self._media: dict[str, _Media] = {}
+        #: Answer every sendPresence and markMessageAsRead with this HTTP status (None: 201).
+        self.courtesy_status: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -411,12 +417,13 @@ class FakeEvolutionAPI(_GatewayServer):
         ]
 
     async def _chat_call(self, request: Request) -> tuple[Any, Response | None]:
-        """Record, play a fault, check the instance and key; the body, or the refusal."""
-        body, fault = await self._receive(request)
-        if not await self._pause(self._latency + (fault.delay if fault else 0.0)):
+        """Record, check the instance and key; the body, or the refusal. Scripted faults
+        are for sends and downloads: these answer `courtesy_status` instead, when set."""
+        body, _ = await self._receive(request, faults=lambda _: False)
+        if not await self._pause(self._latency):
             return body, _evolution_error(503, "the fake Evolution API is stopping")
-        if fault is not None and fault.status is not None:
-            return body, _evolution_error(fault.status, fault.message)
+        if self.courtesy_status is not None:
+            return body, _evolution_error(self.courtesy_status, None)
         instance = request.path_params["instance"]
         if instance not in self.instances:
             return body, _evolution_error(404, [f'The "{instance}" instance does not exist'])
@@ -809,7 +816,7 @@ class FakeCloudAPI(_GatewayServer):
         return None
 
     async def _messages(self, request: Request) -> Response:
-        body, fault = await self._receive(request)
+        body, fault = await self._receive(request, faults=lambda body: not _is_read(body))
         if not await self._pause(self._latency + (fault.delay if fault else 0.0)):
             return _cloud_error(503, "(#2) Service temporarily unavailable", 2)
         if fault is not None and fault.status is not None:
@@ -825,7 +832,7 @@ class FakeCloudAPI(_GatewayServer):
                 "cannot be loaded due to missing permissions, or does not support this operation.",
                 100,
             )
-        if isinstance(body, dict) and "status" in body:
+        if _is_read(body):
             return _cloud_read(body)
         problem = _cloud_problem(body)
         if problem is not None:
@@ -846,6 +853,10 @@ class FakeCloudAPI(_GatewayServer):
 async def _chunks(data: bytes, size: int = 16 * 1024) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def _is_read(body: Any) -> bool:
+    return isinstance(body, dict) and "status" in body
 
 
 def _cloud_read(body: dict[str, Any]) -> Response:
