@@ -327,6 +327,17 @@ async def _status(
     )
     if event.status == "failed":
         query = query.values(status="failed", error=event.error or "failed at the provider")
+        failed = (await session.exec(query.returning(col(Message.conversation_id)))).all()
+        for conversation_id in failed:
+            # Accepted, then lost: nothing retries it, so say so where operators look.
+            log.warning(
+                "reply failed after the gateway accepted it",
+                organizationId=instance.organization_id,
+                conversationId=conversation_id,
+                error=event.error,
+            )
+        report.updated += len(failed)
+        return
     elif rank is not None:
         lower = [name for name, value in _STATUS_RANK.items() if value < rank]
         query = query.where(col(Message.status).in_(lower)).values(status=event.status)
