@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.conftest import EXAMPLE_ORG
 from tests.pipeline.conftest import rows
-from tests.pipeline.support import Recorder
+from tests.pipeline.support import Recorder, zapvet
 from zapvet import db
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
@@ -171,3 +171,17 @@ def test_connection_state_in_readyz(stack: LocalStack) -> None:
 
     assert body["ready"] is True  # the bridge still takes webhooks
     assert body["instances"][f"petfeliz/{INSTANCE}"]["state"] == "close"
+
+
+def test_connection_state_in_zapvet_status(stack: LocalStack) -> None:
+    stack.post(stack.gateway.connection_update(INSTANCE, "close")).raise_for_status()
+
+    shown = zapvet(
+        "status",
+        database_url=stack.database_url,
+        redis_url=stack.redis_url,
+        namespace=stack.namespace,
+    )
+
+    assert shown.exit_code == 0, shown.output
+    assert f"    {INSTANCE}: close since " in shown.stdout

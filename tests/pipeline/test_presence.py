@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import Engine, text
 
-from zapvet.testing.stack import INSTANCE, LocalStack
+from tests.pipeline.support import wait_until
+from tests.pipeline.test_cloud import PHONE_NUMBER_ID, CloudStack, cloud_stack
+from zapvet.embedded import ServiceUrls
+from zapvet.llm.scripted import ScriptedChatModel
+from zapvet.testing.stack import INSTANCE, LocalStack, MovableClock
 
 pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
 
@@ -62,3 +68,31 @@ def test_presence_refused_by_the_gateway_never_holds_or_repeats_the_reply(
     stack.wait(lambda: stack.gateway.read_marks != [], what="the (refused) read receipt")
     assert stack.gateway.presences != []  # asked for, refused, forgotten
     assert [r.path for r in stack.gateway.requests].count(SEND) == 1  # the reply went once
+
+
+@pytest.fixture
+def cloud(
+    database_url: str, services: ServiceUrls, model: ScriptedChatModel, clock: MovableClock
+) -> Iterator[CloudStack]:
+    with cloud_stack(database_url, services.redis_url, model, clock) as stack:
+        yield stack
+
+
+def test_presence_cloud_typing_indicator_and_read_receipt(cloud: CloudStack) -> None:
+    payload = cloud.gateway.incoming(PHONE_NUMBER_ID, ANA, "Oi pela Cloud API")
+    wamid = payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+
+    assert cloud.deliver(payload).status_code == 200
+
+    wait_until(lambda: len(cloud.gateway.sent) == 1, what="the reply")
+    wait_until(lambda: len(cloud.gateway.read_marks) == 2, what="typing and the read receipt")
+    marks = cloud.gateway.read_marks
+    (typing,) = [body for body in marks if "typing_indicator" in body]
+    (read,) = [body for body in marks if "typing_indicator" not in body]
+    assert typing == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": wamid,
+        "typing_indicator": {"type": "text"},
+    }
+    assert read == {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
