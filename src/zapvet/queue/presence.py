@@ -149,6 +149,8 @@ def mark_read(
 
 
 async def settle() -> None:
-    """Wait for the courtesies still running (a worker shutting down, tests)."""
-    while _TASKS:
-        await asyncio.gather(*list(_TASKS), return_exceptions=True)
+    """Wait for the courtesies this event loop still runs (a worker shutting down, tests);
+    tasks of a loop that was closed under them are not waited for."""
+    loop = asyncio.get_running_loop()
+    while running := [task for task in _TASKS if task.get_loop() is loop]:
+        await asyncio.gather(*running, return_exceptions=True)
