@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +59,30 @@ async def test_presence_typing_asks_once_for_a_short_turn_and_stops_with_it() ->
         == receipts.calls
         == [("presence", "5511977776666@s.whatsapp.net", "3EB0B", str(presence.TYPING_MS))]
     )
+
+
+async def test_presence_a_long_turn_keeps_typing_until_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(presence, "TYPING_MS", 1)  # each request "holds" 1 ms
+    receipts = Recording()
+    asked_again = asyncio.Event()
+
+    async def send_presence(chat_id: str, last_id: str, *, delay_ms: int) -> None:
+        receipts.calls.append(("presence", chat_id, last_id, str(delay_ms)))
+        if len(receipts.calls) == 3:
+            asked_again.set()
+
+    receipts.send_presence = send_presence  # type: ignore[method-assign]
+    async with httpx.AsyncClient() as http:
+        async with presence.typing(http, None, chat(), build=lambda *_: receipts):
+            await asked_again.wait()  # the turn lasts until the indicator was asked thrice
+        await presence.settle()
+        after = len(receipts.calls)
+        await presence.settle()
+
+    assert 3 <= after <= presence.MAX_TYPING_CALLS
+    assert len(receipts.calls) == after  # stopped with the turn
 
 
 async def test_presence_a_failing_gateway_never_reaches_the_turn() -> None:

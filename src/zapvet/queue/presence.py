@@ -24,7 +24,7 @@ from zapvet.models.organization import AISettings
 log = get_logger("zapvet.queue.presence")
 
 #: How long each Evolution `sendPresence` asks for (Evolution holds the request that long,
-#: then sends "paused"); the indicator is asked again while the turn runs.
+#: then sends "paused"); the indicator is asked again every `TYPING_MS` while the turn runs.
 TYPING_MS = 8_000
 #: Evolution presence calls made for one turn at most (~1.5 min of "digitando…").
 MAX_TYPING_CALLS = 12
@@ -82,18 +82,22 @@ def _spawn(work: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]
     return task
 
 
-async def _keep_typing(receipts: Receipts, chat: Chat, provider: str, done: asyncio.Event) -> None:
-    """Ask for "digitando…" again every `TYPING_MS` until `done`; a call in flight is let
-    finish (cut short, its connection would be wasted and the indicator shown anyway)."""
-    calls = MAX_TYPING_CALLS if provider == "evolution" else 1
-    for _ in range(calls):
-        async with asyncio.timeout(TIMEOUT_S + TYPING_MS / 1000):
-            await receipts.send_presence(chat.chat_id, chat.provider_ids[-1], delay_ms=TYPING_MS)
+async def _ask(receipts: Receipts, chat: Chat) -> None:
+    async with asyncio.timeout(TIMEOUT_S + TYPING_MS / 1000):
+        await receipts.send_presence(chat.chat_id, chat.provider_ids[-1], delay_ms=TYPING_MS)
+
+
+async def _keep_typing(receipts: Receipts, chat: Chat, done: asyncio.Event) -> None:
+    """Ask again every `TYPING_MS` until `done`: Evolution holds each request that long and
+    then sends "paused", so the next one starts as it ends. A request in flight is let
+    finish (cut short, the indicator would be shown anyway and its connection wasted)."""
+    for _ in range(MAX_TYPING_CALLS - 1):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(TYPING_MS / 1000):
                 await done.wait()
         if done.is_set():
             return
+        _spawn(lambda: _ask(receipts, chat), "typing indicator")
 
 
 @contextlib.asynccontextmanager
@@ -106,8 +110,9 @@ async def typing(
 ) -> AsyncIterator[None]:
     """Show "digitando…" in `chat` while the block runs.
 
-    The indicator's task gets one turn of the event loop before the block (so its first
-    request is on its way however short the turn) and is told to stop when the block ends.
+    The first request gets one turn of the event loop before the block (so it is on its way
+    however short the turn); on Evolution the indicator is asked again while the block runs
+    and told to stop when it ends. The Cloud API's lasts up to 25 s or until the reply.
     """
     done = asyncio.Event()
     if chat is not None and typing_wanted(settings, chat.instance.provider):
@@ -116,8 +121,9 @@ async def typing(
         except Exception as error:
             log.warning("typing not shown", error_type=type(error).__name__)
         else:
-            provider = chat.instance.provider
-            _spawn(lambda: _keep_typing(receipts, chat, provider, done), "typing indicator")
+            _spawn(lambda: _ask(receipts, chat), "typing indicator")
+            if chat.instance.provider == "evolution":
+                _spawn(lambda: _keep_typing(receipts, chat, done), "typing indicator")
             await asyncio.sleep(0)
     try:
         yield
