@@ -120,13 +120,16 @@ def test_connection_event_with_a_wrong_token_is_refused(stack: LocalStack, engin
 
 
 async def test_connection_lost_with_no_other_instance_is_recorded_undeliverable(
-    stack: LocalStack, engine: Engine, sessions: async_sessionmaker[AsyncSession]
+    stack: LocalStack,
+    engine: Engine,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: MovableClock,
 ) -> None:
     stack.post(stack.gateway.connection_update(INSTANCE, "close", reason=401)).raise_for_status()
     recorder = Recorder()
 
-    first = await tick(sessions, recorder, stack.clock())
-    second = await tick(sessions, recorder, stack.clock())
+    first = await tick(sessions, recorder, clock())
+    second = await tick(sessions, recorder, clock())
 
     assert (first.connections, second.connections) == (0, 0)
     ((status, error, content),) = alerts(engine)  # one owner number in the example
@@ -134,6 +137,13 @@ async def test_connection_lost_with_no_other_instance_is_recorded_undeliverable(
     assert "desconectou" in str(content) and "Aparelhos conectados" in str(content)
     assert connection(engine)[0][4] is True  # alerted: told once per outage
     assert recorder.proactive_ids == []
+    # Connected again: now the owner can be told, through the instance itself.
+    clock.advance(timedelta(minutes=1))
+    stack.post(stack.gateway.connection_update(INSTANCE, "open")).raise_for_status()
+    assert (await tick(sessions, recorder, clock())).connections == 1
+    assert alerts(engine)[-1][0] == "pending"
+    assert "voltou a conectar" in str(alerts(engine)[-1][2])
+    assert len(recorder.proactive_ids) == 1
 
 
 @pytest.mark.parametrize("second", [True], indirect=True)
@@ -156,9 +166,14 @@ async def test_connection_lost_is_told_to_the_owner_through_the_other_instance(
     sends = [r.path for r in stack.gateway.requests if r.path.startswith("/message/")]
     assert sends == [f"/message/sendText/{SECOND}"]
     assert alerts(engine)[0][0] == "sent"
-    # Back and down again: a new outage, told again.
+    # Back: told so (through the first working instance, the one that came back).
     clock.advance(timedelta(minutes=1))
     stack.post(stack.gateway.connection_update(INSTANCE, "open")).raise_for_status()
+    assert (await tick(sessions, stack.queue, clock())).connections == 1
+    stack.wait(lambda: len(stack.gateway.sent) == 2, what="the owner's all-clear")
+    assert "voltou a conectar" in stack.gateway.sent[1].text
+    assert (await tick(sessions, stack.queue, clock())).connections == 0  # told once
+    # Down again: a new outage, told again.
     clock.advance(timedelta(minutes=1))
     stack.post(stack.gateway.connection_update(INSTANCE, "close")).raise_for_status()
     assert (await tick(sessions, stack.queue, clock())).connections == 1

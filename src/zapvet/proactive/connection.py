@@ -9,7 +9,8 @@ the disconnected number cannot arrive, so the alert goes through another active 
 the organization that is not known to be down (a Cloud API number, a second Evolution
 instance); when there is none it is stored already cancelled, with that reason, so the
 outage is on record for `zapvet status`, metrics and the alert rule
-`ZapvetInstanceDisconnected` to tell instead.
+`ZapvetInstanceDisconnected` to tell instead. Once the instance is open again the owners
+hear that too (`announce_recoveries`), through any working instance, itself included.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.logging import get_logger
 from zapvet.proactive.planning import CONNECTION, insert_rows
-from zapvet.proactive.wording import disconnected_text
+from zapvet.proactive.wording import disconnected_text, reconnected_text
 
 log = get_logger("zapvet.proactive.connection")
 
@@ -61,6 +62,20 @@ _WORKING = text(
      LIMIT 1
     """
 )
+#: Instances open again after an outage the owners were told about (or tried to be).
+_RECOVERIES = text(
+    """
+    SELECT c.instance_id, c.organization_id, c.changed_at, w.instance, o.timezone
+      FROM instance_connections c
+      JOIN whatsapp_instances w ON w.id = c.instance_id AND w.is_active
+      JOIN organizations o ON o.id = c.organization_id
+     WHERE c.state = 'open' AND c.alerted_at IS NOT NULL AND c.alerted_at < c.changed_at
+     ORDER BY c.changed_at
+     LIMIT 50
+       FOR UPDATE OF c SKIP LOCKED
+    """
+)
+_RECOVERED = text("UPDATE instance_connections SET alerted_at = NULL WHERE instance_id = :id")
 _OWNERS = text(
     "SELECT id FROM aurora_owner_numbers WHERE organization_id = :organization_id AND is_active"
     " ORDER BY id"
@@ -128,6 +143,33 @@ async def alert_disconnections(session: AsyncSession, now: datetime) -> list[int
             reason=reason,
             owners=len(owners),
         )
+    return queued
+
+
+async def announce_recoveries(session: AsyncSession, now: datetime) -> list[int]:
+    """Tell the owners an instance they were alerted about is connected again; row ids."""
+    connection = await session.connection()
+    recoveries = (await connection.execute(_RECOVERIES)).all()
+    queued: list[int] = []
+    for instance_id, organization_id, changed_at, name, timezone in recoveries:
+        found = await connection.execute(_OWNERS, {"organization_id": organization_id})
+        local = changed_at.astimezone(ZoneInfo(timezone))
+        key = f"connection:{instance_id}:{int(changed_at.timestamp())}:back"
+        rows: list[dict[str, object]] = [
+            {
+                "organization_id": organization_id,
+                "owner_number_id": owner_id,
+                "message_type": CONNECTION,
+                "content": reconnected_text(name, local),
+                "scheduled_for": now,
+                "status": "pending",
+                "dedupe_key": f"{key}:{owner_id}",
+            }
+            for (owner_id,) in found
+        ]
+        queued += await insert_rows(session, rows)
+        await connection.execute(_RECOVERED, {"id": instance_id})
+        log.info("whatsapp instance back: owners told", instance=name, owners=len(rows))
     return queued
 
 

@@ -92,6 +92,14 @@ def disconnected_text(instance: str, state: str, reason: int | None, local: date
     )
 
 
+def reconnected_text(instance: str, local: datetime) -> str:
+    """The owners' notice that the WhatsApp instance `instance` is connected again."""
+    return (
+        f"✅ O WhatsApp do atendimento ({instance}) voltou a conectar às {local:%H:%M} de "
+        f"{local:%d/%m}. Já estou respondendo os clientes de novo."
+    )
+
+
 def summary_text(summary: Summary, day: date) -> str:
     """The owner's end-of-day message, every figure straight from `summary`."""
     lines = [f"📊 Resumo de {describe_day(day)}:", f"Clientes atendidos: {summary.clients_served}"]

@@ -32,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from zapvet.clock import Clock
 from zapvet.logging import get_logger
 from zapvet.media.prepare import RETRY_DELAYS_S as MEDIA_RETRY_DELAYS_S
-from zapvet.proactive.connection import alert_disconnections
+from zapvet.proactive.connection import alert_disconnections, announce_recoveries
 from zapvet.proactive.delivery import due_ids
 from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.queue import dlq
@@ -129,7 +129,8 @@ class Recently:
 class TickReport:
     reminders: int = 0
     summaries: int = 0
-    #: Owners' alerts queued for WhatsApp instances that went down (`proactive.connection`).
+    #: Owners' alerts queued for WhatsApp instances that went down or came back
+    #: (`proactive.connection`).
     connections: int = 0
     proactive: int = 0
     drains: int = 0
@@ -156,6 +157,7 @@ async def tick(
             report.summaries = len(await schedule_daily_summaries(session, now))
         async with sessions() as session, session.begin():
             report.connections = len(await alert_disconnections(session, now))
+            report.connections += len(await announce_recoveries(session, now))
     async with sessions() as session:
         due = await due_ids(session, now)
         stuck = (
