@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from sqlalchemy import exc as sa_exc
 
 from zapvet import db
 from zapvet.bridge.app import BridgeState
@@ -16,6 +17,7 @@ from zapvet.pricing import DEFAULT_TRANSCRIBE_MODEL
 from zapvet.queue import scheduler
 from zapvet.queue.actors import Queue, declare
 from zapvet.queue.broker import NAMESPACE, build_broker, redis_client
+from zapvet.queue.replies import reply_stats
 from zapvet.queue.resources import Resources
 from zapvet.queue.stats import queue_metrics, queue_stats
 from zapvet.scheduling.calendar import feed_ics
@@ -53,7 +55,13 @@ def bridge_state_factory(
         sessions = db.async_session_maker(engine)
 
         async def stats() -> dict[str, Any]:
-            return (await queue_stats(client, namespace)).as_json()
+            figures = (await queue_stats(client, namespace)).as_json()
+            try:
+                async with sessions() as session:
+                    figures["replies"] = (await reply_stats(session, clock())).as_json()
+            except sa_exc.SQLAlchemyError:  # the queue's figures still answer
+                figures["replies"] = None
+            return figures
 
         async def metrics() -> bytes:
             gauges = await queue_metrics(client, namespace)

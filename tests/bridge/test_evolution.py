@@ -775,8 +775,6 @@ def test_parse_evolution_ignores_what_is_not_a_customer_message(
 @pytest.mark.parametrize(
     "name",
     [
-        "connection.update",
-        "qrcode.updated",
         "presence.update",
         "contacts.upsert",
         "chats.upsert",

@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLE_ORG
 from tests.pipeline.conftest import scalar
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
-from zapvet.testing.stack import LocalStack
+from zapvet.testing.stack import INSTANCE, LocalStack
 
 pytestmark = pytest.mark.slow  # the whole pipeline: bridge over HTTP, worker on Redis, fake gateway
 
@@ -168,6 +168,8 @@ def test_every_family_is_documented_and_labels_carry_no_personal_data(
 ) -> None:
     stack.say(CALM, "Oi, meu telefone é 11 98765-4321")
     stack.wait(lambda: len(stack.gateway.sent) == 1, what="the reply")
+    # The instance families appear once an instance has reported its connection.
+    stack.post(stack.gateway.connection_update(INSTANCE, "open")).raise_for_status()
     samples = _scrape(stack)
     documented = set(re.findall(r"^\| `(zapvet_[a-z_]+)`", DOCS.read_text(), re.MULTILINE))
     exposed = {re.sub(r"_(bucket|count|sum|created)$", "", s.name) for s in samples}

@@ -287,19 +287,27 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
     async def readyz(request: Request) -> Response:
         state = state_of(request)
         checks: dict[str, str] = {}
+        instances: dict[str, dict[str, str | None]] = {}
         try:
             async with state.sessions() as session:
                 await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-            checks["database"] = "ok"
+                checks["database"] = "ok"
+                found = await session.exec(_CONNECTIONS)  # type: ignore[call-overload]
+                instances = {
+                    f"{slug}/{name}": {"provider": provider, "state": status, "since": since}
+                    for slug, name, provider, status, since in found
+                }
         except Exception as exc:  # readiness reports, it does not raise
-            checks["database"] = type(exc).__name__
+            checks.setdefault("database", type(exc).__name__)
         try:
             await state.redis.ping()
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = type(exc).__name__
         ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        # Detail, not readiness: a WhatsApp number logged out does not stop the webhooks.
+        body = {"ready": ready, **checks, "instances": instances}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/calendar/{token}.ics")
     async def calendar(request: Request, token: str) -> Response:
@@ -331,6 +339,15 @@ def build_app(make_state: Callable[[], Awaitable[BridgeState]]) -> FastAPI:
 
 # The calendar feeds too: their paths hold the feed's secret token.
 _UNTRACED = "/healthz,/readyz,/metrics,/stats,/calendar/"
+#: Each active instance's connection as its gateway last reported it (`instance_connections`;
+#: None for a Cloud API number, or an Evolution instance that has reported nothing yet).
+_CONNECTIONS = text(
+    "SELECT o.slug, w.instance, w.provider, c.state,"
+    " to_char(c.changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    " FROM whatsapp_instances w JOIN organizations o ON o.id = w.organization_id"
+    " LEFT JOIN instance_connections c ON c.instance_id = w.id"
+    " WHERE w.is_active ORDER BY o.slug, w.instance"
+)
 _UNSTORABLE = "a value is too long for its field or holds characters that cannot be stored"
 
 

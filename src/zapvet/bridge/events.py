@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from zapvet.errors import PayloadError as PayloadError
 from zapvet.models.conversation import MessageType
+from zapvet.models.whatsapp import ConnectionState
 
 DeliveryStatus = Literal["sent", "delivered", "read", "played", "failed"]
 
@@ -92,6 +93,18 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """The gateway's link to WhatsApp changed (Evolution `connection.update`, `qrcode.updated`).
+
+    `reason` is Baileys' DisconnectReason as Evolution reports it (`statusReason`: 200 when
+    nothing went wrong, 401 logged out, 403 forbidden, 440 replaced by another session).
+    """
+
+    state: ConnectionState
+    reason: int | None = None
+
+
+@dataclass(frozen=True)
 class Ignored:
     """Deliberately not processed (groups, Status, newsletters, receipts, our own sends…)."""
 
@@ -99,4 +112,4 @@ class Ignored:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Inbound | Edit | Delete | Reaction | Status | Ignored
+Event = Inbound | Edit | Delete | Reaction | Status | Connection | Ignored

@@ -23,6 +23,7 @@ from zapvet.bridge.baileys import (
     unwrap,
 )
 from zapvet.bridge.events import (
+    Connection,
     Delete,
     DeliveryStatus,
     Edit,
@@ -73,6 +74,7 @@ _PROTOCOL: dict[str | int, str] = {
     14: "edit",
 }
 _REPLY_CHATS = ("phone", "lid", "hosted", "hosted_lid")
+_CONNECTION_STATES = ("open", "connecting", "close", "refused")
 
 
 def _enum(value: Any) -> str | int | None:
@@ -251,6 +253,29 @@ def _update(record: Mapping[str, Any], where: str) -> Event:
     return Status(provider_id=provider_id, status=delivery)
 
 
+def _connection(record: Mapping[str, Any], where: str) -> Event:  # noqa: ARG001
+    """`{instance, state, statusReason, wuid?, profileName?}`: "open", "connecting", "close"
+    (Evolution gave up reconnecting) or "refused" (the QR code limit was reached)."""
+    state = record.get("state")
+    if state not in _CONNECTION_STATES:
+        return Ignored("connection state not tracked", compact(state=_enum(state)))
+    return Connection(state=state, reason=_reason(record.get("statusReason")))
+
+
+def _qrcode(record: Mapping[str, Any], where: str) -> Event:
+    """`{qrcode: {instance, pairingCode, code, base64}}`: a QR code waits to be scanned; or
+    `{message, statusCode}` when Evolution stopped making them (the QR code limit)."""
+    if isinstance(record.get("qrcode"), Mapping):
+        return Connection(state="qrcode")
+    if "statusCode" in record:
+        return Connection(state="refused", reason=_reason(record.get("statusCode")))
+    raise PayloadError(f"{where} holds neither a qrcode nor a statusCode")
+
+
+def _reason(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _own_send(record: Mapping[str, Any], where: str) -> Event:
     _, provider_id, _ = _key(record, where)
     return Ignored("own API send", {"provider_id": provider_id})
@@ -262,6 +287,8 @@ _HANDLERS: dict[str, Callable[[Mapping[str, Any], str], Event]] = {
     "messages.delete": _delete,
     "messages.update": _update,
     "send.message": _own_send,
+    "connection.update": _connection,
+    "qrcode.updated": _qrcode,
 }
 
 

@@ -4,7 +4,9 @@ Customer messages become pending incoming rows (the unique provider id turns a r
 webhook into a no-op); a blocked contact's message is stored as `ignored`, marked
 `meta.blocked`, and asks for no drain; a message typed by staff on the business phone is
 stored as theirs and pauses the bot in that conversation; edits, deletions, reactions and
-delivery statuses update or annotate stored rows and never ask for an answer. The caller
+delivery statuses update or annotate stored rows and never ask for an answer; a
+connection event records the instance's state (`instance_connections`) and when it last
+changed. The caller
 commits, then asks the queue to drain the conversations in `IngestReport.drains`.
 """
 
@@ -15,12 +17,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from zapvet.bridge import statements
 from zapvet.bridge.directory import identities
-from zapvet.bridge.events import Delete, Edit, Event, Ignored, Inbound, Reaction, Sender, Status
+from zapvet.bridge.events import (
+    Connection,
+    Delete,
+    Edit,
+    Event,
+    Ignored,
+    Inbound,
+    Reaction,
+    Sender,
+    Status,
+)
 from zapvet.bridge.identity import phone_key
 from zapvet.bridge.instances import Admitted
 from zapvet.logging import get_logger
@@ -174,6 +187,9 @@ async def ingest(
         elif isinstance(event, Status):
             await tx.confirm()
             await _status(session, tx.instance, event, report)
+        elif isinstance(event, Connection):
+            await tx.confirm()
+            await _connection(session, tx.instance, event, now, report)
         elif isinstance(event, Ignored):
             report.ignored += 1
     await tx.confirm()  # even a webhook that stores nothing is refused by a stale token
@@ -311,6 +327,17 @@ async def _status(
     )
     if event.status == "failed":
         query = query.values(status="failed", error=event.error or "failed at the provider")
+        failed = (await session.exec(query.returning(col(Message.conversation_id)))).all()
+        for conversation_id in failed:
+            # Accepted, then lost: nothing retries it, so say so where operators look.
+            log.warning(
+                "reply failed after the gateway accepted it",
+                organizationId=instance.organization_id,
+                conversationId=conversation_id,
+                error=event.error,
+            )
+        report.updated += len(failed)
+        return
     elif rank is not None:
         lower = [name for name, value in _STATUS_RANK.items() if value < rank]
         query = query.where(col(Message.status).in_(lower)).values(status=event.status)
@@ -318,3 +345,56 @@ async def _status(
         query = query.where(col(Message.status).in_(["sent", "delivered"])).values(status="read")
     result = await session.exec(query)
     report.updated += int(result.rowcount)
+
+
+#: The state and its time; `changed_at` moves only when the state does, and `alerted_at`
+#: stays (the scheduler compares the two to tell the owners once per outage).
+_CONNECTION = text(
+    """
+    INSERT INTO instance_connections
+           (instance_id, organization_id, state, reason, changed_at, seen_at)
+    VALUES (:instance_id, :organization_id, :state, :reason, :now, :now)
+    ON CONFLICT (instance_id) DO UPDATE
+       SET state = EXCLUDED.state,
+           reason = EXCLUDED.reason,
+           seen_at = EXCLUDED.seen_at,
+           changed_at = CASE WHEN instance_connections.state = EXCLUDED.state
+                             THEN instance_connections.changed_at ELSE EXCLUDED.changed_at END
+    RETURNING (xmax = 0 OR changed_at = seen_at) AS changed
+    """
+)
+
+
+async def _connection(
+    session: AsyncSession,
+    instance: WhatsAppInstance,
+    event: Connection,
+    now: datetime,
+    report: IngestReport,
+) -> None:
+    connection = await session.connection()
+    changed = (
+        await connection.execute(
+            _CONNECTION,
+            {
+                "instance_id": instance.id,
+                "organization_id": instance.organization_id,
+                "state": event.state,
+                "reason": event.reason,
+                "now": now,
+            },
+        )
+    ).scalar()
+    report.updated += 1
+    if not changed:
+        return
+    fields = {
+        "organizationId": instance.organization_id,
+        "instance": instance.instance,
+        "state": event.state,
+        "reason": event.reason,
+    }
+    if event.state in ("open", "connecting"):
+        log.info(f"whatsapp instance {event.state}", **fields)
+    else:
+        log.warning("whatsapp instance not connected", **fields)

@@ -6,7 +6,10 @@
                                   `code` is Meta's (131047 outside the 24-hour window,
                                   132000–132016 a template error)
 
-Both live in `zapvet.errors` and carry the HTTP `status` (None when no response came) and
+The same senders also show "digitando…" and mark the customer's messages read (`Receipts`,
+from `build_receipts`): courtesies the caller treats as best effort.
+
+Both errors live in `zapvet.errors` and carry the HTTP `status` (None when no response came) and
 the provider's own `detail`.
 Neither the credentials nor the message text ever appear in them: the detail is scrubbed of
 both, because a provider may echo what it was sent.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -52,6 +56,29 @@ class Sender(Protocol):
         ...
 
 
+class Receipts(Protocol):
+    """The typing indicator and read receipts of one WhatsApp number."""
+
+    async def send_presence(self, chat_id: str, last_id: str, *, delay_ms: int) -> None:
+        """Show "digitando…" in `chat_id` for about `delay_ms`; `last_id` is the provider id
+        of the customer's newest message (the Cloud API shows typing as a reply to it).
+
+        Raises:
+            SendError: a transient failure.
+            RejectedSend: the provider refused.
+        """
+        ...
+
+    async def mark_read(self, chat_id: str, provider_ids: Sequence[str]) -> None:
+        """Mark the customer's messages `provider_ids` (oldest first) in `chat_id` read.
+
+        Raises:
+            SendError: a transient failure.
+            RejectedSend: the provider refused.
+        """
+        ...
+
+
 class EvolutionSender:
     """`POST {api_url}/message/sendText/{instance}` on an Evolution API v2 server."""
 
@@ -65,6 +92,7 @@ class EvolutionSender:
         timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._url = f"{api_url.rstrip('/')}/message/sendText/{instance}"
+        self._chat_url = f"{api_url.rstrip('/')}/chat/{{action}}/{instance}"
         self._api_key = api_key
         self._client = client
         self._timeout = timeout
@@ -91,6 +119,34 @@ class EvolutionSender:
             raise _failure(response.status_code, _scrub(detail, secrets))
         key = payload.get("key") if isinstance(payload, dict) else None
         return _message_id(key.get("id") if isinstance(key, dict) else None, response)
+
+    async def send_presence(self, chat_id: str, last_id: str, *, delay_ms: int) -> None:
+        """`POST /chat/sendPresence/{instance}`: Evolution shows "composing", holds the
+        request for `delay_ms`, then sends "paused"."""
+        del last_id  # Baileys' presence is per chat, not per message
+        body = {"number": chat_id, "presence": "composing", "delay": delay_ms}
+        await self._chat("sendPresence", body, timeout=self._timeout + delay_ms / 1000)
+
+    async def mark_read(self, chat_id: str, provider_ids: Sequence[str]) -> None:
+        """`POST /chat/markMessageAsRead/{instance}` for exactly these messages (never
+        Evolution's `readMessages` setting, which reads everything)."""
+        keys = [{"remoteJid": chat_id, "fromMe": False, "id": id_} for id_ in provider_ids]
+        if keys:
+            await self._chat("markMessageAsRead", {"readMessages": keys}, timeout=self._timeout)
+
+    async def _chat(self, action: str, body: dict[str, Any], *, timeout: float) -> None:
+        secrets = (self._api_key,)
+        response = await _post(
+            self._client,
+            self._chat_url.format(action=action),
+            headers={"apikey": self._api_key},
+            body=body,
+            timeout=timeout,
+            secrets=secrets,
+        )
+        if not response.is_success:
+            detail = _evolution_detail(_json(response)) or _text_detail(response)
+            raise _failure(response.status_code, _scrub(detail, secrets))
 
 
 class CloudSender:
@@ -172,6 +228,41 @@ class CloudSender:
         first = messages[0] if isinstance(messages, list) and messages else None
         return _message_id(first.get("id") if isinstance(first, dict) else None, response)
 
+    async def send_presence(self, chat_id: str, last_id: str, *, delay_ms: int) -> None:
+        """The Cloud API's typing indicator: it marks `last_id` read as well, and lasts up
+        to 25 s or until the reply (`delay_ms` is Meta's to decide)."""
+        del chat_id, delay_ms
+        await self._status(last_id, typing=True)
+
+    async def mark_read(self, chat_id: str, provider_ids: Sequence[str]) -> None:
+        """`status: read` on the newest message; Meta marks the earlier ones read with it."""
+        del chat_id
+        if provider_ids:
+            await self._status(provider_ids[-1], typing=False)
+
+    async def _status(self, message_id: str, *, typing: bool) -> None:
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+        }
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        secrets = (self._access_token,)
+        response = await _post(
+            self._client,
+            self._url,
+            headers={"Authorization": f"Bearer {self._access_token}"},
+            body=body,
+            timeout=self._timeout,
+            secrets=secrets,
+        )
+        if not response.is_success:
+            payload = _json(response)
+            error = payload.get("error") if isinstance(payload, dict) else None
+            detail = _cloud_detail(error) if isinstance(error, dict) else _text_detail(response)
+            raise _failure(response.status_code, _scrub(detail, secrets))
+
 
 def build_sender(instance: WhatsAppInstance, client: httpx.AsyncClient) -> Sender:
     """The sender for `instance`'s provider; a cloud instance's `api_url` is the Graph base
@@ -188,6 +279,17 @@ def build_sender(instance: WhatsAppInstance, client: httpx.AsyncClient) -> Sende
         raise ConfigError(_setting(instance, "access_token"), "required to send through Cloud API")
     phone_number_id = instance.phone_number_id or instance.instance
     return CloudSender(instance.api_url, phone_number_id, instance.access_token, client)
+
+
+def build_receipts(instance: WhatsAppInstance, client: httpx.AsyncClient) -> Receipts:
+    """The typing indicator and read receipts of `instance` (its sender, seen as `Receipts`).
+
+    Raises:
+        ConfigError: the instance lacks the credential its provider needs.
+    """
+    sender = build_sender(instance, client)
+    assert isinstance(sender, EvolutionSender | CloudSender)
+    return sender
 
 
 async def _post(

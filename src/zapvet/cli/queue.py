@@ -32,8 +32,10 @@ def stats(
         ),
     ] = None,
 ) -> None:
-    """Show queue depth (waiting, active, delayed, dead, failed last hour) and alerts; with
-    --org, one organization's AI usage and cost per agent and per day."""
+    """Show queue depth (waiting, active, delayed, dead, failed last hour), the AI's replies
+    of the last day by delivery status (and those that failed after the gateway accepted
+    them), and alerts; with --org, one organization's AI usage and cost per agent and per
+    day."""
     if org is not None:
         from zapvet.cli.costs import org_stats
 
@@ -45,24 +47,31 @@ def stats(
         fail("--month needs --org", "e.g. zapvet stats --org petfeliz --month 2026-11", 2)
     import asyncio
     import json
+    from datetime import UTC, datetime
 
     import redis.asyncio as aioredis
 
+    from zapvet import db
+    from zapvet.queue.replies import reply_stats
     from zapvet.queue.stats import queue_stats
 
     settings = command_settings()
 
-    async def read(url: str) -> Any:
+    async def read(url: str, database_url: str) -> Any:
         client = aioredis.Redis.from_url(url, socket_timeout=5)
+        engine = db.build_async_engine(database_url, pool_size=1)
         try:
-            return await queue_stats(client, settings.queue_namespace)
+            async with db.async_session_maker(engine)() as session:
+                replies = await reply_stats(session, datetime.now(UTC))
+            return await queue_stats(client, settings.queue_namespace), replies
         finally:
             await client.aclose()
+            await engine.dispose()
 
     with services_for(settings) as services:
-        figures = asyncio.run(read(services.redis_url))
+        figures, replies = asyncio.run(read(services.redis_url, services.database_url))
     if json_output:
-        typer.echo(json.dumps(figures.as_json()))
+        typer.echo(json.dumps({**figures.as_json(), "replies": replies.as_json()}))
         return
     typer.echo(
         f"waiting {figures.waiting} · active {figures.active} · delayed {figures.delayed} · "
@@ -72,6 +81,18 @@ def stats(
         typer.echo(
             f"  {name:<10} waiting {depth.waiting} active {depth.active} "
             f"delayed {depth.delayed} dead {depth.dead}"
+        )
+    statuses = " · ".join(f"{name} {n}" for name, n in sorted(replies.by_status.items()))
+    typer.echo(f"AI replies, last 24 h: {statuses or 'none'}")
+    typer.echo(
+        "  failed after the gateway accepted them: "
+        f"{replies.failed_after_acceptance_last_hour} in the last hour, "
+        f"{replies.failed_after_acceptance_last_day} in 24 h"
+    )
+    for failure in replies.latest_failures:
+        stage = "after acceptance" if failure.after_acceptance else "refused"
+        typer.echo(
+            f"  {failure.at} conversation {failure.conversation_id} ({stage}): {failure.error}"
         )
     for alert in figures.alerts:
         typer.secho(f"ALERT: {alert}", fg=typer.colors.YELLOW)

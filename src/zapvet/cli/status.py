@@ -1,4 +1,5 @@
-"""`zapvet status`: the database and Redis in use, the schema and the organizations."""
+"""`zapvet status`: the database and Redis in use, the schema, the organizations and the
+connection state of their WhatsApp instances."""
 
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ def status(
         for provider, instance in org.instances:
             path = f"evolution/{instance}" if provider == "evolution" else "cloud"
             typer.echo(f"  webhook ({provider}): http://127.0.0.1:{port}/webhooks/{path}")
+            if instance in org.connections:
+                state, since = org.connections[instance]
+                line = f"    {instance}: {state} since {since:%Y-%m-%d %H:%M} UTC"
+                up = state == "open"
+                typer.secho(line, fg=None if up else typer.colors.YELLOW)
+            elif provider == "evolution":
+                typer.echo(f"    {instance}: no connection event received yet")
     if services.embedded:
         typer.echo(
             f"embedded servers ({', '.join(services.embedded)}) stopped as this command ended"

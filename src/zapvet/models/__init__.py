@@ -15,7 +15,12 @@ from zapvet.models.conversation import (
 )
 from zapvet.models.organization import AISettings, Organization
 from zapvet.models.schedule import WEEKDAYS, BusinessHours, CalendarFeed, Closure
-from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance, WhatsAppTemplate
+from zapvet.models.whatsapp import (
+    AuroraOwnerNumber,
+    InstanceConnection,
+    WhatsAppInstance,
+    WhatsAppTemplate,
+)
 
 __all__ = [
     "OCCUPYING_STATUSES",
@@ -34,6 +39,7 @@ __all__ = [
     "Contact",
     "ContactIdentity",
     "Conversation",
+    "InstanceConnection",
     "Message",
     "Organization",
     "Pet",

@@ -27,6 +27,7 @@ ProactiveType = Literal[
     "erasure_request",
     "template_alert",
     "care_invitation",
+    "connection_alert",
     "custom",
 ]
 ProactiveStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]

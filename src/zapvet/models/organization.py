@@ -166,6 +166,12 @@ class AISettings(SQLModel, table=True):
         default=CARE_DEFAULTS["care_cooldown_days"],
         sa_column_kwargs={"server_default": str(CARE_DEFAULTS["care_cooldown_days"])},
     )
+    #: `[ai] read_receipts` (migration 0011): the customer's messages are marked read when
+    #: the agent answers them.
+    read_receipts: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
+    #: `[ai] typing_indicator`: "digitando…" while a turn runs (on the Cloud API the
+    #: indicator also marks the message read, so it needs `read_receipts` too).
+    typing_indicator: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
     #: `[privacy]` (migration 0013): days after which messages' contents, and media
     #: transcripts and extracted texts, are erased by the scheduler; None: kept.
     message_retention_days: int | None = Field(default=None)

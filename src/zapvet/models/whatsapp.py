@@ -6,13 +6,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import CheckConstraint, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from zapvet.models.base import created_field, id_field, org_field, org_unique, updated_field
+from zapvet.models.base import (
+    created_field,
+    id_field,
+    org_field,
+    org_fk,
+    org_unique,
+    updated_field,
+)
 
 Provider = Literal["evolution", "cloud"]
+#: Evolution's `connection.update` states, and `qrcode` for "waiting for the QR code to be
+#: scanned" (`qrcode.updated`); `refused` is Evolution's "QR code limit reached".
+ConnectionState = Literal["open", "connecting", "close", "refused", "qrcode"]
+CONNECTION_STATES: tuple[ConnectionState, ...] = (
+    "open",
+    "connecting",
+    "close",
+    "refused",
+    "qrcode",
+)
 
 
 class WhatsAppInstance(SQLModel, table=True):
@@ -87,3 +104,30 @@ class WhatsAppTemplate(SQLModel, table=True):
     parameters: list[str] = Field(default_factory=list, sa_type=JSONB)
     created_at: datetime = created_field()
     updated_at: datetime = updated_field()
+
+
+class InstanceConnection(SQLModel, table=True):
+    """What the gateway last said about an instance's link to WhatsApp (migration 0011).
+
+    One row per instance that ever reported (Evolution's `connection.update` and
+    `qrcode.updated`); the Cloud API reports nothing of the kind, so its instances have none.
+    `changed_at` is when `state` last changed, `seen_at` the last event; `alerted_at` is
+    when the owners were last told it went down, so one outage is announced once.
+    """
+
+    __tablename__ = "instance_connections"
+    __table_args__ = (
+        org_fk("instance_id", "whatsapp_instances"),
+        CheckConstraint(
+            "state IN ('open', 'connecting', 'close', 'refused', 'qrcode')", name="state"
+        ),
+    )
+
+    instance_id: int = Field(sa_type=BigInteger, primary_key=True)
+    organization_id: int = org_field()
+    state: ConnectionState = Field(sa_type=String(16))
+    #: Evolution's `statusReason` (Baileys' DisconnectReason: 401 logged out, 440 replaced…).
+    reason: int | None = Field(default=None)
+    changed_at: datetime = Field(sa_type=DateTime(timezone=True))
+    seen_at: datetime = Field(sa_type=DateTime(timezone=True))
+    alerted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -127,6 +127,8 @@ def _apply_ai(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) 
         "vision": spec.ai.vision,
         "transcribe_model": spec.ai.transcribe_model,
         "human_takeover_minutes": spec.ai.human_takeover_minutes,
+        "read_receipts": spec.ai.read_receipts,
+        "typing_indicator": spec.ai.typing_indicator,
         "confirmation_ttl_minutes": spec.aurora.confirmation_ttl_minutes,
         "reminder_minutes_before": spec.aurora.reminder_minutes_before,
         "quiet_hours_start": quiet[0] if quiet else None,

@@ -117,6 +117,10 @@ class AISection(_Section):
     #: Speech-to-text model for voice notes (default: ZAPVET_TRANSCRIBE_MODEL).
     transcribe_model: str | None = Field(default=None, min_length=1, max_length=100)
     human_takeover_minutes: int = Field(default=480, gt=0)
+    #: The customer's messages are marked read when the agent answers them.
+    read_receipts: bool = True
+    #: "digitando…" while a turn runs (on the Cloud API it marks the message read too).
+    typing_indicator: bool = True
 
 
 class BookingSection(_Section):

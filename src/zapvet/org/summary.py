@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from zapvet.models import (
     AuroraOwnerNumber,
+    InstanceConnection,
     Organization,
     Resource,
     Service,
@@ -25,6 +27,8 @@ class OrgSummary:
     resources: int
     owners: int
     instances: tuple[tuple[str, str], ...]
+    #: Instance name → the connection state its gateway last reported, and since when.
+    connections: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
 
 def summarise(session: Session) -> list[OrgSummary]:
@@ -40,11 +44,22 @@ def summarise(session: Session) -> list[OrgSummary]:
     summaries = []
     for org in session.exec(select(Organization).order_by(Organization.slug)):
         assert org.id is not None
-        instances = session.exec(
-            select(WhatsAppInstance).where(
-                WhatsAppInstance.organization_id == org.id, WhatsAppInstance.is_active
+        instances = list(
+            session.exec(
+                select(WhatsAppInstance).where(
+                    WhatsAppInstance.organization_id == org.id, WhatsAppInstance.is_active
+                )
             )
         )
+        names = {i.id: i.instance for i in instances}
+        reported = session.exec(
+            select(InstanceConnection).where(InstanceConnection.organization_id == org.id)
+        )
+        connections: dict[str, tuple[str, datetime]] = {
+            names[c.instance_id]: (c.state, c.changed_at)
+            for c in reported
+            if c.instance_id in names
+        }
         summaries.append(
             OrgSummary(
                 slug=org.slug,
@@ -54,6 +69,7 @@ def summarise(session: Session) -> list[OrgSummary]:
                 resources=count(Resource, org.id),
                 owners=count(AuroraOwnerNumber, org.id),
                 instances=tuple((i.provider, i.instance) for i in instances),
+                connections=connections,
             )
         )
     return summaries

@@ -1,9 +1,9 @@
 """`GET /metrics`: the Prometheus text exposition of every zapvet metric (docs/metrics.md).
 
 Job counters and durations come from the Redis hash the workers add to (metrics.py); agent
-turns, tokens, sends, escalations and ungrounded facts from the tables that already record
-them; queue depth and the seed's alerts from the queue itself, at scrape time (handed
-in by the caller).
+turns, tokens, sends, delivery statuses, escalations, ungrounded facts and the instances'
+connections from the tables that already record them; queue depth and the seed's alerts
+from the queue itself, at scrape time (handed in by the caller).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
+    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -72,6 +73,15 @@ _DB = {
     "sends": "SELECT status, count(*) FROM messages WHERE direction = 'outgoing' AND sent_by_ai "
     "AND status IN ('sent', 'delivered', 'read', 'failed') GROUP BY 1",
     "escalations": "SELECT count(*) FROM conversations WHERE escalated_at IS NOT NULL",
+    # A failed reply with a provider id was accepted by the gateway and failed afterwards
+    # (Evolution messages.update ERROR, Cloud statuses "failed"); without one it was refused.
+    "failed_recent": "SELECT whatsapp_message_id IS NOT NULL, count(*) FROM messages "
+    "WHERE direction = 'outgoing' AND sent_by_ai AND status = 'failed' "
+    "AND updated_at > now() - interval '1 hour' GROUP BY 1",
+    # Active instances that reported their connection (Evolution; the Cloud API reports none).
+    "connections": "SELECT o.slug, w.instance, c.state, extract(epoch FROM c.changed_at) "
+    "FROM instance_connections c JOIN whatsapp_instances w ON w.id = c.instance_id "
+    "JOIN organizations o ON o.id = c.organization_id WHERE w.is_active",
     "durations": "SELECT ai_type, duration_ms FROM ai_interactions WHERE duration_ms IS NOT NULL",
     # Joined to organizations: a slug label only for organizations in the database.
     "costs": "SELECT o.slug, i.model, sum(i.input_tokens), sum(i.cached_input_tokens), "
@@ -159,6 +169,24 @@ async def _from_database(
         outcomes["failed" if status == "failed" else "sent"] += total
     for outcome, total in outcomes.items():
         sends.add_metric([outcome], total)
+    replies = GaugeMetricFamily(
+        "zapvet_replies", "the AI's replies by their latest delivery status", labels=["status"]
+    )
+    statuses = dict.fromkeys(("sent", "delivered", "read", "failed"), 0)
+    for status, total in found["sends"]:
+        statuses[status] = statuses.get(status, 0) + total
+    for status, total in statuses.items():
+        replies.add_metric([status], total)
+    failed_recent = GaugeMetricFamily(
+        "zapvet_replies_failed_last_hour",
+        "the AI's replies that failed in the last hour, refused or after the gateway accepted",
+        labels=["stage"],
+    )
+    stages = {"refused": 0, "after_acceptance": 0}
+    for accepted, total in found["failed_recent"]:
+        stages["after_acceptance" if accepted else "refused"] += total
+    for stage, total in stages.items():
+        failed_recent.add_metric([stage], total)
     escalations = CounterMetricFamily("zapvet_escalations", "conversations handed to a person")
     escalations.add_metric([], found["escalations"][0][0])
     histogram = HistogramMetricFamily(
@@ -170,7 +198,32 @@ async def _from_database(
         buckets.append(("+Inf", float(total)))
         histogram.add_metric([agent], buckets, float(summed) / 1000)
     costs = _costs(found["costs"], transcribe_model)
-    return [turns, tokens, ungrounded, sends, escalations, histogram, *costs]
+    health = [replies, failed_recent, *_connections(found["connections"])]
+    return [turns, tokens, ungrounded, sends, escalations, histogram, *costs, *health]
+
+
+#: Evolution's states as `zapvet_instance_connection` labels them (models.whatsapp).
+CONNECTION_STATES = ("open", "connecting", "close", "refused", "qrcode")
+
+
+def _connections(rows: Sequence[Any]) -> list[Metric]:
+    """One 0/1 series per state for each instance, so that an alert can say `state != open`
+    and a dashboard can stack them; and when the state last changed."""
+    state = GaugeMetricFamily(
+        "zapvet_instance_connection",
+        "1 for the state the gateway last reported for the instance",
+        labels=["organization", "instance", "state"],
+    )
+    changed = GaugeMetricFamily(
+        "zapvet_instance_connection_changed_timestamp_seconds",
+        "when the instance's connection state last changed (Unix time)",
+        labels=["organization", "instance"],
+    )
+    for slug, instance, current, since in sorted(rows):
+        for name in CONNECTION_STATES:
+            state.add_metric([slug, instance, name], 1.0 if name == current else 0.0)
+        changed.add_metric([slug, instance], float(since))
+    return [state, changed]
 
 
 async def render(

@@ -153,6 +153,37 @@ def template_alert_values(name: str, error: str) -> dict[str, str]:
     return _one_line({"modelo": name, "erro": error})
 
 
+#: Why an instance is down, as the owner reads it (Baileys' DisconnectReason codes).
+_DISCONNECT_WORDS = {
+    401: "a sessão foi encerrada no celular (desconectado em Aparelhos conectados)",
+    403: "o WhatsApp recusou a conexão deste número",
+    440: "o número foi conectado em outro lugar",
+}
+
+
+def disconnected_text(instance: str, state: str, reason: int | None, local: datetime) -> str:
+    """The owners' alert that the WhatsApp instance `instance` went down at `local`."""
+    why = _DISCONNECT_WORDS.get(reason or 0)
+    if state == "refused":
+        why = "o QR code expirou sem ser escaneado"
+    cause = f" Motivo: {why}." if why else ""
+    return (
+        f"🔌 O WhatsApp do atendimento ({instance}) desconectou às {local:%H:%M} de "
+        f"{local:%d/%m}.{cause}\n"
+        "Enquanto ele estiver desconectado, os clientes não recebem respostas. Para voltar, "
+        "gere um novo QR code no Evolution API e escaneie em WhatsApp › Aparelhos conectados. "
+        "Depois disso eu volto a responder; mensagens de mais de 6 horas ficam para a equipe."
+    )
+
+
+def reconnected_text(instance: str, local: datetime) -> str:
+    """The owners' notice that the WhatsApp instance `instance` is connected again."""
+    return (
+        f"✅ O WhatsApp do atendimento ({instance}) voltou a conectar às {local:%H:%M} de "
+        f"{local:%d/%m}. Já estou respondendo os clientes de novo."
+    )
+
+
 def summary_text(summary: Summary, day: date) -> str:
     """The owner's end-of-day message, every figure straight from `summary`."""
     lines = [f"📊 Resumo de {describe_day(day)}:", f"Clientes atendidos: {summary.clients_served}"]

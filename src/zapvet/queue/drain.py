@@ -49,6 +49,7 @@ from zapvet.models.organization import LIMIT_DEFAULTS
 from zapvet.otel.tracing import tracer
 from zapvet.proactive.budget import REACHED, WARNING
 from zapvet.proactive.escalation import escalate
+from zapvet.queue import presence
 from zapvet.queue.failures import is_transient
 from zapvet.queue.outbox import Claim, claim_new, send_claimed, send_outgoing
 from zapvet.queue.resources import Resources
@@ -133,6 +134,8 @@ class _Pending:
     has_media: bool = False
     #: The conversation's recent messages read with the batch (its history, for a text batch).
     recent: tuple[Any, ...] = ()
+    #: The batch's provider message ids, oldest first (its read receipts).
+    provider_ids: tuple[str | None, ...] = ()
 
 
 def _pending(rows: list[Any], now: datetime) -> _Pending | None:
@@ -153,6 +156,7 @@ def _pending(rows: list[Any], now: datetime) -> _Pending | None:
         starts=max(r.attempts for r in batch),
         has_media=any(r.message_type in MEDIA_KINDS for r in batch),
         recent=tuple(rows),
+        provider_ids=tuple(r.whatsapp_message_id for r in batch),
     )
 
 
@@ -442,13 +446,16 @@ async def _drain_once(
             reason = GAVE_UP.format(starts=starts - 1)
             return await _give_up(batch, agent, reason)
         log.info(f"[{agent.upper()}-AI] Processing message", batch=len(pending.ids))
+        instance = batch.config.instance(pending.instance_id)
+        chat = presence.chat_of(instance, pending.chat_id, pending.provider_ids)
         try:
             inputs = {
                 "audio_seconds": media.audio_seconds,
                 "images": len(media.images),
                 "record_by_caller": True,  # its usage row is stored with the reply, below
             }
-            result = await run_turn(graph, context, history, inputs=inputs)
+            async with presence.typing(res.http, settings, chat):  # best effort, not awaited
+                result = await run_turn(graph, context, history, inputs=inputs)
         except Exception as error:
             if is_transient(error):
                 raise
@@ -470,6 +477,8 @@ async def _drain_once(
             log.error("reply could not be stored", error_type=type(error).__name__)
             reason = f"the reply could not be stored: {describe(error)}"
             return await _give_up(batch, agent, reason)
+    if outcome in (Outcome.ANSWERED, Outcome.GAVE_UP):
+        presence.mark_read(res.http, settings, chat)  # in the background, after the reply
     if outcome is Outcome.ANSWERED:
         log.info(
             f"[{agent.upper()}-AI] Response ready",

@@ -49,7 +49,9 @@ from zapvet.models import (
     outgoing_message,
 )
 from zapvet.otel.tracing import tracer
+from zapvet.proactive import connection
 from zapvet.proactive.delivery import claim_by_id, finish, reason_not_to_send
+from zapvet.proactive.planning import CONNECTION
 from zapvet.proactive.templates import Template, alert_template_error, plan_send
 from zapvet.queue.resources import Resources
 
@@ -359,6 +361,12 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
             return None
         config = await res.configs.get(session, proactive.organization_id)
         instance = config.instance(None)
+        if proactive.message_type == CONNECTION:  # not through the instance that went down
+            way = await _connection_route(session, proactive)
+            if way is None:
+                await finish(session, proactive, now, skipped=connection.UNDELIVERABLE)
+                return None
+            instance, chat_id = config.instance(way.instance_id), way.chat_id
         provider = instance.provider if instance is not None else None
         plan = await plan_send(session, proactive, contact_id, provider, now)
         if plan.skip is not None:
@@ -378,6 +386,16 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
         session.add(message)
         await session.flush()
         return message.id
+
+
+async def _connection_route(
+    session: AsyncSession, proactive: AuroraProactiveMessage
+) -> connection.Route | None:
+    owner_id = proactive.owner_number_id
+    owner = await session.get(AuroraOwnerNumber, owner_id) if owner_id is not None else None
+    if owner is None:
+        return None
+    return await connection.route(session, proactive.organization_id, owner.phone)
 
 
 async def _recipient(

@@ -9,9 +9,10 @@ plus `SWEEP_MARGIN` for the queue to deliver the drain; a row the pipeline defer
 purpose (a media or send retry) gets its retry wait on top. Re-enqueued work is not
 enqueued again for one planning interval (5 s by default, the pre-2026-12 cadence), so a
 queue that is merely slow is not flooded. Every planning interval it also schedules
-reminders and daily summaries (care invitations once a minute: `proactive/care.py`), and
-now and then trims the dead-letter queue. A second
-scheduler waits for the lock; if it ever acts too, scheduling and claiming are idempotent.
+reminders and daily summaries (care invitations once a minute: `proactive/care.py`), tells
+the owners about WhatsApp instances that went down, and now and then trims the dead-letter
+queue. A second scheduler waits for the lock; if it ever acts too, scheduling and claiming
+are idempotent.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from zapvet.commands.privacy import enforce_retention
 from zapvet.logging import get_logger
 from zapvet.media.prepare import RETRY_DELAYS_S as MEDIA_RETRY_DELAYS_S
 from zapvet.proactive.care import schedule_care_invitations
+from zapvet.proactive.connection import alert_disconnections, announce_recoveries
 from zapvet.proactive.delivery import due_ids
 from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
 from zapvet.queue import dlq
@@ -136,6 +138,9 @@ class TickReport:
     reminders: int = 0
     summaries: int = 0
     care: int = 0
+    #: Owners' alerts queued for WhatsApp instances that went down or came back
+    #: (`proactive.connection`).
+    connections: int = 0
     proactive: int = 0
     drains: int = 0
     sends: int = 0
@@ -161,6 +166,9 @@ async def tick(
             report.reminders = len(await schedule_reminders(session, now))
         async with sessions() as session, session.begin():
             report.summaries = len(await schedule_daily_summaries(session, now))
+        async with sessions() as session, session.begin():
+            report.connections = len(await alert_disconnections(session, now))
+            report.connections += len(await announce_recoveries(session, now))
     if plan if care is None else care:
         async with sessions() as session, session.begin():
             report.care = len(await schedule_care_invitations(session, now))

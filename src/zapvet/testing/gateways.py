@@ -161,17 +161,21 @@ class _GatewayServer(LoopbackFake):
     def _routes(self) -> list[Route]:
         raise NotImplementedError
 
-    async def _receive(self, request: Request) -> tuple[Any, _Fault | None]:
-        """Record `request`, and take the next scripted fault, if any."""
+    async def _receive(
+        self, request: Request, *, faults: Callable[[Any], bool] | None = None
+    ) -> tuple[Any, _Fault | None]:
+        """Record `request`, and take the next scripted fault, if any (only when `faults`,
+        given, says the body takes one: read receipts and typing never do)."""
         raw = await request.body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
         recorded = RecordedRequest(request.method, request.url.path, body, dict(request.headers))
+        takes = faults is None or faults(body)
         with self._lock:
             self._requests.append(recorded)
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._faults.popleft() if self._faults and takes else None
         return body, fault
 
     def _deliver(self, chat_id: str, text: str, provider_id: str) -> None:
@@ -183,8 +187,9 @@ class _GatewayServer(LoopbackFake):
 
 
 class FakeEvolutionAPI(_GatewayServer):
-    """Evolution API v2's `POST /message/sendText/{instance}` and
+    """Evolution API v2's `POST /message/sendText/{instance}`,
     `POST /chat/getBase64FromMediaMessage/{instance}` (files registered with `add_media`),
+    `/chat/sendPresence` and `/chat/markMessageAsRead` (recorded: `presences`, `read_marks`),
     with their guards in Evolution's order: unknown instance 404, then a missing or wrong
     `apikey` 401, then body validation 400.
 
@@ -213,6 +218,8 @@ class FakeEvolutionAPI(_GatewayServer):
         self.not_on_whatsapp = set(not_on_whatsapp)
         self.webhook_url = webhook_url
         self._media: dict[str, _Media] = {}
+        #: Answer every sendPresence and markMessageAsRead with this HTTP status (None: 201).
+        self.courtesy_status: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -325,6 +332,42 @@ class FakeEvolutionAPI(_GatewayServer):
             name, key, message, message_type, push_name=push_name, timestamp=timestamp
         )
 
+    def connection_update(
+        self, instance: str, state: str, *, reason: int | None = None
+    ) -> dict[str, Any]:
+        """A `connection.update` webhook as Evolution 2.3.x posts it (`connectionUpdate` in
+        whatsapp.baileys.service.ts): `state` "open", "connecting", "close" or "refused",
+        `statusReason` Baileys' DisconnectReason (200 when there was no error; "close" is
+        only posted when Evolution gives up reconnecting: 401 logged out, 403 forbidden)."""
+        data: dict[str, Any] = {"instance": instance, "state": state}
+        data["statusReason"] = reason if reason is not None else (401 if state == "close" else 200)
+        if state == "open":
+            data.update(
+                wuid=f"{self.number}@s.whatsapp.net",
+                profileName="Pet Feliz",
+                profilePictureUrl=None,
+            )
+        return self._envelope("connection.update", instance, data)
+
+    def qrcode_updated(self, instance: str) -> dict[str, Any]:
+        """A `qrcode.updated` webhook: a new QR code is waiting to be scanned."""
+        code = secrets.token_urlsafe(48)
+        qrcode = {"instance": instance, "pairingCode": None, "code": code, "base64": ""}
+        qrcode["base64"] = "data:image/png;base64," + base64.b64encode(code.encode()).decode()
+        return self._envelope("qrcode.updated", instance, {"qrcode": qrcode})
+
+    def _envelope(self, event: str, instance: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "event": event,
+            "instance": instance,
+            "data": data,
+            "destination": self.webhook_url,
+            "date_time": datetime.now().isoformat(timespec="milliseconds") + "Z",
+            "sender": f"{self.number}@s.whatsapp.net",
+            "server_url": self._origin() if self._port else "http://127.0.0.1",
+            "apikey": None,
+        }
+
     def _upsert(
         self,
         instance: str,
@@ -364,7 +407,76 @@ class FakeEvolutionAPI(_GatewayServer):
         return [
             Route("/message/sendText/{instance}", self._send_text, methods=["POST"]),
             Route("/chat/getBase64FromMediaMessage/{instance}", self._get_base64, methods=["POST"]),
+            Route("/chat/sendPresence/{instance}", self._send_presence, methods=["POST"]),
+            Route("/chat/markMessageAsRead/{instance}", self._mark_read, methods=["POST"]),
         ]
+
+    @property
+    def presences(self) -> list[dict[str, Any]]:
+        """The bodies of the `sendPresence` calls the fake accepted, in order."""
+        return [r.body for r in self.requests if "/chat/sendPresence/" in r.path and r.body]
+
+    @property
+    def read_marks(self) -> list[dict[str, Any]]:
+        """The `readMessages` keys of the `markMessageAsRead` calls, in order."""
+        return [
+            key
+            for r in self.requests
+            if "/chat/markMessageAsRead/" in r.path and isinstance(r.body, dict)
+            for key in r.body.get("readMessages") or []
+        ]
+
+    async def _chat_call(self, request: Request) -> tuple[Any, Response | None]:
+        """Record, check the instance and key; the body, or the refusal. Scripted faults
+        are for sends and downloads: these answer `courtesy_status` instead, when set."""
+        body, _ = await self._receive(request, faults=lambda _: False)
+        if not await self._pause(self._latency):
+            return body, _evolution_error(503, "the fake Evolution API is stopping")
+        if self.courtesy_status is not None:
+            return body, _evolution_error(self.courtesy_status, None)
+        instance = request.path_params["instance"]
+        if instance not in self.instances:
+            return body, _evolution_error(404, [f'The "{instance}" instance does not exist'])
+        if request.headers.get("apikey") != self.api_key:
+            return body, _evolution_error(401, "Unauthorized")
+        if not isinstance(body, dict):
+            return body, _evolution_error(400, ["instance is not of a type(s) object"])
+        return body, None
+
+    async def _send_presence(self, request: Request) -> Response:
+        """`presenceSchema`: `number`, `presence` and `delay` required. The real server holds
+        the request for `delay` ms; the fake answers at once."""
+        body, refused = await self._chat_call(request)
+        if refused is not None:
+            return refused
+        missing = [
+            f'instance requires property "{k}"'
+            for k in ("number", "presence", "delay")
+            if k not in body
+        ]
+        if missing:
+            return _evolution_error(400, missing)
+        if body["presence"] not in ("unavailable", "available", "composing", "recording", "paused"):
+            return _evolution_error(400, ["presence is not one of enum values"])
+        if not isinstance(body["delay"], int | float) or isinstance(body["delay"], bool):
+            return _evolution_error(400, ["delay is not of a type(s) number"])
+        return JSONResponse({"presence": body["presence"]}, status_code=201)
+
+    async def _mark_read(self, request: Request) -> Response:
+        """`readMessageSchema`: a non-empty `readMessages` of `{id, fromMe, remoteJid}`."""
+        body, refused = await self._chat_call(request)
+        if refused is not None:
+            return refused
+        keys = body.get("readMessages")
+        if not isinstance(keys, list) or not keys:
+            return _evolution_error(400, ['instance requires property "readMessages"'])
+        for key in keys:
+            fields_ok = isinstance(key, dict) and all(
+                isinstance(key.get(k), str) and key[k] for k in ("id", "remoteJid")
+            )
+            if not fields_ok or not isinstance(key.get("fromMe"), bool):
+                return _evolution_error(400, ["readMessages[] requires id, fromMe and remoteJid"])
+        return JSONResponse({"message": "Read messages", "read": "success"}, status_code=201)
 
     async def _get_base64(self, request: Request) -> Response:
         """Evolution's media download: the file of a webhook's `{key, message}`, in base64.
@@ -669,6 +781,15 @@ class FakeCloudAPI(_GatewayServer):
     #: The `X-Hub-Signature-256` header value Meta sends with a body: the bridge's own rule.
     sign = staticmethod(signature)
 
+    @property
+    def read_marks(self) -> list[dict[str, Any]]:
+        """The bodies of the `status: read` calls (typing indicators among them), in order."""
+        return [
+            r.body
+            for r in self.requests
+            if r.path.endswith("/messages") and isinstance(r.body, dict) and "status" in r.body
+        ]
+
     def _routes(self) -> list[Route]:
         return [
             Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"]),
@@ -731,7 +852,7 @@ class FakeCloudAPI(_GatewayServer):
         return None
 
     async def _messages(self, request: Request) -> Response:
-        body, fault = await self._receive(request)
+        body, fault = await self._receive(request, faults=lambda body: not _is_read(body))
         if not await self._pause(self._latency + (fault.delay if fault else 0.0)):
             return _cloud_error(503, "(#2) Service temporarily unavailable", 2)
         if fault is not None and fault.status is not None:
@@ -747,6 +868,8 @@ class FakeCloudAPI(_GatewayServer):
                 "cannot be loaded due to missing permissions, or does not support this operation.",
                 100,
             )
+        if _is_read(body):
+            return _cloud_read(body)
         problem = _cloud_problem(body)
         if problem is not None:
             return _cloud_error(400, f"(#100) {problem}", 100, details=problem)
@@ -810,6 +933,26 @@ class FakeCloudAPI(_GatewayServer):
 async def _chunks(data: bytes, size: int = 16 * 1024) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def _is_read(body: Any) -> bool:
+    return isinstance(body, dict) and "status" in body
+
+
+def _cloud_read(body: dict[str, Any]) -> Response:
+    """Mark as read (with the typing indicator when asked): `{"success": true}`."""
+    problem = None
+    if body.get("messaging_product") != "whatsapp":
+        problem = "The parameter messaging_product is required."
+    elif body.get("status") != "read":
+        problem = "Param status must be one of {read}."
+    elif not isinstance(body.get("message_id"), str) or not body["message_id"]:
+        problem = "The parameter message_id is required."
+    elif "typing_indicator" in body and body["typing_indicator"] != {"type": "text"}:
+        problem = "Param typing_indicator[type] must be one of {text}."
+    if problem is not None:
+        return _cloud_error(400, f"(#100) {problem}", 100, details=problem)
+    return JSONResponse({"success": True})
 
 
 def _cloud_problem(body: Any) -> str | None:
