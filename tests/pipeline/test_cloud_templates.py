@@ -15,9 +15,19 @@ from tests.conftest import EXAMPLE_ORG, SAO_PAULO
 from tests.fixtures_day import add
 from tests.pipeline.conftest import rows
 from tests.pipeline.test_cloud import ACCESS_TOKEN, PHONE_NUMBER_ID, cloud_org_text
+from zapvet.bridge.events import Status
+from zapvet.bridge.ingest import ingest
 from zapvet.errors import RejectedSend
 from zapvet.llm.scripted import ScriptedChatModel
-from zapvet.models import Contact, Conversation, Message, Organization, Resource, Service
+from zapvet.models import (
+    Contact,
+    Conversation,
+    Message,
+    Organization,
+    Resource,
+    Service,
+    WhatsAppInstance,
+)
 from zapvet.org import apply_spec, parse_spec
 from zapvet.proactive.care import schedule_care_invitations
 from zapvet.proactive.planning import schedule_daily_summaries, schedule_reminders
@@ -330,3 +340,44 @@ parameters = ["cliente", "pet", "servico", "loja"]
         "convite_retorno",
         ["Marina", "Pet de Marina", "Banho", petfeliz.name],
     )
+
+
+async def test_cloud_a_late_131047_resends_the_text_once_as_its_template(
+    session: Session,
+    petfeliz: Organization,
+    gateway: FakeCloudAPI,
+    res: Resources,
+    engine: Engine,
+) -> None:
+    # Meta accepted the text (inside our window by our clock), then reported it failed with
+    # 131047 in a status webhook: the reminder goes out again, once, as its template.
+    on_cloud(session, gateway)
+    marina = banho_at_1945(session, petfeliz, MARINA, "Marina")
+    wrote_at(session, petfeliz, marina, EVENING - timedelta(hours=23))
+    [staged] = await remind(res)
+    assert staged is not None and len(gateway.sent) == 1
+
+    async def status(error: str) -> None:
+        [(provider_id,)] = rows(
+            engine, f"SELECT whatsapp_message_id FROM messages WHERE id = {staged}"
+        )
+        async with res.sessions() as async_session, async_session.begin():
+            instance = (
+                await async_session.exec(
+                    select(WhatsAppInstance).where(WhatsAppInstance.provider == "cloud")
+                )
+            ).one()
+            await ingest(
+                async_session, instance, [Status(str(provider_id), "failed", error)], EVENING
+            )
+
+    await status("131047 Re-engagement message: more than 24 hours have passed")
+    assert rows(engine, f"SELECT status FROM messages WHERE id = {staged}") == [("pending",)]
+    await send_outgoing(res, staged, last_attempt=True)
+    [template] = gateway.sent_templates
+    assert (template.chat_id, template.name) == (MARINA, "lembrete_horario")
+    assert rows(engine, f"SELECT status FROM messages WHERE id = {staged}") == [("sent",)]
+
+    await status("131047 Re-engagement message: more than 24 hours have passed")
+    [(state, error)] = rows(engine, f"SELECT status, error FROM messages WHERE id = {staged}")
+    assert state == "failed" and error.startswith("131047")  # once only: no loop

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import literal, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -41,6 +42,9 @@ from zapvet.models import Message, WhatsAppInstance
 from zapvet.models.config import ConfigCache, current_version
 
 log = get_logger("zapvet.bridge.ingest")
+#: Meta's "re-engagement message" error: free text outside the contact's 24-hour window.
+REENGAGEMENT = 131047
+_META = Message.__table__.c.meta  # type: ignore[attr-defined]
 _STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 #: `Instances.confirm` bound to the session and the webhook's credentials.
@@ -325,6 +329,32 @@ async def _status(
         col(Message.whatsapp_message_id) == event.provider_id,
         col(Message.direction) == "outgoing",
     )
+    if event.status == "failed" and (event.error or "").startswith(f"{REENGAGEMENT} "):
+        # Meta took the text, then found the 24-hour window closed: a proactive message that
+        # has its template goes out again, once, as the template (the sweeper sends pending
+        # outbox rows; `queue.outbox` sends `template_first` rows as their template).
+        again = (
+            await session.exec(
+                query.where(
+                    col(Message.status).in_(["sent", "delivered"]),
+                    _META.has_key("template"),
+                    ~_META.has_key("late_reengagement"),
+                )
+                .values(
+                    status="pending",
+                    error=None,
+                    # Its text's parts were delivered nowhere: the template is all of it.
+                    meta=_META.op("-")("provider_ids").op("||")(
+                        literal({"template_first": True, "late_reengagement": True}, JSONB)
+                    ),
+                )
+                .returning(col(Message.id))
+            )
+        ).all()
+        if again:
+            log.info("text refused outside the 24-hour window: resent as its template")
+            report.updated += len(again)
+            return
     if event.status == "failed":
         query = query.values(status="failed", error=event.error or "failed at the provider")
         failed = (await session.exec(query.returning(col(Message.conversation_id)))).all()
