@@ -10,17 +10,15 @@ the worker sees it at its next turn.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from tests.conftest import start_conversation
-from tests.pipeline.conftest import echo, rows
+from tests.pipeline.conftest import rows
 from tests.pipeline.support import Recorder
 from tests.pipeline.test_drain_rounds import text_from
-from tests.pipeline.test_limits import Clock, escalation, replies
+from tests.pipeline.test_limits import clock, escalation, model, replies, resources
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import (
     AIInteraction,
@@ -37,32 +35,13 @@ from zapvet.queue.drain import (
     Outcome,
     drain_conversation,
 )
-from zapvet.queue.resources import Resources, build_resources
+from zapvet.queue.resources import Resources
 
+__all__ = ["clock", "model", "resources"]  # the limits tests' fixtures, shared
 pytestmark = pytest.mark.anyio
 ANA, BIA = "5511970007777", "5511970008888"
 #: The month's spend each test stores: R$ 3,24.
 SPENT_CENTS = 324
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def model() -> ScriptedChatModel:
-    return ScriptedChatModel(responder=echo)
-
-
-@pytest.fixture
-async def resources(
-    database_url: str, model: ScriptedChatModel, clock: Clock
-) -> AsyncIterator[Resources]:
-    res = build_resources(database_url, lambda: model, pool_size=4, clock=clock)
-    res.send_inline = False  # the send jobs are recorded, not run
-    yield res
-    await res.close()
 
 
 def budget(engine: Engine, cents: int | None, over_budget: str = "hand_to_human") -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from zapvet.cli.environment import command_settings, fail, services_for
+from zapvet.cli.environment import fail, in_organization
 
 contact_app = typer.Typer(
     help="Contacts of an organization: stop or resume answering a number; export or erase "
@@ -36,47 +36,22 @@ def _phone(raw: str) -> str:
 
 
 def _set_blocked(raw: str, slug: str, *, blocked: bool) -> None:
-    import asyncio
-
-    from sqlmodel import select
-
-    from zapvet import db
     from zapvet.clock import system_clock
-    from zapvet.commands.blocking import Actor, BlockResult, OwnerNumberRefused, set_blocked
-    from zapvet.models import Organization
+    from zapvet.commands.blocking import Actor, OwnerNumberRefused, set_blocked
 
     phone = _phone(raw)
-    settings = command_settings()
 
-    async def run(url: str) -> tuple[int | None, BlockResult | None]:
-        engine = db.build_async_engine(url, pool_size=1)
-        try:
-            async with db.async_session_maker(engine)() as session, session.begin():
-                org_id = (
-                    await session.exec(select(Organization.id).where(Organization.slug == slug))
-                ).first()
-                if org_id is None:
-                    return None, None
-                done = await set_blocked(
-                    session, org_id, phone, blocked=blocked, actor=Actor("cli"),
-                    now=system_clock(),
-                )  # fmt: skip
-                return org_id, done
-        finally:
-            await engine.dispose()
+    async def work(session: Any, org_id: int) -> Any:
+        return await set_blocked(
+            session, org_id, phone, blocked=blocked, actor=Actor("cli"), now=system_clock()
+        )
 
-    with services_for(settings) as services:
-        try:
-            org_id, done = asyncio.run(run(services.database_url))
-        except OwnerNumberRefused:
-            fail(
-                f"+{phone} is an owner number of {slug!r}: it talks to Aurora and cannot be "
-                "blocked",
-                "remove it from [[owners]] in the organization file first",
-            )
-    if org_id is None or done is None:
+    try:
+        done = in_organization(slug, work)
+    except OwnerNumberRefused:
         fail(
-            f"no organization {slug!r}", "check the slug, or apply its file with `zapvet org apply`"
+            f"+{phone} is an owner number of {slug!r}: it talks to Aurora and cannot be blocked",
+            "remove it from [[owners]] in the organization file first",
         )
     who = f"+{phone}" + (f" ({done.contact.name})" if done.contact and done.contact.name else "")
     if blocked and done.created:
@@ -113,41 +88,6 @@ def contact_unblock(phone: Phone, org: Org) -> None:
     _set_blocked(phone, org, blocked=False)
 
 
-def _in_org(slug: str, work: Any) -> Any:
-    """Run `work(session, org_id)` in one transaction of the organization `slug`; the string
-    `"no organization"` when there is none."""
-    import asyncio
-
-    from sqlmodel import select
-
-    from zapvet import db
-    from zapvet.models import Organization
-
-    settings = command_settings()
-
-    async def run(url: str) -> Any:
-        engine = db.build_async_engine(url, pool_size=1)
-        try:
-            async with db.async_session_maker(engine)() as session, session.begin():
-                org_id = (
-                    await session.exec(select(Organization.id).where(Organization.slug == slug))
-                ).first()
-                return _NO_ORG if org_id is None else await work(session, org_id)
-        finally:
-            await engine.dispose()
-
-    with services_for(settings) as services:
-        done = asyncio.run(run(services.database_url))
-    if done is _NO_ORG:
-        fail(
-            f"no organization {slug!r}", "check the slug, or apply its file with `zapvet org apply`"
-        )
-    return done
-
-
-_NO_ORG = object()
-
-
 @contact_app.command("export")
 def contact_export(
     phone: Phone,
@@ -165,7 +105,7 @@ def contact_export(
     from zapvet.commands.privacy import export_contact
 
     number = _phone(phone)
-    document = _in_org(org, lambda session, org_id: export_contact(session, org_id, number))
+    document = in_organization(org, lambda session, org_id: export_contact(session, org_id, number))
     if document is None:
         fail(f"nothing is stored about +{number} in {org!r}", "check the number", 1)
     text = json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n"
@@ -191,7 +131,7 @@ def contact_forget(phone: Phone, org: Org) -> None:
     async def work(session: Any, org_id: int) -> Any:
         return await forget_contact(session, org_id, number, actor=Actor("cli"), now=system_clock())
 
-    counts = _in_org(org, work)
+    counts = in_organization(org, work)
     if counts is None:
         typer.echo(f"nothing is stored about +{number} in {org!r} (no change)")
         return
