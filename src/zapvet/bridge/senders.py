@@ -206,14 +206,7 @@ class CloudSender:
             address: chat_id,
             **message,
         }
-        response = await _post(
-            self._client,
-            self._url,
-            headers={"Authorization": f"Bearer {self._access_token}"},
-            body=body,
-            timeout=self._timeout,
-            secrets=secrets,
-        )
+        response = await self._post(body, secrets)
         payload = _json(response)
         if not response.is_success:
             error = payload.get("error") if isinstance(payload, dict) else None
@@ -227,6 +220,17 @@ class CloudSender:
         messages = payload.get("messages") if isinstance(payload, dict) else None
         first = messages[0] if isinstance(messages, list) and messages else None
         return _message_id(first.get("id") if isinstance(first, dict) else None, response)
+
+    async def _post(self, body: dict[str, Any], secrets: tuple[str, ...]) -> httpx.Response:
+        """POST `body` to the number's messages endpoint."""
+        return await _post(
+            self._client,
+            self._url,
+            headers={"Authorization": f"Bearer {self._access_token}"},
+            body=body,
+            timeout=self._timeout,
+            secrets=secrets,
+        )
 
     async def send_presence(self, chat_id: str, last_id: str, *, delay_ms: int) -> None:
         """The Cloud API's typing indicator: it marks `last_id` read as well, and lasts up
@@ -249,14 +253,7 @@ class CloudSender:
         if typing:
             body["typing_indicator"] = {"type": "text"}
         secrets = (self._access_token,)
-        response = await _post(
-            self._client,
-            self._url,
-            headers={"Authorization": f"Bearer {self._access_token}"},
-            body=body,
-            timeout=self._timeout,
-            secrets=secrets,
-        )
+        response = await self._post(body, secrets)
         if not response.is_success:
             payload = _json(response)
             error = payload.get("error") if isinstance(payload, dict) else None
