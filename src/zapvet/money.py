@@ -39,3 +39,8 @@ def format_brl(cents: int) -> str:
     reais, centavos = divmod(abs(cents), 100)
     grouped = f"{reais:,}".replace(",", ".")
     return f"{sign}R$ {grouped},{centavos:02d}"
+
+
+def format_percent(fraction: Decimal) -> str:
+    """A share as Brazilians write it, one decimal: 0.3458 → "34,6%"."""
+    return f"{fraction * 100:.1f}%".replace(".", ",")

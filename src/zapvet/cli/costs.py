@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -13,7 +12,7 @@ import typer
 
 from zapvet.analytics.costs import CostFigures, CostReport
 from zapvet.cli.environment import command_settings, fail, services_for
-from zapvet.money import format_brl
+from zapvet.money import format_brl, format_percent
 
 if TYPE_CHECKING:
     from zapvet.proactive.templates import TemplateFailures
@@ -72,10 +71,6 @@ def report_json(
     }
 
 
-def _percent(fraction: Decimal) -> str:
-    return f"{fraction * 100:.1f}%".replace(".", ",")
-
-
 def report_lines(
     slug: str, month: str, report: CostReport, failures: TemplateFailures
 ) -> list[str]:
@@ -88,7 +83,7 @@ def report_lines(
     def row(label: str, f: CostFigures) -> str:
         return (
             f"{label:<12} {f.turns:>6} {f.input_tokens:>10} {f.cached_input_tokens:>10} "
-            f"{_percent(f.cache_hit_share):>8} {f.output_tokens:>10} {f.audio_minutes:>9} "
+            f"{format_percent(f.cache_hit_share):>8} {f.output_tokens:>10} {f.audio_minutes:>9} "
             f"{f.images:>6} {format_brl(f.cost_cents):>14}"
         )
 
@@ -108,7 +103,7 @@ def report_lines(
         used = report.budget_share
         lines.append(
             f"monthly budget {format_brl(report.monthly_budget_cents)}"
-            + ("" if used is None else f" · {_percent(used)} used")
+            + ("" if used is None else f" · {format_percent(used)} used")
         )
     if failures.count:
         lines.append(f"template errors (Cloud API): {failures.count} · last: {failures.last_error}")

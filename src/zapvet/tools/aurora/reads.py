@@ -12,7 +12,7 @@ from zapvet.analytics import care, costs, figures
 from zapvet.commands.proposals import for_owner
 from zapvet.errors import ToolError
 from zapvet.models import Appointment, Contact, Pet
-from zapvet.money import format_brl
+from zapvet.money import format_brl, format_percent
 from zapvet.scheduling import booking
 from zapvet.scheduling.availability import group_by_period
 from zapvet.tools.aurora.access import caller, loosely_matches, resolve_client
@@ -65,7 +65,7 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
             return {}
         shown = {"monthly_budget": format_brl(report.monthly_budget_cents)}
         if report.budget_share is not None:
-            shown["budget_used"] = f"{report.budget_share * 100:.1f}%".replace(".", ",")
+            shown["budget_used"] = format_percent(report.budget_share)
         return shown
 
     @tool
@@ -98,7 +98,7 @@ def make_read_tools(deps: ToolDeps) -> list[BaseTool]:
                 "cost": format_brl(f.cost_cents),
                 "input_tokens": f.input_tokens,
                 "cached_input_tokens": f.cached_input_tokens,
-                "cache_hit_share": f"{f.cache_hit_share * 100:.1f}%".replace(".", ","),
+                "cache_hit_share": format_percent(f.cache_hit_share),
                 "output_tokens": f.output_tokens,
                 "audio_minutes": str(f.audio_minutes).replace(".", ","),
                 "images": f.images,
