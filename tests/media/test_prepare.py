@@ -53,6 +53,9 @@ class Delays:
     def proactive(self, proactive_id: int) -> None:
         raise AssertionError("no staff alert expected")
 
+    def webhook(self, delivery_id: int) -> None:
+        raise AssertionError("no webhook expected")
+
 
 @dataclass
 class Bench:

@@ -73,6 +73,7 @@ class Recorder:
     drains: list[int] = field(default_factory=list)
     sends: list[int] = field(default_factory=list)
     proactive_ids: list[int] = field(default_factory=list)
+    webhooks: list[int] = field(default_factory=list)
 
     def drain(
         self, conversation_id: int, *, delay_ms: int = 0, organization_id: int | None = None
@@ -90,3 +91,6 @@ class Recorder:
 
     def proactive(self, proactive_id: int) -> None:
         self.proactive_ids.append(proactive_id)
+
+    def webhook(self, delivery_id: int) -> None:
+        self.webhooks.append(delivery_id)

@@ -15,6 +15,7 @@ from zapvet.models.conversation import (
 )
 from zapvet.models.organization import AISettings, Organization
 from zapvet.models.schedule import WEEKDAYS, BusinessHours, CalendarFeed, Closure
+from zapvet.models.webhook import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from zapvet.models.whatsapp import (
     AuroraOwnerNumber,
     InstanceConnection,
@@ -46,6 +47,9 @@ __all__ = [
     "Resource",
     "ResourceService",
     "Service",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WhatsAppInstance",
     "WhatsAppTemplate",
     "blocked_marking",

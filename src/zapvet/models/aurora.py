@@ -28,6 +28,7 @@ ProactiveType = Literal[
     "template_alert",
     "care_invitation",
     "connection_alert",
+    "webhook_alert",
     "custom",
 ]
 ProactiveStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]

@@ -21,6 +21,7 @@ from zapvet.errors import UnknownOrganization as UnknownOrganization
 from zapvet.models.catalog import Service
 from zapvet.models.organization import AISettings, Organization
 from zapvet.models.schedule import BusinessHours, Closure
+from zapvet.models.webhook import WebhookEndpoint
 from zapvet.models.whatsapp import AuroraOwnerNumber, WhatsAppInstance
 
 
@@ -37,6 +38,8 @@ class OrgConfig:
     #: Active owner numbers.
     owners: tuple[AuroraOwnerNumber, ...]
     instances: tuple[WhatsAppInstance, ...]
+    #: `[[webhooks]]` endpoints, enabled or not.
+    webhooks: tuple[WebhookEndpoint, ...] = ()
 
     @property
     def organization_id(self) -> int:
@@ -49,6 +52,10 @@ class OrgConfig:
     @property
     def debounce_seconds(self) -> int:
         return self.ai.debounce_seconds if self.ai else 3
+
+    def listens(self, event_type: str) -> bool:
+        """Whether an endpoint of the organization takes `event_type` (webhooks)."""
+        return any(endpoint.listens_to(event_type) for endpoint in self.webhooks)
 
     def owner_for(
         self, *, phone_keys: set[str], lids: set[str], bsuids: set[str]
@@ -126,6 +133,11 @@ async def load_config(session: AsyncSession, organization_id: int) -> OrgConfig:
         .where(WhatsAppInstance.organization_id == organization_id)
         .order_by(col(WhatsAppInstance.id))
     )
+    webhooks = await session.exec(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.organization_id == organization_id)
+        .order_by(col(WebhookEndpoint.id))
+    )
     config = OrgConfig(
         organization=org,
         ai=ai,
@@ -134,6 +146,7 @@ async def load_config(session: AsyncSession, organization_id: int) -> OrgConfig:
         services=tuple(services),
         owners=tuple(owners),
         instances=tuple(instances),
+        webhooks=tuple(webhooks),
     )
     session.expunge_all()  # detached: shared across jobs, never flushed by anyone's session
     return config

@@ -176,3 +176,6 @@ class AISettings(SQLModel, table=True):
     #: transcripts and extracted texts, are erased by the scheduler; None: kept.
     message_retention_days: int | None = Field(default=None)
     transcript_retention_days: int | None = Field(default=None)
+    #: `[privacy] webhook_message_text` (migration 0014): `message.received` and
+    #: `message.sent` webhook events carry the message's text; off: only its metadata.
+    webhook_message_text: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})

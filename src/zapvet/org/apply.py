@@ -25,6 +25,7 @@ from zapvet.models import (
     Resource,
     ResourceService,
     Service,
+    WebhookEndpoint,
     WhatsAppInstance,
     WhatsAppTemplate,
 )
@@ -33,8 +34,9 @@ from zapvet.money import format_brl
 from zapvet.org.spec import OrgSpec, parse_hhmm
 from zapvet.org.templates import TEMPLATE_KINDS, TemplateKind
 from zapvet.pricing import stored_pricing
+from zapvet.webhooks.targets import TargetRefused, check_config
 
-_SECRETS = {"api_key", "webhook_token", "access_token", "app_secret", "verify_token"}
+_SECRETS = {"api_key", "webhook_token", "access_token", "app_secret", "verify_token", "secret"}
 CLOUD_GRAPH_URL = "https://graph.facebook.com/v21.0"
 
 
@@ -109,7 +111,7 @@ def apply_spec(session: Session, spec: OrgSpec) -> ApplyReport:
     _apply_hours(session, spec, org_id, changes)
     _apply_closures(session, spec, org_id, changes)
     _apply_templates(session, spec, org_id, changes)
-    report.warnings = missing_templates(spec)
+    report.warnings = missing_templates(spec) + _apply_webhooks(session, spec, org_id, changes)
     session.flush()
     return report
 
@@ -330,6 +332,50 @@ def _apply_templates(session: Session, spec: OrgSpec, org_id: int, changes: list
     for kind, row in existing.items():
         session.delete(row)
         changes.append(f"template {kind} removed")
+
+
+def _apply_webhooks(session: Session, spec: OrgSpec, org_id: int, changes: list[str]) -> list[str]:
+    """Endpoints by URL; one that leaves the file is disabled, not deleted (its deliveries
+    are history). Each enabled URL's host is resolved and checked (`webhooks.targets`): one
+    that does not resolve yet is a warning, one with a private address an error.
+
+    Raises:
+        OrgFileError: an enabled endpoint's host resolves to an address it may not use.
+    """
+    existing = {row.url: row for row in _org_rows(session, WebhookEndpoint, org_id)}
+    warnings: list[str] = []
+    for index, entry in enumerate(spec.webhooks):
+        if entry.enabled:
+            try:
+                warning = check_config(entry.url, allow_private=entry.allow_private_targets)
+            except TargetRefused as refused:
+                raise OrgFileError(
+                    "<file>", [OrgFileProblem(f"webhooks[{index + 1}].url", str(refused))]
+                ) from None
+            if warning:
+                warnings.append(f"webhook {entry.url}: {warning}")
+        row = existing.pop(entry.url, None)
+        values: dict[str, Any] = {
+            "secret": entry.secret,
+            "events": list(entry.events),
+            "enabled": entry.enabled,
+            "allow_private_targets": entry.allow_private_targets,
+        }
+        if row is None:
+            session.add(WebhookEndpoint(organization_id=org_id, url=entry.url, **values))
+            changes.append(f"webhook {entry.url} added ({', '.join(entry.events)})")
+        else:
+            _sync(row, values, f"webhook {entry.url}", changes)
+            if row.disabled_at is not None and entry.enabled:
+                warnings.append(
+                    f"webhook {entry.url} is disabled since its receiver answered 410 Gone; "
+                    f"`zapvet webhooks enable {row.id}` sends to it again"
+                )
+    for url, row in existing.items():
+        if row.enabled:
+            row.enabled = False
+            changes.append(f"webhook {url} disabled (no longer in the file)")
+    return warnings
 
 
 def _sends(spec: OrgSpec, kind: TemplateKind) -> bool:

@@ -31,6 +31,8 @@ from zapvet.money import parse_price
 from zapvet.org.phones import checked_phone
 from zapvet.org.templates import TEMPLATE_PARAMETERS, TemplateKind, unknown_parameters
 from zapvet.pricing import ModelPrice
+from zapvet.webhooks.events import EVENT_TYPES
+from zapvet.webhooks.targets import TargetRefused, check_addresses, literal, parse
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -336,6 +338,43 @@ class PrivacySection(_Section):
 
     message_retention_days: int | None = Field(default=None, ge=1, le=36_500)
     transcript_retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    #: `message.received` / `message.sent` webhook events carry the message's text.
+    webhook_message_text: bool = False
+
+
+class WebhookEntry(_Section):
+    """`[[webhooks]]`: an endpoint that receives the listed events, signed with `secret`
+    (`X-Zapvet-Signature`). Only `https://` URLs with public addresses, unless
+    `allow_private_targets` (development and tests)."""
+
+    url: str
+    secret: str = Field(min_length=16, max_length=200)
+    events: list[str] = Field(min_length=1)
+    enabled: bool = True
+    allow_private_targets: bool = False
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown event {', '.join(map(repr, unknown))}; known: {', '.join(EVENT_TYPES)}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("an event is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _target(self) -> WebhookEntry:
+        try:
+            host, _ = parse(self.url, allow_private=self.allow_private_targets)
+            address = literal(host)
+            if address is not None:
+                check_addresses(host, [address], allow_private=self.allow_private_targets)
+        except TargetRefused as refused:
+            raise ValueError(f"url: {refused}") from None
+        return self
 
 
 class TemplateEntry(_Section):
@@ -436,6 +475,7 @@ class OrgSpec(_Section):
     privacy: PrivacySection = PrivacySection()
 
     templates: list[TemplateEntry] = []
+    webhooks: list[WebhookEntry] = []
 
     care: CareSection = CareSection()
 
@@ -465,6 +505,7 @@ def _cross_checks(spec: OrgSpec) -> list[tuple[tuple[str | int, ...], str]]:
     duplicates([f"{w.provider}:{w.key}" for w in spec.whatsapp], "whatsapp", "instance")
     duplicates([c.date.isoformat() for c in spec.closures], "closures", "date")
     duplicates([t.kind for t in spec.templates], "templates", "kind")
+    duplicates([w.url for w in spec.webhooks], "webhooks", "url")
     for index, entry in enumerate(spec.pricing.models):
         if entry.name in {m.name for m in spec.pricing.models[:index]}:
             problems.append(

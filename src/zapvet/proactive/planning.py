@@ -45,7 +45,7 @@ from zapvet.proactive.wording import (
 
 REMINDER, ALERT, DAILY = "appointment_reminder", "escalation_alert", "daily_summary"
 BUDGET, TEMPLATE_ALERT = "budget_alert", "template_alert"
-CONNECTION = "connection_alert"
+CONNECTION, WEBHOOK = "connection_alert", "webhook_alert"
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, object]]) -> list[int]:

@@ -17,12 +17,14 @@ from dramatiq.middleware import CurrentMessage
 from zapvet.errors import PermanentError, RejectedSend
 from zapvet.logging import get_logger
 from zapvet.models import Conversation
-from zapvet.queue.broker import INBOUND, OUTBOUND, PROACTIVE
+from zapvet.proactive.webhooks import endpoint_gone
+from zapvet.queue.broker import INBOUND, OUTBOUND, PROACTIVE, WEBHOOKS
 from zapvet.queue.dlq import REQUEUED
 from zapvet.queue.drain import drain_conversation
 from zapvet.queue.fairness import Fairness, Shares
 from zapvet.queue.outbox import send_outgoing, stage_proactive
 from zapvet.queue.resources import Resources
+from zapvet.webhooks.delivery import attempt as attempt_delivery
 
 MAX_RETRIES = 3
 #: Triggers older than this are dropped by AgeLimit: the sweeper re-enqueues what matters.
@@ -66,6 +68,7 @@ class Queue:
     drain_actor: Any
     send_actor: Any
     proactive_actor: Any
+    webhook_actor: Any
     fairness: Fairness
 
     def drain(
@@ -109,6 +112,10 @@ class Queue:
 
     def proactive(self, proactive_id: int) -> None:
         self.proactive_actor.send(proactive_id)
+
+    def webhook(self, delivery_id: int) -> None:
+        """Attempt a webhook delivery the scheduler (or the one before it in line) claimed."""
+        self.webhook_actor.send(delivery_id)
 
 
 def declare(broker: Any, get_resources: GetResources, shares: Shares | None = None) -> Queue:
@@ -157,6 +164,24 @@ def declare(broker: Any, get_resources: GetResources, shares: Shares | None = No
         if message_id is not None:
             queue.send(message_id)
 
+    async def deliver_webhook(delivery_id: int) -> None:
+        # Its own retries: a failed attempt is settled with its next time in the row, and
+        # the scheduler claims it again then (24 hours of them, not three).
+        res = await get_resources()
+        done = await attempt_delivery(
+            res.sessions, res.webhook_client(), delivery_id, clock=res.clock
+        )
+        if done.following is not None:
+            queue.webhook(done.following)
+        if done.result == "gone":
+            assert done.organization_id is not None and done.endpoint_id is not None
+            async with res.sessions() as session, session.begin():
+                told = await endpoint_gone(
+                    session, done.organization_id, done.endpoint_id, done.url or "", res.clock()
+                )
+            for proactive_id in told:
+                queue.proactive(proactive_id)
+
     def actor(job: Callable[[int], Awaitable[None]], name: str, queue: str, **extra: int) -> Any:
         # dramatiq's overloads do not accept its own **options alongside typed arguments.
         decorate = cast(Any, dramatiq.actor)(
@@ -175,6 +200,7 @@ def declare(broker: Any, get_resources: GetResources, shares: Shares | None = No
         drain_actor=actor(drain, "drain", INBOUND, max_age=MAX_AGE_MS),
         send_actor=actor(send_message, "send_message", OUTBOUND),
         proactive_actor=actor(send_proactive, "send_proactive", PROACTIVE),
+        webhook_actor=actor(deliver_webhook, "deliver_webhook", WEBHOOKS),
         fairness=fairness,
     )
     return queue

@@ -11,8 +11,8 @@ from zapvet.queue.middleware import DaemonAsyncIO, LogContext, PoisonGuard
 from zapvet.queue.propagation import TracePropagation
 
 NAMESPACE = "zapvet"
-INBOUND, OUTBOUND, PROACTIVE = "inbound", "outbound", "proactive"
-QUEUES = (INBOUND, OUTBOUND, PROACTIVE)
+INBOUND, OUTBOUND, PROACTIVE, WEBHOOKS = "inbound", "outbound", "proactive", "webhooks"
+QUEUES = (INBOUND, OUTBOUND, PROACTIVE, WEBHOOKS)
 #: A dead worker's messages return after this (Dramatiq's default 60 s plus a random
 #: maintenance wait measured at up to 15 minutes; research/dramatiq.md §2). Recovery does
 #: not wait for it: the sweeper re-enqueues a killed worker's conversations a few seconds

@@ -42,6 +42,10 @@ class Resources:
     #: How voice notes, photos and documents are fetched and transcribed before a turn.
     media: MediaSetup = field(default_factory=MediaSetup)
     media_http: httpx.AsyncClient | None = None  # built from `media` on first use
+    #: Outgoing webhooks' client: no kept-alive connections, since each request goes to the
+    #: address its URL resolved to and was checked (a pooled connection to that address
+    #: could carry another host's TLS session).
+    webhook_http: httpx.AsyncClient | None = None
     #: The drain sends its reply itself once committed (the send job is the fallback);
     #: False: it only enqueues the send job.
     send_inline: bool = True
@@ -55,9 +59,18 @@ class Resources:
             self.media_http = self.media.client()
         return self.media_http
 
+    def webhook_client(self) -> httpx.AsyncClient:
+        if self.webhook_http is None:
+            self.webhook_http = httpx.AsyncClient(
+                limits=httpx.Limits(max_keepalive_connections=0), trust_env=False
+            )
+        return self.webhook_http
+
     async def close(self) -> None:
         await self.locks.close()
         await self.http.aclose()
+        if self.webhook_http is not None:
+            await self.webhook_http.aclose()
         if self.media_http is not None:
             await self.media_http.aclose()
         if self.media.redis is not None:

@@ -3,7 +3,8 @@
 The process holding the leader lock sweeps every second: it enqueues due proactive
 messages, re-enqueues conversations whose messages wait unanswered with no drain holding
 them (a lost queue message, a flushed Redis, a killed worker), and re-enqueues outbox rows
-left unsent. "Stuck" is relative to when work was due, not a fixed age: a conversation is
+left unsent; it also claims the webhook deliveries that are due (`webhooks/delivery.py`)
+for the delivery actor. "Stuck" is relative to when work was due, not a fixed age: a conversation is
 stuck once its organization's debounce window has passed since its newest pending message,
 plus `SWEEP_MARGIN` for the queue to deliver the drain; a row the pipeline deferred on
 purpose (a media or send retry) gets its retry wait on top. Re-enqueued work is not
@@ -42,6 +43,7 @@ from zapvet.queue import dlq
 from zapvet.queue.drain import Enqueue
 from zapvet.queue.locks import CONVERSATION_LOCKS, SCHEDULER_LOCK, lock_conninfo
 from zapvet.queue.outbox import SENDING_LEASE
+from zapvet.webhooks.delivery import claim_due
 
 #: How late a drain may legitimately take its conversation after the debounce window ends
 #: (`fairness.QUEUED_GRACE_MS` keeps a queued drain's owed mark as long):
@@ -144,6 +146,8 @@ class TickReport:
     proactive: int = 0
     drains: int = 0
     sends: int = 0
+    #: Webhook deliveries claimed for the delivery actor (due, at the head of their line).
+    webhooks: int = 0
 
 
 async def tick(
@@ -198,6 +202,11 @@ async def tick(
                     _LEASED_OUTBOX, params={"lease": now - SENDING_LEASE}
                 )
             ).all()
+    async with sessions() as session, session.begin():
+        deliveries = await claim_due(session, now)
+    for delivery_id in deliveries:  # claimed (leased): not enqueued twice while it holds
+        enqueue.webhook(delivery_id)
+    report.webhooks = len(deliveries)
     waiting = owed(conversation_id for conversation_id, _ in stuck) if owed and stuck else set()
     organizations = dict(stuck)
     work = [

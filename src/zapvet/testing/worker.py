@@ -33,6 +33,9 @@ class _Queue:
     def proactive(self, proactive_id: int) -> None:
         pass
 
+    def webhook(self, delivery_id: int) -> None:
+        pass
+
 
 @asynccontextmanager
 async def drain_worker(
