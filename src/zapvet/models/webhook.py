@@ -145,5 +145,8 @@ class WebhookDelivery(SQLModel, table=True):
     #: A short, scrubbed excerpt of the last failure (never the whole response body).
     last_error: str | None = Field(default=None, sa_type=Text)
     delivered_at: datetime | None = moment_field()
+    #: Failures past `RETRY_FOR` after this make it dead: its event's time, or when
+    #: `zapvet webhooks requeue` gave it another day.
+    retry_from: datetime = moment_field(nullable=False)
     created_at: datetime = created_field()
     updated_at: datetime = updated_field()

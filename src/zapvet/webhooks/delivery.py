@@ -181,7 +181,7 @@ UPDATE webhook_deliveries d
    AND v.id = d.event_id AND p.id = d.endpoint_id AND o.id = d.organization_id
    AND p.enabled AND p.disabled_at IS NULL
 RETURNING d.attempts, d.endpoint_id, d.resource, d.organization_id, v.uid, v.type,
-          v.created_at, v.data, p.url, p.secret, p.allow_private_targets, o.slug, o.timezone
+          v.created_at, d.retry_from, v.data, p.url, p.secret, p.allow_private_targets, o.slug, o.timezone
 """)
 
 _SETTLE = text("""
@@ -257,6 +257,7 @@ async def attempt(
         uid,
         event_type,
         created_at,
+        retry_from,
         data,
         url,
         secret,
@@ -291,7 +292,7 @@ async def attempt(
     elif response.status == 410:
         result = "gone"
         settled.update(status="pending", error="410 Gone: the endpoint was disabled")
-    elif now - created_at >= RETRY_FOR:
+    elif now - retry_from >= RETRY_FOR:
         result = "dead"
         settled.update(status="dead")
     else:

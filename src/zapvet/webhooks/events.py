@@ -174,9 +174,9 @@ WITH targets AS (
     RETURNING id, resource, created_at
 )
 INSERT INTO webhook_deliveries (organization_id, event_id, endpoint_id, resource, status,
-                                attempts, next_attempt_at, created_at, updated_at)
+                                attempts, next_attempt_at, retry_from, created_at, updated_at)
 SELECT :org, event.id, targets.id, event.resource, 'pending', 0, event.created_at,
-       event.created_at, event.created_at
+       event.created_at, event.created_at, event.created_at
   FROM event CROSS JOIN targets
 """)
 

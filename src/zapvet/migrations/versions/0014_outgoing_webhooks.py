@@ -109,6 +109,7 @@ def upgrade() -> None:
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("retry_from", sa.DateTime(timezone=True), nullable=False),
         *_times(),
         sa.ForeignKeyConstraint(
             ["organization_id", "event_id"],
