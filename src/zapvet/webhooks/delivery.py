@@ -181,7 +181,8 @@ UPDATE webhook_deliveries d
    AND v.id = d.event_id AND p.id = d.endpoint_id AND o.id = d.organization_id
    AND p.enabled AND p.disabled_at IS NULL
 RETURNING d.attempts, d.endpoint_id, d.resource, d.organization_id, v.uid, v.type,
-          v.created_at, d.retry_from, v.data, p.url, p.secret, p.allow_private_targets, o.slug, o.timezone
+          v.created_at, d.retry_from, v.data, p.url, p.secret, p.allow_private_targets,
+          o.slug, o.timezone
 """)
 
 _SETTLE = text("""
