@@ -29,6 +29,9 @@ from zapvet.models import (
     Message,
     Organization,
     Pet,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 
 
@@ -94,6 +97,34 @@ def person(session: Session, org: Organization) -> tuple[Contact, str]:
             ),
         ]
     )
+    session.flush()
+    endpoint = WebhookEndpoint(
+        organization_id=org.id,
+        url="https://hooks.example.com/zapvet",
+        secret="whsec-test-0123456789abcdef",
+        events=["contact.updated"],
+    )
+    session.add(endpoint)
+    session.flush()
+    event = WebhookEvent(
+        organization_id=org.id,
+        type="contact.updated",
+        resource=f"contact:{contact.id}",
+        contact_id=contact.id,
+        data={"contact": {"id": contact.id, "name": "Marina Souza", "phone": f"+{phone}"}},
+    )
+    session.add(event)
+    session.flush()
+    session.add(
+        WebhookDelivery(
+            organization_id=org.id,
+            event_id=event.id or 0,
+            endpoint_id=endpoint.id or 0,
+            resource=event.resource,
+            status="delivered",
+            attempts=1,
+        )
+    )
     session.commit()
     return contact, phone
 
@@ -143,6 +174,13 @@ def test_export_holds_everything_stored_about_the_person(
     assert document["ai_interactions"][0]["input_tokens"] == 100
     assert document["proactive_messages"][0]["content"].startswith("Oi, Marina!")
     assert document["audit_log"][0]["action"] == "block_contact"
+    (event,) = document["webhook_events"]
+    assert event["type"] == "contact.updated" and event["id"].startswith("evt_")
+    assert event["data"]["contact"]["name"] == "Marina Souza"
+    assert event["deliveries"] == [
+        {"endpoint_id": event["deliveries"][0]["endpoint_id"], "status": "delivered",
+         "attempts": 1, "delivered_at": None}
+    ]  # fmt: skip
     unknown = zapvet(
         "contact", "export", "11 96666-5555", "--org", "petfeliz", env=_env(database_url, services)
     )

@@ -17,7 +17,7 @@ from tests.pipeline.conftest import rows
 from zapvet import db
 from zapvet.commands.privacy import enforce_retention
 from zapvet.errors import OrgFileError
-from zapvet.models import Message, Organization
+from zapvet.models import Message, Organization, WebhookEvent
 from zapvet.org import load_spec, parse_spec
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -68,8 +68,27 @@ def test_old_contents_and_transcripts_are_erased_and_the_rows_stay(
     old_voice = message(session, petfeliz, mine, 45, message_type="audio", content="", meta=voice)
     recent = message(session, petfeliz, mine, 10, message_type="audio", content="ok", meta=voice)
     elsewhere = message(session, other, theirs, 400, content="não é daqui")
+    said = {"message": {"id": ancient, "text": "oi", "direction": "incoming"}}
+    events = [
+        WebhookEvent(
+            organization_id=org.id or 0,
+            type="message.received",
+            resource=f"conversation:{conversation}",
+            data=said,
+            created_at=NOW - timedelta(days=days),
+        )
+        for org, conversation, days in (
+            (petfeliz, mine, 120),
+            (petfeliz, mine, 10),
+            (other, theirs, 400),
+        )
+    ]
+    session.add_all(events)
+    session.commit()
 
-    assert run(database_url) == {"contents": 1, "transcripts": 1}
+    assert run(database_url) == {"contents": 1, "transcripts": 1, "webhook_texts": 1}
+    kept = [row[0] for row in rows(engine, "SELECT data FROM webhook_events ORDER BY id")]
+    assert kept == [{"message": {"id": ancient, "direction": "incoming"}}, said, said]
     found = {
         row[0]: row[1:]
         for row in rows(engine, "SELECT id, content, meta FROM messages ORDER BY id")
@@ -79,7 +98,7 @@ def test_old_contents_and_transcripts_are_erased_and_the_rows_stay(
     assert found[recent] == ("ok", voice)
     assert found[elsewhere] == ("não é daqui", None)
     assert len(found) == 4  # nothing deleted: counts stay
-    assert run(database_url) == {"contents": 0, "transcripts": 0}  # idempotent
+    assert run(database_url) == {"contents": 0, "transcripts": 0, "webhook_texts": 0}
 
 
 def test_privacy_keys_are_read_from_the_organization_file() -> None:

@@ -2,11 +2,13 @@
 
 `export_contact` gathers everything a contact's rows hold: the contact and its identities,
 pets, appointments, conversations with their messages (media transcripts included), the AI
-interactions of those conversations, proactive messages to them, pending owner actions and
-audit rows that name them. `forget_contact` erases the personal data in the same rows (name,
+interactions of those conversations, proactive messages to them, pending owner actions,
+audit rows that name them, and the outgoing webhook events about them with how each was
+delivered. `forget_contact` erases the personal data in the same rows (name,
 phone, LID and BSUID, message contents and transcripts, pet names and notes, free text in
 appointments, escalations, proactive messages and AI error texts, audit
-snapshots) and keeps the business facts the owner's figures are computed from (appointments
+snapshots; webhook events about them are deleted, so what was not sent yet is not sent)
+and keeps the business facts the owner's figures are computed from (appointments
 with their dates, services, resources and prices; message and turn counts and times), so
 past revenue and counts do not change. The contact keeps its row under a stable pseudonym;
 its identities are deleted, so the same number writing again is a new contact. Each erasure
@@ -23,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, literal_column, or_
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
@@ -45,7 +48,10 @@ from zapvet.models import (
     Pet,
     Resource,
     Service,
+    WebhookDelivery,
+    WebhookEvent,
 )
+from zapvet.webhooks.delivery import event_id
 
 #: Every table holding a person's data, and what forgetting does to it.
 COVERED = {
@@ -60,6 +66,8 @@ COVERED = {
     "aurora_proactive_messages": "content and error erased; type, status and times kept",
     "aurora_pending_actions": "payload, preview and result erased; pending ones cancelled",
     "audit_log": "before/after snapshots of their rows erased; action, actor and time kept",
+    "webhook_events": "deleted: events about the person (sent or not) are neither kept nor sent on",
+    "webhook_deliveries": "deleted with their events",
 }
 ERASED = "[apagado]"
 #: Keys whose values are personal in stored JSON (audit snapshots, pending actions).
@@ -117,6 +125,8 @@ async def export_contact(
     )
     pending = await all_of(AuroraPendingAction, _names_contact(AuroraPendingAction.payload, cid))
     audits = await _audit_rows(session, organization_id, cid, [p.id for p in pets])
+    events = await all_of(WebhookEvent, WebhookEvent.contact_id == cid)
+    sent = await all_of(WebhookDelivery, col(WebhookDelivery.event_id).in_([e.id for e in events]))
     by_conversation: dict[int | None, list[dict[str, Any]]] = {}
     for message in messages:
         by_conversation.setdefault(message.conversation_id, []).append(
@@ -151,6 +161,25 @@ async def export_contact(
         "proactive_messages": [_row(p, "contact_id") for p in proactive],
         "pending_owner_actions": [_row(p) for p in pending],
         "audit_log": [_row(a) for a in audits],
+        "webhook_events": [
+            {
+                "id": event_id(event.uid),
+                "type": event.type,
+                "created_at": _moment(event.created_at),
+                "data": event.data,
+                "deliveries": [
+                    {
+                        "endpoint_id": d.endpoint_id,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "delivered_at": _moment(d.delivered_at),
+                    }
+                    for d in sent
+                    if d.event_id == event.id
+                ],
+            }
+            for event in events
+        ],
     }
 
 
@@ -287,6 +316,12 @@ async def forget(
         await session.delete(identity)
         removed += 1
     counts["contact_identities"] = removed
+    await run(
+        "webhook_events",  # their deliveries go with them (ON DELETE CASCADE)
+        sa_delete(WebhookEvent).where(
+            col(WebhookEvent.organization_id) == org, col(WebhookEvent.contact_id) == cid
+        ),
+    )
     contact.name, contact.phone, contact.notes = pseudonym(org, cid), None, None
     counts["contacts"] = 1
     session.add(
@@ -377,6 +412,7 @@ RETENTION_BATCH = 2_000
 #: Media keys holding what a person said or sent in words: transcripts, extracted texts.
 _TRANSCRIPT_KEYS = ("transcript", "speech_to_text", "text")
 _MEDIA = Message.__table__.c.meta  # type: ignore[attr-defined]
+_EVENT_DATA = WebhookEvent.__table__.c.data  # type: ignore[attr-defined]
 #: A message's `meta` with its media (files' details, transcripts, captions) dropped and
 #: `erased` set; the rest (who sent it, what kind of notice it was) is metadata and stays.
 _ERASED_META: Any = literal_column(
@@ -388,9 +424,9 @@ _ERASED_META: Any = literal_column(
 async def enforce_retention(session: AsyncSession, now: datetime) -> dict[str, int]:
     """Erase, for every organization with `[privacy]` set, the contents of messages older
     than `message_retention_days` and the transcripts and extracted texts of those older
-    than `transcript_retention_days`; the rows, their times, types and statuses stay, so
-    counts and figures do not change. How many messages of each kind were erased. Commits
-    each batch."""
+    than `transcript_retention_days` (and the text `message.*` webhook events carry, by the
+    first); the rows, their times, types and statuses stay, so counts and figures do not
+    change. How many rows of each kind were erased. Commits each batch."""
     policies = (
         await session.exec(
             select(AISettings).where(
@@ -401,7 +437,7 @@ async def enforce_retention(session: AsyncSession, now: datetime) -> dict[str, i
             )
         )
     ).all()
-    done = {"contents": 0, "transcripts": 0}
+    done = {"contents": 0, "transcripts": 0, "webhook_texts": 0}
     for policy in policies:
         org = policy.organization_id
         if policy.message_retention_days is not None:
@@ -415,6 +451,18 @@ async def enforce_retention(session: AsyncSession, now: datetime) -> dict[str, i
                 ),
                 {"content": "", "meta": _ERASED_META},
             )
+            result = await session.exec(
+                sa_update(WebhookEvent)
+                .where(
+                    col(WebhookEvent.organization_id) == org,
+                    col(WebhookEvent.created_at) < cut,
+                    col(WebhookEvent.type).in_(("message.received", "message.sent")),
+                    _EVENT_DATA["message"].has_key("text"),
+                )
+                .values(data=_EVENT_DATA.op("#-")(literal_column("'{message,text}'")))
+            )
+            await session.commit()
+            done["webhook_texts"] += int(result.rowcount)
         if policy.transcript_retention_days is not None:
             cut = now - timedelta(days=policy.transcript_retention_days)
             media = _MEDIA["media"]
