@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,7 +33,7 @@ from zapvet.org.phones import checked_phone
 from zapvet.org.templates import TEMPLATE_PARAMETERS, TemplateKind, unknown_parameters
 from zapvet.pricing import ModelPrice
 from zapvet.webhooks.events import EVENT_TYPES
-from zapvet.webhooks.targets import TargetRefused, check_addresses, literal, parse
+from zapvet.webhooks.targets import check_addresses, literal, parse
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -347,11 +348,22 @@ class WebhookEntry(_Section):
     (`X-Zapvet-Signature`). Only `https://` URLs with public addresses, unless
     `allow_private_targets` (development and tests)."""
 
+    #: Declared first: `url`'s check reads it.
+    allow_private_targets: bool = False
     url: str
     secret: str = Field(min_length=16, max_length=200)
     events: list[str] = Field(min_length=1)
     enabled: bool = True
-    allow_private_targets: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        allow = bool(info.data.get("allow_private_targets", False))
+        host, _ = parse(value, allow_private=allow)
+        address = literal(host)
+        if address is not None:
+            check_addresses(host, [address], allow_private=allow)
+        return value
 
     @field_validator("events")
     @classmethod
@@ -364,17 +376,6 @@ class WebhookEntry(_Section):
         if len(set(value)) != len(value):
             raise ValueError("an event is listed twice")
         return value
-
-    @model_validator(mode="after")
-    def _target(self) -> WebhookEntry:
-        try:
-            host, _ = parse(self.url, allow_private=self.allow_private_targets)
-            address = literal(host)
-            if address is not None:
-                check_addresses(host, [address], allow_private=self.allow_private_targets)
-        except TargetRefused as refused:
-            raise ValueError(f"url: {refused}") from None
-        return self
 
 
 class TemplateEntry(_Section):
