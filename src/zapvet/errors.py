@@ -23,6 +23,7 @@
         ├── PayloadError         a webhook body is not what the provider sends (422); message
         ├── ScriptExhaustedError a scripted model was called more often than it has replies
         ├── OwnerNumberRefused   an owner number cannot be blocked; phone
+        ├── TargetRefused        a webhook URL, or an address it resolves to, is not allowed
         └── ToolError            an agent tool refused; `message` is pt-BR text for the model
             └── SlotTakenError   the requested time is not (or no longer) free; has alternatives
 
@@ -32,7 +33,7 @@ Three signals, each caught in the module that raises it or its caller, subclass 
 credentials) and `queue.drain._Raced` (ZapvetError: another drain answered first; roll back).
 The leaves are re-exported where they are raised (`bridge.senders`, `bridge.events`,
 `llm.scripted`, `chat`, `evals.scenario`, `commands.blocking`, `graphs.studio`,
-`otel.phoenix`, `media`, `models.config`).
+`otel.phoenix`, `media`, `models.config`, `webhooks.targets`).
 
 Errors carry fields, not formatted strings; `str(error)` renders them for people.
 HTTP status mapping lives in `zapvet.bridge` only.
@@ -225,6 +226,12 @@ class OwnerNumberRefused(PermanentError):
     def __init__(self, phone: str) -> None:
         self.phone = phone
         super().__init__(f"+{phone} is an owner number and cannot be blocked")
+
+
+class TargetRefused(PermanentError, ValueError):
+    """A webhook URL may not receive events (not https, or a private, loopback or link-local
+    address among those its host resolves to); the message says why and what to do. A
+    ValueError too, so the organization file's validation reports it with its key."""
 
 
 class ToolError(PermanentError):

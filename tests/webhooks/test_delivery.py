@@ -267,7 +267,10 @@ async def test_410_disables_the_endpoint_and_tells_the_owners(
     done = await attempt(sessions, http, claimed, clock=clock)
     assert done.result == "gone" and done.endpoint_id is not None
 
-    reason = session.execute(text("SELECT disabled_reason FROM webhook_endpoints")).scalar()
+    reason = session.execute(
+        text("SELECT disabled_reason FROM webhook_endpoints WHERE id = :id"),
+        {"id": done.endpoint_id},
+    ).scalar()
     assert "410 Gone" in str(reason)
     # Disabled: nothing new is written for it, and what waits stays (not dropped).
     await emit_about(sessions, org, appointment, "appointment.cancelled", now=clock())
@@ -294,7 +297,10 @@ async def test_a_target_refused_at_send_time_is_not_contacted(
     org = apply_text(session, with_webhook(receiver.url))
     appointment = book(session, org)
     # The row as an older check let it in: the send checks again.
-    session.execute(text("UPDATE webhook_endpoints SET allow_private_targets = false"))
+    session.execute(
+        text("UPDATE webhook_endpoints SET allow_private_targets = false WHERE url = :url"),
+        {"url": receiver.url},
+    )
     session.commit()
     clock = MovableClock()
     await emit_about(sessions, org, appointment, now=clock())

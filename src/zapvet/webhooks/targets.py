@@ -16,11 +16,9 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from zapvet.errors import TargetRefused as TargetRefused
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class TargetRefused(ValueError):
-    """The URL may not receive webhooks; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
