@@ -11,7 +11,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tests.conftest import EXAMPLE_ORG
 from tests.pipeline.conftest import scalar
@@ -144,6 +144,7 @@ def test_metrics_report_the_work_done(stack: LocalStack, engine: Engine) -> None
         "inbound": idle,
         "outbound": {**idle, "dead": 1},  # the refused send
         "proactive": idle,
+        "webhooks": idle,
     }
     assert _value(samples, "zapvet_queue_failed_last_hour", queue="outbound") == 1
     assert _value(samples, "zapvet_queue_failed_last_hour", queue="inbound") == 0
@@ -158,19 +159,48 @@ def test_metrics_report_the_work_done(stack: LocalStack, engine: Engine) -> None
         "inbound": {**idle, "waiting": 1, "delayed": 1},
         "outbound": {**idle, "dead": 1},
         "proactive": idle,
+        "webhooks": idle,
     }
     assert _value(samples, "zapvet_alert", alert="no_active_worker") == 1
     assert _value(samples, "zapvet_inbound_messages_total", outcome="stored") == 5
 
 
 def test_every_family_is_documented_and_labels_carry_no_personal_data(
-    stack: LocalStack,
+    stack: LocalStack, engine: Engine
 ) -> None:
     stack.say(CALM, "Oi, meu telefone é 11 98765-4321")
     stack.wait(lambda: len(stack.gateway.sent) == 1, what="the reply")
     # The instance families appear once an instance has reported its connection.
     stack.post(stack.gateway.connection_update(INSTANCE, "open")).raise_for_status()
+    # The webhook families, once an endpoint has deliveries (one dead, one endpoint gone).
+    with engine.begin() as conn:
+        endpoint = conn.execute(
+            text(
+                "INSERT INTO webhook_endpoints (organization_id, url, secret, events, enabled,"
+                " allow_private_targets, disabled_at) VALUES (:org, 'https://hooks.example.com/x',"
+                " 'whsec-0123456789abcdef', '[]', true, false, now()) RETURNING id"
+            ),
+            {"org": stack.organization_id},
+        ).scalar()
+        event = conn.execute(
+            text(
+                "INSERT INTO webhook_events (organization_id, uid, type, resource, data)"
+                " VALUES (:org, gen_random_uuid(), 'contact.created', 'contact:1', '{}')"
+                " RETURNING id"
+            ),
+            {"org": stack.organization_id},
+        ).scalar()
+        conn.execute(
+            text(
+                "INSERT INTO webhook_deliveries (organization_id, event_id, endpoint_id,"
+                " resource, status, attempts, next_attempt_at, retry_from)"
+                " VALUES (:org, :event, :endpoint, 'contact:1', 'dead', 9, now(), now())"
+            ),
+            {"org": stack.organization_id, "event": event, "endpoint": endpoint},
+        )
     samples = _scrape(stack)
+    assert _value(samples, "zapvet_webhook_deliveries", organization="petfeliz", status="dead") == 1
+    assert _value(samples, "zapvet_webhook_endpoints_disabled", organization="petfeliz") == 1
     documented = set(re.findall(r"^\| `(zapvet_[a-z_]+)`", DOCS.read_text(), re.MULTILINE))
     exposed = {re.sub(r"_(bucket|count|sum|created)$", "", s.name) for s in samples}
     assert exposed == documented

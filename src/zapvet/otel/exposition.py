@@ -82,6 +82,12 @@ _DB = {
     "connections": "SELECT o.slug, w.instance, c.state, extract(epoch FROM c.changed_at) "
     "FROM instance_connections c JOIN whatsapp_instances w ON w.id = c.instance_id "
     "JOIN organizations o ON o.id = c.organization_id WHERE w.is_active",
+    # Outgoing webhooks: deliveries by state per organization, and endpoints disabled by a 410.
+    "webhooks": "SELECT o.slug, d.status, count(*) FROM webhook_deliveries d "
+    "JOIN organizations o ON o.id = d.organization_id GROUP BY 1, 2",
+    "webhooks_disabled": "SELECT o.slug, count(*) FROM webhook_endpoints e "
+    "JOIN organizations o ON o.id = e.organization_id "
+    "WHERE e.enabled AND e.disabled_at IS NOT NULL GROUP BY 1",
     "durations": "SELECT ai_type, duration_ms FROM ai_interactions WHERE duration_ms IS NOT NULL",
     # Joined to organizations: a slug label only for organizations in the database.
     "costs": "SELECT o.slug, i.model, sum(i.input_tokens), sum(i.cached_input_tokens), "
@@ -198,7 +204,12 @@ async def _from_database(
         buckets.append(("+Inf", float(total)))
         histogram.add_metric([agent], buckets, float(summed) / 1000)
     costs = _costs(found["costs"], transcribe_model)
-    health = [replies, failed_recent, *_connections(found["connections"])]
+    health = [
+        replies,
+        failed_recent,
+        *_connections(found["connections"]),
+        *_webhooks(found["webhooks"], found["webhooks_disabled"]),
+    ]
     return [turns, tokens, ungrounded, sends, escalations, histogram, *costs, *health]
 
 
@@ -224,6 +235,35 @@ def _connections(rows: Sequence[Any]) -> list[Metric]:
             state.add_metric([slug, instance, name], 1.0 if name == current else 0.0)
         changed.add_metric([slug, instance], float(since))
     return [state, changed]
+
+
+#: A delivery's states (models.webhook): waiting (`pending`, `queued`), `delivered`, `dead`.
+DELIVERY_STATES = ("pending", "queued", "delivered", "dead")
+
+
+def _webhooks(rows: Sequence[Any], disabled: Sequence[Any]) -> list[Metric]:
+    """Webhook deliveries per organization and state (every state, 0 included, for each
+    organization that has any), and endpoints a 410 disabled."""
+    counts: dict[tuple[str, str], int] = {}
+    for slug, status, total in rows:
+        for name in DELIVERY_STATES:
+            counts.setdefault((slug, name), 0)
+        counts[slug, status] = int(total)
+    deliveries = GaugeMetricFamily(
+        "zapvet_webhook_deliveries",
+        "outgoing webhook deliveries by state",
+        labels=["organization", "status"],
+    )
+    for (slug, status), total in sorted(counts.items()):
+        deliveries.add_metric([slug, status], total)
+    gone = GaugeMetricFamily(
+        "zapvet_webhook_endpoints_disabled",
+        "webhook endpoints disabled because their receiver answered 410 Gone",
+        labels=["organization"],
+    )
+    for slug, total in sorted(disabled):
+        gone.add_metric([slug], int(total))
+    return [deliveries, gone]
 
 
 async def render(
