@@ -573,7 +573,7 @@ async def _commit(batch: _Batch, turn: Turn) -> Outcome:
             # transaction claims it (the send job and the sweeper still cover a crash).
             sender = batch.config.instance(pending.instance_id) if res.send_inline else None
             outgoing, claim, alerts = await _write(
-                session, conversation, pending, turn, now, sender
+                session, conversation, pending, turn, now, sender, batch.config
             )
             batch.seen.more = await _more_pending(session, conversation.id or 0)
     except _Raced:
@@ -807,6 +807,7 @@ async def _write(
     turn: Turn,
     now: datetime,
     sender: WhatsAppInstance | None,
+    config: OrgConfig,
 ) -> tuple[Message | None, Claim | None, list[int]]:
     """Close the batch and store its reply, claimed for `sender` when there is one."""
     closed_as = "processed" if turn.failure is None else "failed"
@@ -816,7 +817,7 @@ async def _write(
     if turn.failure is not None or turn.handoff:
         current = await session.get(Conversation, conversation.id, with_for_update=True)
         if current is not None and turn.handoff:
-            alerts = await escalate(session, current, turn.reason, now)
+            alerts = await escalate(session, current, turn.reason, now, config=config)
         escalated = current is not None and current.status == "escalated"
         if turn.failure is not None:
             reply = HANDOFF_REPLY if escalated else FALLBACK_REPLY
