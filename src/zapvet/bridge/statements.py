@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.dialects.postgresql import insert
@@ -138,6 +138,15 @@ def _learn_identities(arity: int) -> TextClause:
 _FORGET_CONTACT = text("DELETE FROM contacts WHERE id = :id")
 
 
+class FoundContact(NamedTuple):
+    """What `contact_id_for` found: `created` says the contact is new (its first message)."""
+
+    version: int
+    contact_id: int
+    blocked: bool
+    created: bool
+
+
 async def contact_id_for(
     conn: AsyncConnection,
     org_id: int,
@@ -146,8 +155,8 @@ async def contact_id_for(
     name: str | None,
     phone: str | None,
     now: datetime,
-) -> tuple[int, int, bool]:
-    """`directory.contact_for` in Core SQL: (configuration version, contact id, blocked),
+) -> FoundContact:
+    """`directory.contact_for` in Core SQL: the configuration version and the contact,
     creating the contact with its identities on first contact (never blocked: a number
     blocked before it wrote already has its contact) and recording identities it lacked.
 
@@ -167,10 +176,10 @@ async def contact_id_for(
                 learn = {"org": org_id, "contact": contact_id, "updated": params["updated"]}
                 learn.update(_pair_params(missing))
                 await conn.execute(_learn_identities(len(missing)), learn)
-            return first, int(contact_id), bool(row[3])
+            return FoundContact(first, int(contact_id), bool(row[3]), created=False)
         created = (await conn.execute(_new_contact(len(keys)), params)).one()
         if created[1] == len(keys):
-            return first, int(created[0]), False
+            return FoundContact(first, int(created[0]), blocked=False, created=True)
         # Someone recorded one of these identities meanwhile: theirs wins, look again.
         await conn.execute(_FORGET_CONTACT, {"id": created[0]})
     raise RuntimeError("could not settle the contact's identities")
