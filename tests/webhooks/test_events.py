@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
 from sqlalchemy import Engine, event, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tests.conftest import NOW, start_conversation
+from tests.pipeline.conftest import echo
+from tests.pipeline.support import Recorder
+from tests.pipeline.test_drain_rounds import text_from
 from tests.tools.test_client_tools import TOMORROW, bare_tool_graph, call, succeed
 from tests.webhooks.conftest import apply_text, with_webhook
 from zapvet.bridge.events import Inbound, Sender
@@ -24,11 +27,13 @@ from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import (
     AuroraOwnerNumber,
     AuroraPendingAction,
+    Conversation,
     Organization,
     Service,
     WhatsAppInstance,
     outgoing_message,
 )
+from zapvet.queue.drain import Outcome, drain_conversation
 from zapvet.queue.outbox import Sent, send_outgoing
 from zapvet.queue.resources import Resources, build_resources
 from zapvet.testing.gateways import FakeEvolutionAPI
@@ -187,7 +192,7 @@ async def confirm(
 async def test_events_of_the_owner_commands_create_move_cancel_and_mark(
     deps: ToolDeps, customer: ClientContext, owner: Owner, session: Session
 ) -> None:
-    consulta = session.exec(select(Service).where(Service.name.startswith("Consulta"))).one()  # type: ignore[attr-defined]
+    consulta = session.exec(select(Service).where(col(Service.name).startswith("Consulta"))).one()
     for hour in (10, 11, 14):
         await confirm(
             deps, session, owner, "create_appointment", service_id=consulta.id,
@@ -428,3 +433,46 @@ async def test_settling_a_reply_the_gateway_took_writes_message_sent(
     assert message["id"] == reply.id and message["by"] == "ai" and message["sent_by_ai"]
     assert message["whatsapp_message_id"] == gateway.sent[0].provider_id
     assert message.get("text") == ("Oi Marina! Temos horário amanhã às 10:00." if texts else None)
+
+
+# -- the drain ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def drainer(database_url: str) -> AsyncIterator[Resources]:
+    res = build_resources(database_url, lambda: ScriptedChatModel(responder=echo), pool_size=4)
+    res.send_inline = False
+    yield res
+    await res.close()
+
+
+async def test_the_first_turn_after_a_takeover_pause_ran_out_writes_handed_back(
+    drainer: Resources, session: Session, customer: ClientContext
+) -> None:
+    org = session.get(Organization, customer.organization_id)
+    conversation = session.get(Conversation, customer.conversation_id)
+    assert org is not None and conversation is not None
+    conversation.bot_paused_until = datetime.now(UTC) + timedelta(hours=1)
+    session.commit()
+    text_from(session, org, customer.conversation_id, "Oi, ainda tem horário?")
+    assert await drain_conversation(drainer, Recorder(), customer.conversation_id) is (
+        Outcome.PAUSED
+    )
+    assert emitted(session) == []  # staff still has it
+
+    conversation.bot_paused_until = datetime.now(UTC) - timedelta(minutes=1)
+    session.commit()
+    text_from(session, org, customer.conversation_id, "Alguém aí?")
+    assert await drain_conversation(drainer, Recorder(), customer.conversation_id) is (
+        Outcome.ANSWERED
+    )
+    text_from(session, org, customer.conversation_id, "Obrigada!")
+    await drain_conversation(drainer, Recorder(), customer.conversation_id)
+
+    (handed_back,) = emitted(session)  # once: the pause is gone from the row
+    assert handed_back["type"] == "conversation.handed_back"
+    assert handed_back["resource"] == f"conversation:{customer.conversation_id}"
+    assert handed_back["contact_id"] == customer.contact_id
+    assert handed_back["data"]["conversation"]["status"] == "active"
+    session.expire_all()
+    assert session.get(Conversation, customer.conversation_id).bot_paused_until is None  # type: ignore[union-attr]
