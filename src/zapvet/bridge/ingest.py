@@ -144,9 +144,19 @@ class _Transaction:
         await self.confirm(found.version)
         if found.created:
             await self.emit("contact.created", found.contact_id, now)
+        elif found.filled:  # e.g. the name WhatsApp shows, first seen on a later message
+            await self.emit(
+                "contact.updated", found.contact_id, now, {"changes": list(found.filled)}
+            )
         return found.contact_id, found.blocked
 
-    async def emit(self, event_type: EventType, about: int, now: datetime) -> None:
+    async def emit(
+        self,
+        event_type: EventType,
+        about: int,
+        now: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """`event_type`'s webhook event in this transaction; no statement when no endpoint of
         the (confirmed) configuration listens."""
         await emit(
@@ -155,6 +165,7 @@ class _Transaction:
             organization_id=self.org_id,
             about=about,
             now=now,
+            extra=extra,
             config=self.admitted.config,
         )
 

@@ -95,7 +95,17 @@ def _known_contact(arity: int) -> TextClause:
         SELECT (SELECT config_version FROM organizations WHERE id = :org),
                (SELECT id FROM bumped),
                ARRAY(SELECT kind FROM known),
-               (SELECT status = 'blocked' FROM bumped)
+               (SELECT status = 'blocked' FROM bumped),
+               -- The row as it was before `bumped` (a WITH's siblings see the same snapshot):
+               -- which empty fields this webhook fills.
+               ARRAY(SELECT field FROM contacts c,
+                            LATERAL (VALUES ('name', c.name, CAST(:name AS text)),
+                                            ('phone', c.phone, CAST(:phone AS text)))
+                                    AS fill (field, was, given)
+                      WHERE c.organization_id = :org
+                        AND c.id = (SELECT min(contact_id) FROM known)
+                        AND COALESCE(fill.was, '') = '' AND COALESCE(fill.given, '') <> ''
+                        AND EXISTS (SELECT FROM bumped))
         """
     )
 
@@ -139,12 +149,14 @@ _FORGET_CONTACT = text("DELETE FROM contacts WHERE id = :id")
 
 
 class FoundContact(NamedTuple):
-    """What `contact_id_for` found: `created` says the contact is new (its first message)."""
+    """What `contact_id_for` found: `created` says the contact is new (its first message),
+    `filled` which of a known contact's empty fields ("name", "phone") the webhook filled."""
 
     version: int
     contact_id: int
     blocked: bool
     created: bool
+    filled: tuple[str, ...] = ()
 
 
 async def contact_id_for(
@@ -176,7 +188,9 @@ async def contact_id_for(
                 learn = {"org": org_id, "contact": contact_id, "updated": params["updated"]}
                 learn.update(_pair_params(missing))
                 await conn.execute(_learn_identities(len(missing)), learn)
-            return FoundContact(first, int(contact_id), bool(row[3]), created=False)
+            return FoundContact(
+                first, int(contact_id), bool(row[3]), created=False, filled=tuple(row[4])
+            )
         created = (await conn.execute(_new_contact(len(keys)), params)).one()
         if created[1] == len(keys):
             return FoundContact(first, int(created[0]), blocked=False, created=True)
