@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -331,6 +332,23 @@ async def test_bridge_writes_contact_created_message_received_and_staff_message_
         assert staff["data"]["message"]["text"] == "Oi Marina, aqui é a Carla"
     else:
         assert "text" not in message and "text" not in staff["data"]["message"]
+
+
+async def test_bridge_writes_contact_updated_when_a_later_message_brings_the_name(
+    deps: ToolDeps, session: Session
+) -> None:
+    shop(session, ["contact.created", "contact.updated"])
+    nameless = inbound("wamid.n1", "Oi")
+    await webhook(deps, session, replace(nameless, sender=Sender(phone=MARINA)))
+    await webhook(deps, session, inbound("wamid.n2", "sou a Marina"))
+    await webhook(deps, session, inbound("wamid.n3", "tudo bem?"))  # nothing new: no event
+
+    created, updated = emitted(session)
+    assert created["type"] == "contact.created" and created["data"]["contact"]["name"] is None
+    assert updated["type"] == "contact.updated"
+    assert updated["contact_id"] == created["contact_id"]
+    assert updated["data"]["changes"] == ["name"]
+    assert updated["data"]["contact"]["name"] == "Marina"
 
 
 async def test_bridge_writes_no_event_for_an_owner_talking_to_aurora(
