@@ -250,12 +250,12 @@ _CLOSE = (
     .where(*_STILL_PENDING)
     .values(status=bindparam("status"), processed_at=bindparam("now"))
 )
-#: Close the still-pending `ids` of a blocked contact (`models.blocked_marking`).
 #: A takeover's pause that ran out, cleared: gone from the row, the bot has it back.
 _TAKE_BACK = text(
     "UPDATE conversations SET bot_paused_until = NULL, updated_at = :now"
     " WHERE id = :id AND status = 'active' AND bot_paused_until <= :now RETURNING id"
 )
+#: Close the still-pending `ids` of a blocked contact (`models.blocked_marking`).
 _IGNORE_BLOCKED = (
     sa_update(_MESSAGES).where(*_STILL_PENDING).values(**blocked_marking(bindparam("now")))
 )
