@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, col, select
 
@@ -24,6 +24,8 @@ from zapvet.bridge.events import Inbound, Sender
 from zapvet.bridge.ingest import ingest
 from zapvet.commands.confirmation import resolve
 from zapvet.commands.proposals import Owner
+from zapvet.graphs.client.graph import OPTED_OUT, build_graph
+from zapvet.graphs.turn import run_turn
 from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import (
     AuroraOwnerNumber,
@@ -157,6 +159,22 @@ async def test_escalate_to_human_tool_writes_conversation_escalated_once(
     assert conversation["status"] == "escalated"
     assert conversation["escalation_reason"] == "cachorro vomitando sangue"
     assert conversation["escalated_at"] == "2026-11-25T17:00:00Z"
+
+
+async def test_opting_out_and_back_in_writes_contact_updated_each_time(
+    deps: ToolDeps, customer: ClientContext, session: Session
+) -> None:
+    graph = build_graph(ScriptedChatModel(script=[]), deps)
+    out = [HumanMessage("Não quero mais receber mensagens")]
+    for history in (out, out, [*out, AIMessage(OPTED_OUT), HumanMessage("voltar a receber")]):
+        await run_turn(graph, customer, history)
+
+    rows = emitted(session)  # the second "stop" changed nothing: no event
+    assert [(row["type"], row["data"]["changes"]) for row in rows] == [
+        ("contact.updated", ["opted_out_at"]),
+        ("contact.updated", ["opted_out_at"]),
+    ]
+    assert {row["resource"] for row in rows} == {f"contact:{customer.contact_id}"}
 
 
 # -- the owner's commands, after the "sim" --------------------------------------------------
