@@ -18,6 +18,7 @@ from zapvet.bridge.events import Sender
 from zapvet.bridge.identity import phone_key
 from zapvet.models import AuroraOwnerNumber, Contact, ContactIdentity, Conversation
 from zapvet.models.contact import IdentityKind
+from zapvet.webhooks.events import emit
 
 
 def identities(sender: Sender) -> list[tuple[IdentityKind, str]]:
@@ -58,6 +59,7 @@ async def contact_for(session: AsyncSession, org_id: int, sender: Sender, now: d
     for _ in range(3):
         known = await _known(session, org_id, keys)
         contact = await session.get(Contact, known[0].contact_id) if known else None
+        created = contact is None
         try:
             async with session.begin_nested():
                 if contact is None:
@@ -78,6 +80,14 @@ async def contact_for(session: AsyncSession, org_id: int, sender: Sender, now: d
                 await session.flush()
         except sa_exc.IntegrityError:
             continue  # another webhook created this identity first: look again
+        if created:
+            await emit(
+                await session.connection(),
+                "contact.created",
+                organization_id=org_id,
+                about=contact.id or 0,
+                now=now,
+            )
         contact.name = contact.name or sender.name
         contact.phone = contact.phone or sender.phone
         contact.last_contact_at = now

@@ -40,6 +40,7 @@ from zapvet.bridge.instances import Admitted
 from zapvet.logging import get_logger
 from zapvet.models import Message, WhatsAppInstance
 from zapvet.models.config import ConfigCache, current_version
+from zapvet.webhooks.events import EventType, emit
 
 log = get_logger("zapvet.bridge.ingest")
 #: Meta's "re-engagement message" error: free text outside the contact's 24-hour window.
@@ -131,16 +132,42 @@ class _Transaction:
 
     async def contact_id(self, sender: Sender, now: datetime) -> tuple[int, bool]:
         """The contact behind `sender` and whether it is blocked (`directory.contact_for`,
-        in one statement when the sender and all of their identities are known)."""
+        in one statement when the sender and all of their identities are known); a new
+        contact's webhook event."""
         keys = identities(sender)
         if not keys:
             raise ValueError("a sender without phone, LID or BSUID")
         conn = await self.session.connection()
-        version, contact_id, blocked = await statements.contact_id_for(
+        found = await statements.contact_id_for(
             conn, self.org_id, keys, name=sender.name, phone=sender.phone, now=now
         )
-        await self.confirm(version)
-        return contact_id, blocked
+        await self.confirm(found.version)
+        if found.created:
+            await self.emit("contact.created", found.contact_id, now)
+        elif found.filled:  # e.g. the name WhatsApp shows, first seen on a later message
+            await self.emit(
+                "contact.updated", found.contact_id, now, {"changes": list(found.filled)}
+            )
+        return found.contact_id, found.blocked
+
+    async def emit(
+        self,
+        event_type: EventType,
+        about: int,
+        now: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """`event_type`'s webhook event in this transaction; no statement when no endpoint of
+        the (confirmed) configuration listens."""
+        await emit(
+            await self.session.connection(),
+            event_type,
+            organization_id=self.org_id,
+            about=about,
+            now=now,
+            extra=extra,
+            config=self.admitted.config,
+        )
 
     async def learn_owner(self, sender: Sender) -> bool:
         """Whether `sender` is an owner number; records its LID or BSUID the first time it
@@ -208,7 +235,8 @@ async def _inbound(tx: _Transaction, event: Inbound, now: datetime, report: Inge
             report.duplicates += 1
             return
     contact_id, blocked = await tx.contact_id(event.sender, now)
-    if not event.from_me and await tx.learn_owner(event.sender):
+    owner = not event.from_me and await tx.learn_owner(event.sender)
+    if owner:
         blocked = False  # an owner number is never silenced (`commands.blocking` refuses)
     conn = await tx.session.connection()
     conversation_id = await statements.open_conversation_id(conn, org_id, contact_id, now)
@@ -238,10 +266,15 @@ async def _inbound(tx: _Transaction, event: Inbound, now: datetime, report: Inge
         values.update(direction="incoming", status="processed", processed_at=now)
     else:
         values.update(direction="incoming", status="pending")
-    if await statements.insert_message(conn, values) is None:
+    message_id = await statements.insert_message(conn, values)
+    if message_id is None:
         report.duplicates += 1
         return
     report.stored += 1
+    if event.from_me:
+        await tx.emit("message.sent", message_id, now)  # typed by staff on the business phone
+    elif not owner:  # an owner talking to Aurora is not a customer's message
+        await tx.emit("message.received", message_id, now)
     if event.inline_media and values["status"] == "pending":
         report.inline_media.append((org_id, event.provider_id, event.inline_media))
     log.info(

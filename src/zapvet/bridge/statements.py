@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.dialects.postgresql import insert
@@ -95,7 +95,17 @@ def _known_contact(arity: int) -> TextClause:
         SELECT (SELECT config_version FROM organizations WHERE id = :org),
                (SELECT id FROM bumped),
                ARRAY(SELECT kind FROM known),
-               (SELECT status = 'blocked' FROM bumped)
+               (SELECT status = 'blocked' FROM bumped),
+               -- The row as it was before `bumped` (a WITH's siblings see the same snapshot):
+               -- which empty fields this webhook fills.
+               ARRAY(SELECT field FROM contacts c,
+                            LATERAL (VALUES ('name', c.name, CAST(:name AS text)),
+                                            ('phone', c.phone, CAST(:phone AS text)))
+                                    AS fill (field, was, given)
+                      WHERE c.organization_id = :org
+                        AND c.id = (SELECT min(contact_id) FROM known)
+                        AND COALESCE(fill.was, '') = '' AND COALESCE(fill.given, '') <> ''
+                        AND EXISTS (SELECT FROM bumped))
         """
     )
 
@@ -138,6 +148,17 @@ def _learn_identities(arity: int) -> TextClause:
 _FORGET_CONTACT = text("DELETE FROM contacts WHERE id = :id")
 
 
+class FoundContact(NamedTuple):
+    """What `contact_id_for` found: `created` says the contact is new (its first message),
+    `filled` which of a known contact's empty fields ("name", "phone") the webhook filled."""
+
+    version: int
+    contact_id: int
+    blocked: bool
+    created: bool
+    filled: tuple[str, ...] = ()
+
+
 async def contact_id_for(
     conn: AsyncConnection,
     org_id: int,
@@ -146,8 +167,8 @@ async def contact_id_for(
     name: str | None,
     phone: str | None,
     now: datetime,
-) -> tuple[int, int, bool]:
-    """`directory.contact_for` in Core SQL: (configuration version, contact id, blocked),
+) -> FoundContact:
+    """`directory.contact_for` in Core SQL: the configuration version and the contact,
     creating the contact with its identities on first contact (never blocked: a number
     blocked before it wrote already has its contact) and recording identities it lacked.
 
@@ -167,10 +188,12 @@ async def contact_id_for(
                 learn = {"org": org_id, "contact": contact_id, "updated": params["updated"]}
                 learn.update(_pair_params(missing))
                 await conn.execute(_learn_identities(len(missing)), learn)
-            return first, int(contact_id), bool(row[3])
+            return FoundContact(
+                first, int(contact_id), bool(row[3]), created=False, filled=tuple(row[4])
+            )
         created = (await conn.execute(_new_contact(len(keys)), params)).one()
         if created[1] == len(keys):
-            return first, int(created[0]), False
+            return FoundContact(first, int(created[0]), blocked=False, created=True)
         # Someone recorded one of these identities meanwhile: theirs wins, look again.
         await conn.execute(_FORGET_CONTACT, {"id": created[0]})
     raise RuntimeError("could not settle the contact's identities")

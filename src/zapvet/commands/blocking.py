@@ -31,6 +31,7 @@ from zapvet.models import (
     blocked_marking,
 )
 from zapvet.models.contact import ContactStatus
+from zapvet.webhooks.events import EventType, emit
 
 ActorKind = Literal["owner", "cli"]
 
@@ -228,6 +229,7 @@ async def set_blocked(
             except sa_exc.IntegrityError:
                 continue  # the number's first message created the contact meanwhile
             await _audit(session, actor, contact, None, now)
+            await _emit(session, "contact.created", contact, now)
             return BlockResult(contact, changed=True, created=True)
         if not await _ensure_identity(session, org_id, contact.id or 0, phone_key(phone)):
             continue
@@ -239,5 +241,24 @@ async def set_blocked(
         if blocked:
             await _silence_pending(session, org_id, contact.id or 0, now)
         await _audit(session, actor, contact, before, now)
+        await _emit(session, "contact.updated", contact, now, extra={"changes": ["status"]})
         return BlockResult(contact, changed=True)
     raise RuntimeError("could not settle the contact's phone identity")
+
+
+async def _emit(
+    session: AsyncSession,
+    event_type: EventType,
+    contact: Contact,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    await session.flush()  # the event's data is read by SQL: the change must be there first
+    await emit(
+        await session.connection(),
+        event_type,
+        organization_id=contact.organization_id,
+        about=contact.id or 0,
+        now=now,
+        extra=extra,
+    )

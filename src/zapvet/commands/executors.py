@@ -24,6 +24,7 @@ from zapvet.models import (
     outgoing_message,
 )
 from zapvet.scheduling import booking
+from zapvet.webhooks.events import EventType, emit
 
 
 def snapshot(row: Any) -> dict[str, Any]:
@@ -50,6 +51,20 @@ async def _audit(job: Job, action: str, row: Any, before: dict[str, Any] | None)
             after=snapshot(row),
             created_at=job.now,
         )
+    )
+
+
+async def _emit(
+    job: Job, event: EventType, about: int | None, extra: dict[str, Any] | None = None
+) -> None:
+    """The change's webhook event, in the job's transaction (after `_audit` flushed it)."""
+    await emit(
+        await job.session.connection(),
+        event,
+        organization_id=job.owner.organization_id,
+        about=about or 0,
+        now=job.now,
+        extra=extra,
     )
 
 
@@ -108,7 +123,7 @@ async def _cancel(job: Job) -> str:
     if appointment.status not in ("scheduled", "confirmed"):
         raise ToolError(f"O agendamento #{appointment.id} já está '{appointment.status}'.")
     before = snapshot(appointment)
-    appointment.status, appointment.cancelled_at = "cancelled", now
+    await booking.cancel(session, appointment, now)
     await _audit(job, "cancel_appointment", appointment, before)
     return f"Feito: agendamento #{appointment.id} cancelado."
 
@@ -133,6 +148,10 @@ async def _mark(job: Job) -> str:
     before = snapshot(appointment)
     appointment.status = p["status"]
     await _audit(job, "mark_appointment", appointment, before)
+    event: EventType = (
+        "appointment.completed" if p["status"] == "completed" else "appointment.no_show"
+    )
+    await _emit(job, event, appointment.id)
     label = "concluído" if p["status"] == "completed" else "falta (não compareceu)"
     return f"Feito: agendamento #{appointment.id} marcado como {label}."
 
@@ -146,6 +165,9 @@ async def _update_contact(job: Job) -> str:
     for key, value in p["changes"].items():
         setattr(contact, key, value)
     await _audit(job, "update_contact", contact, before)
+    changed = [key for key in p["changes"] if before.get(key) != snapshot(contact).get(key)]
+    if changed:
+        await _emit(job, "contact.updated", contact.id, extra={"changes": changed})
     return f"Feito: cadastro de {contact.name or contact.phone} atualizado."
 
 
@@ -157,6 +179,8 @@ async def _hand_back(job: Job) -> str:
     before = snapshot(conversation)
     conversation.status, conversation.bot_paused_until = "active", None
     await _audit(job, "hand_back_conversation", conversation, before)
+    if before["status"] != "active" or before["bot_paused_until"] is not None:
+        await _emit(job, "conversation.handed_back", conversation.id)
     return "Feito: a conversa voltou para o atendimento automático."
 
 

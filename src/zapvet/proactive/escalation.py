@@ -12,23 +12,42 @@ from zapvet.models import (
     Contact,
     Conversation,
 )
+from zapvet.models.config import OrgConfig
 from zapvet.proactive.planning import ALERT, active_owners, insert_rows
 from zapvet.proactive.wording import alert_text, alert_values
+from zapvet.webhooks.events import emit
 
 
 async def escalate(
-    session: AsyncSession, conversation: Conversation, reason: str, now: datetime
+    session: AsyncSession,
+    conversation: Conversation,
+    reason: str,
+    now: datetime,
+    *,
+    config: OrgConfig | None = None,
 ) -> list[int]:
     """Hand `conversation` (a row locked by the caller) to a person and queue the owners'
     alerts in the caller's transaction, so no failure can separate the two; the alerts' ids.
 
-    Escalating an escalated conversation again keeps its time, so the alerts are not repeated.
+    Escalating an escalated conversation again keeps its time, so the alerts (and the
+    webhook event) are not repeated. `config`, the organization's cached configuration when
+    the caller has it, spares the event's statement when no endpoint listens.
     """
-    if conversation.status != "escalated" or conversation.escalated_at is None:
+    first = conversation.status != "escalated" or conversation.escalated_at is None
+    if first:
         conversation.escalated_at = now
     conversation.status = "escalated"
     conversation.escalation_reason = clean_text(reason, limit=1000) or "sem motivo informado"
     await session.flush()
+    if first:
+        await emit(
+            await session.connection(),
+            "conversation.escalated",
+            organization_id=conversation.organization_id,
+            about=conversation.id or 0,
+            now=now,
+            config=config,
+        )
     return await alert_escalation(session, conversation.organization_id, conversation.id or 0, now)
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, literal
+from sqlalchemy import bindparam, func, literal, text
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import aliased
@@ -54,6 +54,7 @@ from zapvet.queue.failures import is_transient
 from zapvet.queue.outbox import Claim, claim_new, send_claimed, send_outgoing
 from zapvet.queue.resources import Resources
 from zapvet.tools.context import AuroraContext, ClientContext
+from zapvet.webhooks.events import emit
 
 #: Messages older than this when first drained are not answered (backlog after a reconnect).
 STALE_AFTER = timedelta(hours=6)
@@ -248,6 +249,11 @@ _CLOSE = (
     sa_update(_MESSAGES)
     .where(*_STILL_PENDING)
     .values(status=bindparam("status"), processed_at=bindparam("now"))
+)
+#: A takeover's pause that ran out, cleared: gone from the row, the bot has it back.
+_TAKE_BACK = text(
+    "UPDATE conversations SET bot_paused_until = NULL, updated_at = :now"
+    " WHERE id = :id AND status = 'active' AND bot_paused_until <= :now RETURNING id"
 )
 #: Close the still-pending `ids` of a blocked contact (`models.blocked_marking`).
 _IGNORE_BLOCKED = (
@@ -573,7 +579,7 @@ async def _commit(batch: _Batch, turn: Turn) -> Outcome:
             # transaction claims it (the send job and the sweeper still cover a crash).
             sender = batch.config.instance(pending.instance_id) if res.send_inline else None
             outgoing, claim, alerts = await _write(
-                session, conversation, pending, turn, now, sender
+                session, conversation, pending, turn, now, sender, batch.config
             )
             batch.seen.more = await _more_pending(session, conversation.id or 0)
     except _Raced:
@@ -800,6 +806,25 @@ class _Raced(ZapvetError):
     """The turn's messages were no longer all pending at commit time: roll back."""
 
 
+async def _take_back(
+    session: AsyncSession, conversation: Conversation, now: datetime, config: OrgConfig
+) -> None:
+    """The bot answers again after a staff takeover's pause ran out: the first turn to notice
+    clears the pause (unless staff wrote again meanwhile) and says so to the webhooks. Only a
+    conversation that had a pause costs the statement."""
+    connection = await session.connection()
+    taken = await connection.execute(_TAKE_BACK, {"id": conversation.id, "now": now})
+    if taken.first() is not None:
+        await emit(
+            connection,
+            "conversation.handed_back",
+            organization_id=conversation.organization_id,
+            about=conversation.id or 0,
+            now=now,
+            config=config,
+        )
+
+
 async def _write(
     session: AsyncSession,
     conversation: Conversation,
@@ -807,16 +832,20 @@ async def _write(
     turn: Turn,
     now: datetime,
     sender: WhatsAppInstance | None,
+    config: OrgConfig,
 ) -> tuple[Message | None, Claim | None, list[int]]:
     """Close the batch and store its reply, claimed for `sender` when there is one."""
     closed_as = "processed" if turn.failure is None else "failed"
     if await _close(session, pending.ids, now, closed_as) != len(pending.ids):
         raise _Raced
     reply, alerts = turn.reply, []
+    paused_until = conversation.bot_paused_until
+    if paused_until is not None and paused_until <= now and not turn.handoff:
+        await _take_back(session, conversation, now, config)
     if turn.failure is not None or turn.handoff:
         current = await session.get(Conversation, conversation.id, with_for_update=True)
         if current is not None and turn.handoff:
-            alerts = await escalate(session, current, turn.reason, now)
+            alerts = await escalate(session, current, turn.reason, now, config=config)
         escalated = current is not None and current.status == "escalated"
         if turn.failure is not None:
             reply = HANDOFF_REPLY if escalated else FALLBACK_REPLY

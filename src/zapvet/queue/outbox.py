@@ -54,6 +54,7 @@ from zapvet.proactive.delivery import claim_by_id, finish, reason_not_to_send
 from zapvet.proactive.planning import CONNECTION
 from zapvet.proactive.templates import Template, alert_template_error, plan_send
 from zapvet.queue.resources import Resources
+from zapvet.webhooks.events import emit
 
 log = get_logger("zapvet.queue.outbox")
 
@@ -181,7 +182,8 @@ _SETTLE = text(
            whatsapp_message_id = COALESCE(whatsapp_message_id, :first),
            status = :status, error = :error, updated_at = :now
      WHERE id = :id
-    RETURNING meta->>'proactive_id'
+    RETURNING meta->>'proactive_id', organization_id,
+              (SELECT config_version FROM organizations WHERE id = messages.organization_id)
     """
 )
 
@@ -219,6 +221,16 @@ async def _settle(
                 await finish(session, proactive, res.clock(), error=failed)
         if status != "sent":
             return
+        # The configuration at the version just read: no statement when no endpoint listens.
+        config = await res.configs.get(session, int(row[1]), int(row[2]))
+        await emit(
+            connection,
+            "message.sent",
+            organization_id=int(row[1]),
+            about=message_id,
+            now=res.clock(),
+            config=config,
+        )
         if len(ids) < 2:
             return
         message = await session.get(Message, message_id)
@@ -355,7 +367,7 @@ async def stage_proactive(res: Resources, proactive_id: int) -> int | None:
         if reason is not None:
             await finish(session, proactive, now, skipped=reason)
             return None
-        contact_id, chat_id = await _recipient(session, proactive)
+        contact_id, chat_id = await _recipient(session, proactive, now)
         if contact_id is None:
             await finish(session, proactive, now, error="no recipient")
             return None
@@ -399,7 +411,7 @@ async def _connection_route(
 
 
 async def _recipient(
-    session: AsyncSession, proactive: AuroraProactiveMessage
+    session: AsyncSession, proactive: AuroraProactiveMessage, now: datetime
 ) -> tuple[int | None, str | None]:
     if proactive.owner_number_id is None:
         return proactive.contact_id, None
@@ -430,5 +442,12 @@ async def _recipient(
                 kind="phone",
                 value=owner.phone_key,
             )
+        )
+        await emit(
+            await session.connection(),
+            "contact.created",
+            organization_id=proactive.organization_id,
+            about=contact.id or 0,
+            now=now,
         )
     return contact.id, None

@@ -41,6 +41,7 @@ from zapvet.scheduling.availability import (
     nearest_slots,
 )
 from zapvet.scheduling.catalogue import fold, match_services
+from zapvet.webhooks.events import emit
 
 WEEKDAY_NAMES = (
     "segunda-feira",
@@ -400,13 +401,21 @@ async def book(
         created_at=now,
     )
     try:
-        return await place(session, appointment, slot.resource_ids)
+        booked = await place(session, appointment, slot.resource_ids)
     except SlotTakenError as taken:
         when = describe_moment(start.astimezone(org.zone))
         raise SlotTakenError(
             f"Esse horário acabou de ser ocupado ({when}).",
             await alternatives(session, org, service, start, now),
         ) from taken
+    await emit(
+        await session.connection(),
+        "appointment.created",
+        organization_id=org.organization_id,
+        about=booked.id or 0,
+        now=now,
+    )
+    return booked
 
 
 async def move(
@@ -436,8 +445,13 @@ async def move(
             ),
         )
     order = sorted(slot.resource_ids, key=lambda rid: rid != appointment.resource_id)
+    previous = {
+        "starts_at": _utc_text(appointment.starts_at),
+        "ends_at": _utc_text(appointment.ends_at),
+        "resource_id": appointment.resource_id,
+    }
     try:
-        return await place(session, appointment, order, span=(slot.start, slot.end))
+        moved = await place(session, appointment, order, span=(slot.start, slot.end))
     except SlotTakenError as taken:
         when = describe_moment(start.astimezone(org.zone))
         raise SlotTakenError(
@@ -446,3 +460,32 @@ async def move(
                 session, org, service, start, now, exclude_appointment_id=appointment.id
             ),
         ) from taken
+    await emit(
+        await session.connection(),
+        "appointment.rescheduled",
+        organization_id=org.organization_id,
+        about=appointment.id,
+        now=now,
+        extra={"previous": previous},
+    )
+    return moved
+
+
+async def cancel(session: AsyncSession, appointment: Appointment, now: datetime) -> None:
+    """Cancel `appointment` (a row locked by the caller) at `now`, for the customer and the
+    owner alike."""
+    appointment.status, appointment.cancelled_at = "cancelled", now
+    session.add(appointment)
+    await session.flush()
+    await emit(
+        await session.connection(),
+        "appointment.cancelled",
+        organization_id=appointment.organization_id,
+        about=appointment.id or 0,
+        now=now,
+    )
+
+
+def _utc_text(moment: datetime) -> str:
+    """An instant as the webhooks' data writes it: "2026-11-26T13:00:00Z"."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"

@@ -30,6 +30,7 @@ from zapvet.scheduling import booking
 from zapvet.scheduling.availability import group_by_period, is_open_day
 from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
+from zapvet.webhooks.events import emit
 
 _SPECIES = {
     "cachorro": "cachorro",
@@ -152,6 +153,14 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
             pet.breed = breed.strip() if breed else pet.breed
             pet.age_years = age_years if age_years is not None else pet.age_years
             await session.flush()
+            if created:
+                await emit(
+                    await session.connection(),
+                    "pet.created",
+                    organization_id=ctx.organization_id,
+                    about=pet.id or 0,
+                    now=deps.clock(),
+                )
             return result(
                 status="cadastrado" if created else "já cadastrado (dados atualizados)",
                 pet_id=pet.id,
@@ -293,9 +302,7 @@ def make_client_tools(deps: ToolDeps) -> list[BaseTool]:
         async with transaction() as session:
             org = await booking.load_policy(session, ctx.organization_id)
             appointment = await own_appointment(session, ctx, appointment_id)
-            appointment.status = "cancelled"
-            appointment.cancelled_at = deps.clock()
-            await session.flush()
+            await booking.cancel(session, appointment, deps.clock())
             return result(
                 outcome="cancelado",
                 **describe(appointment, org, **await names(session, appointment)),

@@ -29,6 +29,7 @@ from zapvet.models import Contact
 from zapvet.tools.client import make_client_tools
 from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
+from zapvet.webhooks.events import emit
 
 OPTED_OUT = (
     "Pronto! Você não vai mais receber lembretes nem mensagens automáticas nossas. "
@@ -85,7 +86,18 @@ def build_graph(
             async with deps.sessions() as session, session.begin():
                 contact = await session.get(Contact, context.contact_id)
                 if contact is not None and contact.organization_id == context.organization_id:
+                    was = contact.opted_out_at
                     contact.opted_out_at = now if wish == "opt_out" else None
+                    if (was is None) != (contact.opted_out_at is None):
+                        await session.flush()
+                        await emit(
+                            await session.connection(),
+                            "contact.updated",
+                            organization_id=context.organization_id,
+                            about=context.contact_id,
+                            now=now,
+                            extra={"changes": ["opted_out_at"]},
+                        )
             return {**fields, "reply": OPTED_OUT if wish == "opt_out" else OPTED_IN}
         return {
             **fields,
