@@ -55,8 +55,8 @@ WITH_TEXT = "webhook_message_text = true"
 def shop(session: Session, events: list[str] | None = None, *, texts: bool = False) -> Organization:
     """The example shop with one endpoint taking `events` (all of them by default)."""
     spec = with_webhook(URL, events)
-    if texts:  # inside the file's own [privacy] table: a second one would not parse
-        spec = spec.replace("[privacy]\n", f"[privacy]\n{WITH_TEXT}\n", 1)
+    if texts:  # the example file says false
+        spec = spec.replace("webhook_message_text = false", WITH_TEXT, 1)
     return apply_text(session, spec)
 
 
