@@ -19,9 +19,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,6 +34,7 @@ from zapvet.cleaning import clean_text
 from zapvet.clock import Clock
 from zapvet.logging import get_logger
 from zapvet.otel.redaction import scrub_text
+from zapvet.otel.tracing import tracer
 from zapvet.webhooks.signing import HEADER, sign
 from zapvet.webhooks.targets import TargetRefused, resolve
 
@@ -125,26 +129,50 @@ async def post(
     def took() -> float:
         return (time.perf_counter() - started) * 1000
 
+    attributes = {
+        "server.address": urlsplit(sent.url).hostname or "",
+        "zapvet.webhook.event": sent.headers.get("X-Zapvet-Event", ""),
+        "zapvet.webhook.delivery": sent.headers.get("X-Zapvet-Delivery", ""),
+    }
+    # Our own span, and the httpx instrumentation's suppressed: a receiver's URL path is
+    # often its only credential (n8n, Zapier), so traces get the host only.
+    with tracer().start_as_current_span(
+        "webhook deliver", kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        answer = await _post(http, sent, allow_private=allow_private, timeout_s=timeout_s)
+        if answer.status is not None:
+            span.set_attribute("http.response.status_code", answer.status)
+        if answer.error is not None:
+            failed = f"HTTP {answer.status}" if answer.status is not None else "no answer"
+            span.set_status(Status(StatusCode.ERROR, failed))
+        span.set_attribute("zapvet.webhook.ok", answer.error is None)
+    return Response(answer.status, answer.error, took())
+
+
+async def _post(
+    http: httpx.AsyncClient, sent: Request, *, allow_private: bool, timeout_s: float
+) -> Response:
     try:
         target = await resolve(sent.url, allow_private=allow_private)
     except TargetRefused as refused:
-        return Response(None, f"refused: {refused}", took())
+        return Response(None, f"refused: {refused}", 0.0)
     try:
-        response = await http.post(
-            target.pinned_url(),
-            content=sent.body,
-            headers={**sent.headers, "Host": _host_header(sent.url)},
-            extensions={"sni_hostname": target.host},
-            timeout=timeout_s,
-            follow_redirects=False,
-        )
+        with suppress_http_instrumentation():
+            response = await http.post(
+                target.pinned_url(),
+                content=sent.body,
+                headers={**sent.headers, "Host": _host_header(sent.url)},
+                extensions={"sni_hostname": target.host},
+                timeout=timeout_s,
+                follow_redirects=False,
+            )
     except httpx.TimeoutException:
-        return Response(None, f"no answer within {timeout_s:g} s", took())
+        return Response(None, f"no answer within {timeout_s:g} s", 0.0)
     except httpx.HTTPError as error:
-        return Response(None, excerpt(f"{type(error).__name__}: {error}"), took())
+        return Response(None, excerpt(f"{type(error).__name__}: {error}"), 0.0)
     if 200 <= response.status_code < 300:
-        return Response(response.status_code, None, took())
-    return Response(response.status_code, excerpt(response.text) or None, took())
+        return Response(response.status_code, None, 0.0)
+    return Response(response.status_code, excerpt(response.text) or None, 0.0)
 
 
 def _host_header(url: str) -> str:
