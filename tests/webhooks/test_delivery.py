@@ -284,7 +284,7 @@ async def test_410_disables_the_endpoint_and_tells_the_owners(
     content = session.execute(
         text("SELECT content FROM aurora_proactive_messages WHERE message_type = 'webhook_alert'")
     ).scalar()
-    assert f"zapvet webhooks enable {done.endpoint_id}" in str(content)
+    assert f"zapvet webhooks enable --org petfeliz {done.endpoint_id}" in str(content)
     assert "127.0.0.1" in str(content)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from zapvet.models import Organization
 from zapvet.proactive.planning import WEBHOOK, active_owners, insert_rows
 from zapvet.proactive.wording import webhook_gone_text
 
@@ -20,7 +21,9 @@ async def endpoint_gone(
 ) -> list[int]:
     """Queue the owners' notice; the ids of the rows to send."""
     host = urlsplit(url).hostname or url
-    content = webhook_gone_text(endpoint_id, host)
+    organization = await session.get(Organization, organization_id)
+    slug = organization.slug if organization is not None else str(organization_id)
+    content = webhook_gone_text(endpoint_id, host, slug)
     key = f"webhook-gone:{endpoint_id}:{int(now.timestamp())}"
     rows: list[dict[str, object]] = [
         {

@@ -184,13 +184,13 @@ def reconnected_text(instance: str, local: datetime) -> str:
     )
 
 
-def webhook_gone_text(endpoint_id: int, host: str) -> str:
+def webhook_gone_text(endpoint_id: int, host: str, slug: str) -> str:
     """The owners' notice that a webhook receiver answered 410 Gone and was disabled."""
     return (
         f"🔗 O sistema que recebia os avisos automáticos em {host} respondeu que o endereço "
         "não existe mais (410), então parei de enviar para ele. Os avisos desde então ficam "
         "guardados. Se o endereço mudou, atualize o arquivo da loja; se ele voltou, rode "
-        f"`zapvet webhooks enable {endpoint_id}` e eu reenvio o que ficou pendente."
+        f"`zapvet webhooks enable --org {slug} {endpoint_id}` e eu reenvio o que ficou pendente."
     )
 
 
