@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import Session
+from sqlmodel import Session, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.conftest import EXAMPLE_ORG
 from zapvet import db
-from zapvet.models import Organization
+from zapvet.models import Appointment, Contact, Organization, Pet, Resource, Service
 from zapvet.org import apply_spec, parse_spec
 from zapvet.testing.receiver import WebhookReceiver
 
@@ -57,6 +58,35 @@ def apply_text(session: Session, text: str) -> Organization:
     org = session.get(Organization, report.organization_id)
     assert org is not None
     return org
+
+
+def book(
+    session: Session, org: Organization, *, phone: str = "5511977776666", hour: int = 13
+) -> Appointment:
+    assert org.id is not None
+    contact = Contact(organization_id=org.id, phone=phone, name="Maria Souza")
+    session.add(contact)
+    session.flush()
+    pet = Pet(organization_id=org.id, contact_id=contact.id or 0, name="Rex", species="cão")
+    session.add(pet)
+    service = session.exec(select(Service).where(Service.organization_id == org.id)).first()
+    resource = session.exec(select(Resource).where(Resource.organization_id == org.id)).first()
+    assert service is not None and resource is not None
+    session.flush()
+    starts = datetime(2026, 12, 10, hour, 0, tzinfo=UTC)
+    appointment = Appointment(
+        organization_id=org.id,
+        contact_id=contact.id or 0,
+        pet_id=pet.id,
+        service_id=service.id or 0,
+        resource_id=resource.id or 0,
+        starts_at=starts,
+        ends_at=starts + timedelta(minutes=service.duration_minutes),
+        price_cents=service.price_cents,
+    )
+    session.add(appointment)
+    session.commit()
+    return appointment
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import Session, select
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tests.webhooks.conftest import SECRET, apply_text, with_webhook
-from zapvet.models import Appointment, Contact, Organization, Pet, Resource, Service
+from tests.webhooks.conftest import SECRET, apply_text, book, with_webhook
+from zapvet.models import Appointment, Organization
 from zapvet.proactive.webhooks import endpoint_gone
 from zapvet.testing.receiver import WebhookReceiver
 from zapvet.testing.stack import MovableClock
@@ -21,35 +21,6 @@ from zapvet.webhooks.events import emit
 from zapvet.webhooks.signing import HEADER, sign, verify
 
 pytestmark = pytest.mark.anyio
-
-
-def book(
-    session: Session, org: Organization, *, phone: str = "5511977776666", hour: int = 13
-) -> Appointment:
-    assert org.id is not None
-    contact = Contact(organization_id=org.id, phone=phone, name="Maria Souza")
-    session.add(contact)
-    session.flush()
-    pet = Pet(organization_id=org.id, contact_id=contact.id or 0, name="Rex", species="cão")
-    session.add(pet)
-    service = session.exec(select(Service).where(Service.organization_id == org.id)).first()
-    resource = session.exec(select(Resource).where(Resource.organization_id == org.id)).first()
-    assert service is not None and resource is not None
-    session.flush()
-    starts = datetime(2026, 12, 10, hour, 0, tzinfo=UTC)
-    appointment = Appointment(
-        organization_id=org.id,
-        contact_id=contact.id or 0,
-        pet_id=pet.id,
-        service_id=service.id or 0,
-        resource_id=resource.id or 0,
-        starts_at=starts,
-        ends_at=starts + timedelta(minutes=service.duration_minutes),
-        price_cents=service.price_cents,
-    )
-    session.add(appointment)
-    session.commit()
-    return appointment
 
 
 async def emit_about(
