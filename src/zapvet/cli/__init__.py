@@ -19,6 +19,7 @@ from zapvet.cli.org import org_app
 from zapvet.cli.queue import dlq_app, stats
 from zapvet.cli.serve import bridge, scheduler, worker
 from zapvet.cli.status import status
+from zapvet.cli.webhooks import webhooks_app
 from zapvet.errors import ZapvetError
 
 __all__ = ["app", "bridge", "main"]
@@ -36,6 +37,7 @@ app.add_typer(org_app, name="org")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(contact_app, name="contact")
 app.add_typer(calendar_app, name="calendar")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("status")(status)
 app.command("dev")(dev)
 app.command("demo")(demo)

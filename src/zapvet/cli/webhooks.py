@@ -1,0 +1,374 @@
+"""`zapvet webhooks`: an organization's outgoing webhooks (list, deliveries, requeue, enable,
+test). The statements are in `webhooks/admin.py` and `webhooks/probe.py`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+
+from zapvet.cli.environment import fail, in_organization
+
+if TYPE_CHECKING:
+    from zapvet.webhooks.admin import Delivery, Endpoint
+
+webhooks_app = typer.Typer(
+    help="Outgoing webhooks of an organization: endpoints, deliveries, retries, a test event "
+    "(docs/webhooks.md).",
+    no_args_is_help=True,
+)
+
+Org = Annotated[str, typer.Option("--org", help="The organization's slug.", show_default=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+STATUSES = ("pending", "queued", "delivered", "dead")
+
+
+def _shown(moment: datetime | None, timezone: str) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _iso(moment: datetime | None, timezone: str) -> str | None:
+    return None if moment is None else moment.astimezone(ZoneInfo(timezone)).isoformat()
+
+
+def _endpoint_json(endpoint: Endpoint, timezone: str) -> dict[str, Any]:
+    last = endpoint.last
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "enabled": endpoint.enabled,
+        "sending": endpoint.sending,
+        "allow_private_targets": endpoint.allow_private_targets,
+        "disabled_at": _iso(endpoint.disabled_at, timezone),
+        "disabled_reason": endpoint.disabled_reason,
+        "waiting": endpoint.waiting,
+        "dead": endpoint.dead,
+        "delivered_last_24h": endpoint.delivered_recently,
+        "last_attempt": None
+        if last is None
+        else {
+            "delivery_id": last.delivery_id,
+            "status": last.status,
+            "status_code": last.status_code,
+            "at": _iso(last.at, timezone),
+        },
+    }
+
+
+def _endpoint_lines(endpoint: Endpoint, slug: str, timezone: str) -> list[str]:
+    if endpoint.disabled_at is not None:
+        state = (
+            f"DISABLED since {_shown(endpoint.disabled_at, timezone)}: "
+            f"{endpoint.disabled_reason or 'the receiver answered 410 Gone'}; once it is "
+            f"back: zapvet webhooks enable --org {slug} {endpoint.id}"
+        )
+    elif not endpoint.enabled:
+        state = "off (enabled = false in the organization file, or no longer in it)"
+    else:
+        state = "enabled"
+    if endpoint.last is None:
+        last = "no attempt yet"
+    else:
+        answer = endpoint.last.status_code or "no answer"
+        last = (
+            f"last attempt {_shown(endpoint.last.at, timezone)}: {answer} "
+            f"(delivery {endpoint.last.delivery_id}, {endpoint.last.status})"
+        )
+    return [
+        f"#{endpoint.id}  {endpoint.url}",
+        f"    {state}",
+        f"    events: {', '.join(endpoint.events)}",
+        f"    waiting {endpoint.waiting} · dead {endpoint.dead} · "
+        f"delivered last 24 h {endpoint.delivered_recently} · {last}",
+    ]
+
+
+@webhooks_app.command("list")
+def list_endpoints(org: Org, json_output: Json = False) -> None:
+    """Each endpoint: its URL and events, whether it is sending (or why not: off in the
+    organization file, or disabled by a 410), how many deliveries wait, are dead or were
+    delivered in the last 24 hours, and how its last attempt went."""
+    import json
+
+    from zapvet.clock import system_clock
+    from zapvet.webhooks.admin import endpoints, timezone_of
+
+    async def work(session: Any, org_id: int) -> tuple[str, list[Endpoint]]:
+        return await timezone_of(session, org_id), await endpoints(
+            session, org_id, now=system_clock()
+        )
+
+    timezone, found = in_organization(org, work)
+    if json_output:
+        typer.echo(json.dumps([_endpoint_json(e, timezone) for e in found], ensure_ascii=False))
+        return
+    if not found:
+        typer.echo(
+            f"{org} has no webhook endpoint: add a [[webhooks]] entry to its organization file "
+            "and run `zapvet org apply` (docs/webhooks.md)"
+        )
+    for endpoint in found:
+        typer.echo("\n".join(_endpoint_lines(endpoint, org, timezone)))
+
+
+def _delivery_json(delivery: Delivery, timezone: str) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "endpoint_id": delivery.endpoint_id,
+        "event_type": delivery.event_type,
+        "event_id": delivery.event_id,
+        "resource": delivery.resource,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "next_attempt_at": _iso(delivery.next_attempt_at, timezone),
+        "delivered_at": _iso(delivery.delivered_at, timezone),
+        "created_at": _iso(delivery.created_at, timezone),
+    }
+
+
+def _delivery_lines(delivery: Delivery, timezone: str) -> list[str]:
+    if delivery.delivered_at is not None:
+        when = f"delivered {_shown(delivery.delivered_at, timezone)}"
+    elif delivery.next_attempt_at is not None:
+        verb = "lease ends" if delivery.status == "queued" else "next attempt"
+        when = f"{verb} {_shown(delivery.next_attempt_at, timezone)}"
+    else:
+        when = "no more attempts (requeue it to try again)"
+    code = delivery.last_status_code or "-"
+    lines = [
+        f"{delivery.id:>6}  {delivery.event_type:<24} {delivery.status:<9} "
+        f"{delivery.attempts:>8} {code!s:>5}  {delivery.resource}  {delivery.event_id}",
+        f"{'':>8}endpoint #{delivery.endpoint_id} · {when}",
+    ]
+    if delivery.last_error:
+        lines.append(f"{'':>8}error: {delivery.last_error}")
+    return lines
+
+
+@webhooks_app.command("deliveries")
+def list_deliveries(
+    org: Org,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="pending|queued|delivered|dead",
+            help="Only deliveries in this status.",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint: Annotated[
+        int | None,
+        typer.Option(
+            "--endpoint",
+            metavar="ID",
+            help="Only this endpoint's (its id in `zapvet webhooks list`).",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
+    json_output: Json = False,
+) -> None:
+    """The latest deliveries, newest first: event type and id (`evt_…`, what receivers
+    dedupe by), resource, status, attempts, the last HTTP status and error excerpt, when the
+    next attempt is due or when it was delivered (in the organization's timezone)."""
+    import json
+
+    from zapvet.webhooks.admin import deliveries, has_endpoint, timezone_of
+
+    if status is not None and status not in STATUSES:
+        fail(f"no delivery status {status!r}", f"use one of {', '.join(STATUSES)}", 2)
+
+    async def work(session: Any, org_id: int) -> tuple[str, list[Delivery]] | None:
+        if endpoint is not None and not await has_endpoint(session, org_id, endpoint):
+            return None
+        found = await deliveries(session, org_id, status=status, endpoint_id=endpoint, limit=limit)
+        return await timezone_of(session, org_id), found
+
+    done = in_organization(org, work)
+    if done is None:
+        fail(
+            f"no webhook endpoint {endpoint} in {org!r}",
+            f"see the ids with `zapvet webhooks list --org {org}`",
+        )
+    timezone, found = done
+    if json_output:
+        typer.echo(json.dumps([_delivery_json(d, timezone) for d in found], ensure_ascii=False))
+        return
+    if not found:
+        typer.echo(f"no {status or 'webhook'} deliveries in {org!r}")
+        return
+    typer.echo(
+        f"{'id':>6}  {'event':<24} {'status':<9} {'attempts':>8} {'code':>5}  resource  event id"
+    )
+    for delivery in found:
+        typer.echo("\n".join(_delivery_lines(delivery, timezone)))
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    return ", ".join(map(str, ids))
+
+
+@webhooks_app.command("requeue")
+def requeue(
+    org: Org,
+    ids: Annotated[
+        list[int] | None,
+        typer.Argument(help="Delivery ids (see `zapvet webhooks deliveries`).", show_default=False),
+    ] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery instead.")] = False,
+) -> None:
+    """Try deliveries again: back to pending, due now, with another 24 hours of retries. The
+    scheduler sends them within seconds, each after what waits before it about the same
+    resource. Delivered ones are refused (receivers would get them twice): then nothing is
+    requeued."""
+    from zapvet.clock import system_clock
+    from zapvet.webhooks.admin import requeue as requeue_deliveries
+
+    if not ids and not dead:
+        fail(
+            "name the deliveries to requeue, or give --dead",
+            f"e.g. zapvet webhooks requeue --org {org} --dead",
+            2,
+        )
+    if ids and dead:
+        fail("give delivery ids or --dead, not both", "run the command once for each", 2)
+    done = in_organization(
+        org,
+        lambda session, org_id: requeue_deliveries(
+            session, org_id, ids or [], dead=dead, now=system_clock()
+        ),
+    )
+    if done.unknown:
+        fail(
+            f"no delivery {_ids(done.unknown)} in {org!r}: nothing requeued",
+            f"see the ids with `zapvet webhooks deliveries --org {org}`",
+        )
+    if done.delivered:
+        fail(
+            f"delivery {_ids(done.delivered)} was delivered already: nothing requeued",
+            "leave it out; receivers would get it twice",
+        )
+    if done.queued:
+        fail(
+            f"delivery {_ids(done.queued)} is being attempted now: nothing requeued",
+            "wait a moment, then check it with `zapvet webhooks deliveries`",
+        )
+    if done.count == 0:
+        typer.echo(f"no dead deliveries in {org!r} (no change)")
+        return
+    typer.echo(
+        f"requeued {done.count} deliver{'y' if done.count == 1 else 'ies'} in {org!r}: due "
+        "now, with another 24 h of retries"
+    )
+
+
+@webhooks_app.command("enable")
+def enable(
+    org: Org,
+    endpoint: Annotated[
+        int, typer.Argument(help="The endpoint's id (see `zapvet webhooks list`).")
+    ],
+) -> None:
+    """Send to an endpoint a 410 Gone disabled, again: what waited for it is due now, with
+    another 24 hours of retries."""
+    from zapvet.clock import system_clock
+    from zapvet.webhooks.admin import enable as enable_endpoint
+
+    done = in_organization(
+        org,
+        lambda session, org_id: enable_endpoint(session, org_id, endpoint, now=system_clock()),
+    )
+    if not done.found:
+        fail(
+            f"no webhook endpoint {endpoint} in {org!r}",
+            f"see the ids with `zapvet webhooks list --org {org}`",
+        )
+    if done.was_disabled:
+        typer.echo(
+            f"enabled endpoint {endpoint} of {org!r} again: its {done.waiting} waiting "
+            f"deliver{'y is' if done.waiting == 1 else 'ies are'} due now"
+        )
+    else:
+        typer.echo(f"endpoint {endpoint} of {org!r} was not disabled by a 410 (no change)")
+    if not done.in_file_enabled:
+        typer.secho(
+            "note: it is off in the organization file (enabled = false, or no longer listed): "
+            "nothing goes to it until it is on there and applied",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+
+
+@webhooks_app.command("test")
+def test(
+    org: Org,
+    endpoint: Annotated[
+        int | None,
+        typer.Option(
+            "--endpoint",
+            metavar="ID",
+            help="Only this endpoint (even a disabled one); default: every one that is sending.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Send one `webhook.test` event now, signed like every event, and print each
+    endpoint's answer and how long it took. Nothing is stored or retried. Exit code 1 if any
+    endpoint did not answer 2xx."""
+    import asyncio
+
+    from zapvet.clock import system_clock
+    from zapvet.webhooks.admin import timezone_of
+    from zapvet.webhooks.probe import Probe, client, probes, send_test
+
+    async def work(session: Any, org_id: int) -> tuple[str, list[Probe]]:
+        return await timezone_of(session, org_id), await probes(session, org_id, endpoint)
+
+    timezone, found = in_organization(org, work)
+    if endpoint is not None and not found:
+        fail(
+            f"no webhook endpoint {endpoint} in {org!r}",
+            f"see the ids with `zapvet webhooks list --org {org}`",
+        )
+    targets = found if endpoint is not None else [p for p in found if p.sending]
+    if not targets:
+        fail(
+            f"no webhook endpoint of {org!r} is sending",
+            f"see `zapvet webhooks list --org {org}`, or name one with --endpoint",
+        )
+
+    async def send_all() -> list[Any]:
+        async with client() as http:
+            return [
+                await send_test(http, probe, slug=org, timezone=timezone, now=system_clock())
+                for probe in targets
+            ]
+
+    failed = 0
+    for probe, answer in zip(targets, asyncio.run(send_all()), strict=True):
+        took = f"{answer.elapsed_ms:.0f} ms"
+        note = "" if probe.sending else " (not sending: tested as asked)"
+        if answer.status is not None and 200 <= answer.status < 300:
+            typer.echo(f"#{probe.endpoint_id}  {probe.url}{note}: {answer.status} in {took}")
+            continue
+        failed += 1
+        got = f"answered {answer.status}" if answer.status is not None else "failed"
+        detail = f": {answer.error}" if answer.error else ""
+        typer.secho(
+            f"#{probe.endpoint_id}  {probe.url}{note}: {got} after {took}{detail}",
+            fg=typer.colors.RED,
+        )
+    if failed:
+        fail(
+            f"{failed} of {len(targets)} endpoint(s) did not accept the test event",
+            "a receiver answers 2xx to a request whose X-Zapvet-Signature verifies "
+            "(docs/webhooks.md)",
+        )
