@@ -111,6 +111,16 @@ def row(session: Session, query: str) -> tuple[object, ...]:
     return tuple(found)
 
 
+def endpoint_of(session: Session, receiver: WebhookReceiver) -> int:
+    """The id of the receiver's endpoint (the example file has one of its own, off)."""
+    session.expire_all()
+    found = session.execute(
+        text("SELECT id FROM webhook_endpoints WHERE url = :url"), {"url": receiver.url}
+    ).scalar()
+    assert isinstance(found, int)
+    return found
+
+
 def seeded(
     session: Session, database_url: str, receiver: WebhookReceiver
 ) -> tuple[Organization, int, int, int]:
@@ -133,28 +143,35 @@ def test_webhooks_list_shows_each_endpoint_and_its_counts(
     run: Run, session: Session, database_url: str, receiver: WebhookReceiver
 ) -> None:
     _, _, dead, _ = seeded(session, database_url, receiver)
+    hook = endpoint_of(session, receiver)
 
     shown = run("list", "--org", "petfeliz")
     assert shown.exit_code == 0, shown.output
     lines = shown.stdout.splitlines()
-    assert lines[0] == f"#1  {receiver.url}"
-    assert lines[1].strip() == "enabled"
-    assert lines[2].strip().startswith("events: appointment.created, appointment.rescheduled")
-    assert "waiting 1 · dead 1 · delivered last 24 h 1 · last attempt " in lines[3]
-    assert lines[3].endswith(f": 500 (delivery {dead}, dead)")
+    at = lines.index(f"#{hook}  {receiver.url}")
+    assert lines[at + 1].strip() == "enabled"
+    assert lines[at + 2].strip().startswith("events: appointment.created, appointment.rescheduled")
+    assert "waiting 1 · dead 1 · delivered last 24 h 1 · last attempt " in lines[at + 3]
+    assert lines[at + 3].endswith(f": 500 (delivery {dead}, dead)")
 
-    [endpoint] = json.loads(run("list", "--org", "petfeliz", "--json").stdout)
-    assert endpoint["id"] == 1 and endpoint["url"] == receiver.url
+    listed = json.loads(run("list", "--org", "petfeliz", "--json").stdout)
+    [endpoint] = [e for e in listed if e["id"] == hook]
+    assert endpoint["url"] == receiver.url
     assert endpoint["enabled"] and endpoint["sending"] and endpoint["disabled_at"] is None
     assert (endpoint["waiting"], endpoint["dead"], endpoint["delivered_last_24h"]) == (1, 1, 1)
     assert endpoint["last_attempt"]["delivery_id"] == dead
     assert endpoint["last_attempt"]["status_code"] == 500
     assert endpoint["last_attempt"]["at"].endswith("-03:00")  # the shop's timezone
+    # An endpoint that is off in the file says so, and counts nothing.
+    for other in (e for e in listed if e["id"] != hook):
+        assert not other["enabled"] and not other["sending"] and other["waiting"] == 0
 
 
 def test_webhooks_list_says_how_to_add_an_endpoint_when_there_is_none(
-    run: Run, petfeliz: Organization
+    run: Run, session: Session, petfeliz: Organization
 ) -> None:
+    session.execute(text("DELETE FROM webhook_endpoints"))
+    session.commit()
     shown = run("list", "--org", "petfeliz")
     assert shown.exit_code == 0, shown.output
     assert "petfeliz has no webhook endpoint: add a [[webhooks]] entry" in shown.stdout
@@ -184,7 +201,8 @@ def test_webhooks_deliveries_are_newest_first_and_filter_by_status_and_endpoint(
     assert failed["last_error"] == '{"error":"scripted 500"}'
     assert failed["next_attempt_at"] is None and failed["delivered_at"] is None
 
-    table = run("deliveries", "--org", "petfeliz", "--endpoint", "1", "--limit", "2")
+    hook = endpoint_of(session, receiver)
+    table = run("deliveries", "--org", "petfeliz", "--endpoint", str(hook), "--limit", "2")
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
     assert lines[0].split() == [
@@ -198,7 +216,7 @@ def test_webhooks_deliveries_are_newest_first_and_filter_by_status_and_endpoint(
         "id",
     ]
     assert lines[1].split()[:5] == [str(pending), "appointment.created", "pending", "0", "-"]
-    assert "next attempt 20" in lines[2] and "endpoint #1" in lines[2]
+    assert "next attempt 20" in lines[2] and f"endpoint #{hook}" in lines[2]
     assert lines[3].split()[:5] == [str(dead), "appointment.cancelled", "dead", "1", "500"]
     assert "no more attempts (requeue it to try again)" in lines[4]
     assert lines[5].strip() == 'error: {"error":"scripted 500"}'
@@ -206,9 +224,9 @@ def test_webhooks_deliveries_are_newest_first_and_filter_by_status_and_endpoint(
 
     none = run("deliveries", "--org", "petfeliz", "--status", "queued")
     assert none.exit_code == 0 and none.stdout.strip() == "no queued deliveries in 'petfeliz'"
-    unknown = run("deliveries", "--org", "petfeliz", "--endpoint", "99")
+    unknown = run("deliveries", "--org", "petfeliz", "--endpoint", "999")
     assert unknown.exit_code == 1
-    assert "no webhook endpoint 99 in 'petfeliz'" in unknown.stderr
+    assert "no webhook endpoint 999 in 'petfeliz'" in unknown.stderr
     assert "zapvet webhooks list --org petfeliz" in unknown.stderr
     wrong = run("deliveries", "--org", "petfeliz", "--status", "failed")
     assert wrong.exit_code == 2
@@ -290,29 +308,32 @@ def test_webhooks_enable_clears_a_410_and_its_waiting_deliveries_go_again(
     receiver.fail_next(410)
     assert deliver(database_url, gone).result == "gone"
     assert due(database_url) == []  # disabled: nothing goes
+    hook = endpoint_of(session, receiver)
 
     shown = run("list", "--org", "petfeliz").stdout
     assert "DISABLED since " in shown and "the receiver answered 410 Gone at " in shown
-    assert "zapvet webhooks enable --org petfeliz 1" in shown
-    assert json.loads(run("list", "--org", "petfeliz", "--json").stdout)[0]["sending"] is False
+    assert f"zapvet webhooks enable --org petfeliz {hook}" in shown
+    listed = json.loads(run("list", "--org", "petfeliz", "--json").stdout)
+    assert [e["sending"] for e in listed if e["id"] == hook] == [False]
 
-    enabled = run("enable", "--org", "petfeliz", "1")
+    enabled = run("enable", "--org", "petfeliz", str(hook))
     assert enabled.exit_code == 0, enabled.output
     assert enabled.stdout.strip() == (
-        "enabled endpoint 1 of 'petfeliz' again: its 1 waiting delivery is due now"
+        f"enabled endpoint {hook} of 'petfeliz' again: its 1 waiting delivery is due now"
     )
-    assert row(session, "SELECT disabled_at, disabled_reason FROM webhook_endpoints") == (
-        None,
-        None,
-    )
+    assert row(
+        session, f"SELECT disabled_at, disabled_reason FROM webhook_endpoints WHERE id = {hook}"
+    ) == (None, None)
     assert due(database_url) == [gone]
     assert deliver(database_url, gone).result == "delivered"
 
-    again = run("enable", "--org", "petfeliz", "1")
+    again = run("enable", "--org", "petfeliz", str(hook))
     assert again.exit_code == 0
-    assert again.stdout.strip() == "endpoint 1 of 'petfeliz' was not disabled by a 410 (no change)"
-    unknown = run("enable", "--org", "petfeliz", "7")
-    assert unknown.exit_code == 1 and "no webhook endpoint 7 in 'petfeliz'" in unknown.stderr
+    assert again.stdout.strip() == (
+        f"endpoint {hook} of 'petfeliz' was not disabled by a 410 (no change)"
+    )
+    unknown = run("enable", "--org", "petfeliz", "999")
+    assert unknown.exit_code == 1 and "no webhook endpoint 999 in 'petfeliz'" in unknown.stderr
 
 
 def test_webhooks_test_reaches_the_receiver_signed_and_stores_nothing(
@@ -320,9 +341,11 @@ def test_webhooks_test_reaches_the_receiver_signed_and_stores_nothing(
 ) -> None:
     apply_text(session, with_webhook(receiver.url))
 
-    sent = run("test", "--org", "petfeliz")
+    hook = endpoint_of(session, receiver)
+
+    sent = run("test", "--org", "petfeliz")  # every endpoint that is sending: this one
     assert sent.exit_code == 0, sent.output
-    assert sent.stdout.startswith(f"#1  {receiver.url}: 204 in ")
+    assert sent.stdout.startswith(f"#{hook}  {receiver.url}: 204 in ")
     assert sent.stdout.strip().endswith(" ms")
     [got] = receiver.received
     assert got.signed and got.status == 204
@@ -342,9 +365,11 @@ def test_webhooks_test_fails_when_the_receiver_does_not_accept_it(
     apply_text(session, with_webhook(receiver.url))
     receiver.fail_next(500)
 
-    failed = run("test", "--org", "petfeliz", "--endpoint", "1")
+    hook = endpoint_of(session, receiver)
+
+    failed = run("test", "--org", "petfeliz", "--endpoint", str(hook))
     assert failed.exit_code == 1
-    assert f"#1  {receiver.url}: answered 500 after " in failed.stdout
+    assert f"#{hook}  {receiver.url}: answered 500 after " in failed.stdout
     assert '{"error":"scripted 500"}' in failed.stdout
     assert "1 of 1 endpoint(s) did not accept the test event" in failed.stderr
 
@@ -375,8 +400,8 @@ def test_webhooks_commands_name_what_is_unknown(
 
     none = run("test", "--org", "petfeliz")
     assert none.exit_code == 1 and "no webhook endpoint of 'petfeliz' is sending" in none.stderr
-    missing = run("test", "--org", "petfeliz", "--endpoint", "3")
-    assert missing.exit_code == 1 and "no webhook endpoint 3 in 'petfeliz'" in missing.stderr
+    missing = run("test", "--org", "petfeliz", "--endpoint", "999")
+    assert missing.exit_code == 1 and "no webhook endpoint 999 in 'petfeliz'" in missing.stderr
     assert receiver.received == []
 
 
