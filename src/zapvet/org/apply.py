@@ -369,7 +369,8 @@ def _apply_webhooks(session: Session, spec: OrgSpec, org_id: int, changes: list[
             if row.disabled_at is not None and entry.enabled:
                 warnings.append(
                     f"webhook {entry.url} is disabled since its receiver answered 410 Gone; "
-                    f"`zapvet webhooks enable {row.id}` sends to it again"
+                    f"`zapvet webhooks enable --org {spec.organization.slug} {row.id}` sends to it "
+                    "again"
                 )
     for url, row in existing.items():
         if row.enabled:
