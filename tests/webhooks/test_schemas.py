@@ -1,5 +1,6 @@
 """docs/webhooks/*.schema.json describe exactly what receivers get: every event type's body,
-built by `emit` from real rows and enveloped as `attempt` does, validates against its schema."""
+built by `emit` from real rows and enveloped as `attempt` does, validates against its schema;
+the verification code docs/webhooks.md gives receivers accepts zapvet's signatures."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.conftest import REPO
-from tests.webhooks.conftest import apply_text, book, with_webhook
+from tests.webhooks.conftest import SECRET, apply_text, book, with_webhook
 from zapvet.models import Appointment, Contact, Conversation, Message, Organization
 from zapvet.webhooks.delivery import envelope
 from zapvet.webhooks.events import EVENT_TYPES, TEST_EVENT, EventType, emit
 from zapvet.webhooks.probe import TEST_DATA
+from zapvet.webhooks.signing import sign
 
 pytestmark = pytest.mark.anyio
 
@@ -221,3 +223,18 @@ def test_the_schemas_are_listed_in_the_docs() -> None:
     guide = (REPO / "docs" / "webhooks.md").read_text()
     for name in (*EVENT_TYPES, TEST_EVENT):
         assert f"webhooks/{name}.schema.json" in guide, name
+
+
+def test_the_documented_python_verification_accepts_zapvets_signatures_only() -> None:
+    guide = (REPO / "docs" / "webhooks.md").read_text()
+    code = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/webhooks.md", "exec"), namespace)
+    verify = namespace["verify"]
+    body = envelope(uuid4(), TEST_EVENT, NOW, "petfeliz", "America/Sao_Paulo", TEST_DATA)
+    header = sign(SECRET, body, 1_700_000_000)
+    assert verify(SECRET, header, body, now=1_700_000_000 + 299)
+    assert not verify(SECRET, header, body, now=1_700_000_000 + 301)  # replayed later
+    assert not verify(SECRET, header, body + b" ", now=1_700_000_000)
+    assert not verify("another-secret-0000", header, body, now=1_700_000_000)
+    assert not verify(SECRET, header.split(",")[1], body, now=1_700_000_000)  # no t=
