@@ -316,6 +316,12 @@ def test_webhooks_enable_clears_a_410_and_its_waiting_deliveries_go_again(
     listed = json.loads(run("list", "--org", "petfeliz", "--json").stdout)
     assert [e["sending"] for e in listed if e["id"] == hook] == [False]
 
+    # Requeued while disabled, it still waits, and the command says why.
+    held = run("requeue", "--org", "petfeliz", str(gone))
+    assert held.exit_code == 0, held.output
+    assert "note: 1 of them wait for an endpoint that is not sending" in held.stderr
+    assert due(database_url) == []
+
     enabled = run("enable", "--org", "petfeliz", str(hook))
     assert enabled.exit_code == 0, enabled.output
     assert enabled.stdout.strip() == (

@@ -268,6 +268,13 @@ def requeue(
         f"requeued {done.count} deliver{'y' if done.count == 1 else 'ies'} in {org!r}: due "
         "now, with another 24 h of retries"
     )
+    if done.held:
+        typer.secho(
+            f"note: {done.held} of them wait for an endpoint that is not sending (off in the "
+            f"organization file, or disabled by a 410): see `zapvet webhooks list --org {org}`",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
 
 
 @webhooks_app.command("enable")

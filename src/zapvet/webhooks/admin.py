@@ -178,10 +178,12 @@ async def has_endpoint(session: AsyncSession, org_id: int, endpoint_id: int) -> 
 
 @dataclass(frozen=True)
 class Requeued:
-    """What `requeue` did: `count` deliveries made due, or nothing because some of those
+    """What `requeue` did: `count` deliveries made due (`held` of them for an endpoint that
+    is not sending: off in the file or disabled by a 410), or nothing because some of those
     asked for are `unknown` (not of this organization), `delivered` or `queued` (in flight)."""
 
     count: int = 0
+    held: int = 0
     unknown: tuple[int, ...] = ()
     delivered: tuple[int, ...] = ()
     queued: tuple[int, ...] = ()
@@ -198,10 +200,13 @@ SELECT id, status FROM webhook_deliveries
 
 # `retry_from = now`: a requeued delivery gets another RETRY_FOR before it can die again.
 _REQUEUE = text("""
-UPDATE webhook_deliveries
+UPDATE webhook_deliveries d
    SET status = 'pending', next_attempt_at = :now, retry_from = :now, updated_at = :now
- WHERE organization_id = :org AND status IN ('pending', 'dead')
-   AND (id = ANY(CAST(:ids AS bigint[])) OR (:dead AND status = 'dead'))
+  FROM webhook_endpoints p
+ WHERE d.organization_id = :org AND d.status IN ('pending', 'dead')
+   AND (d.id = ANY(CAST(:ids AS bigint[])) OR (:dead AND d.status = 'dead'))
+   AND p.organization_id = d.organization_id AND p.id = d.endpoint_id
+RETURNING p.enabled AND p.disabled_at IS NULL
 """)
 
 
@@ -222,10 +227,11 @@ async def requeue(
     )
     if refusal.refused:
         return refusal
-    done: Any = await connection.execute(
-        _REQUEUE, {"org": org_id, "ids": wanted, "dead": dead, "now": now}
-    )
-    return Requeued(count=done.rowcount)
+    sending = (
+        await connection.execute(_REQUEUE, {"org": org_id, "ids": wanted, "dead": dead, "now": now})
+    ).scalars()
+    flags = list(sending)
+    return Requeued(count=len(flags), held=flags.count(False))
 
 
 @dataclass(frozen=True)
