@@ -1,18 +1,17 @@
 """`zapvet webhooks`: an organization's outgoing webhooks (list, deliveries, requeue, enable,
-test). The statements are in `webhooks/admin.py` and `webhooks/probe.py`."""
+test). The statements are in `webhooks/overview.py`, `recovery.py` and `probe.py`; the
+printing in `webhook_views.py`."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 
 from zapvet.cli.environment import fail, in_organization
 
 if TYPE_CHECKING:
-    from zapvet.webhooks.admin import Delivery, Endpoint
+    from zapvet.webhooks.overview import Delivery, Endpoint
 
 webhooks_app = typer.Typer(
     help="Outgoing webhooks of an organization: endpoints, deliveries, retries, a test event "
@@ -25,69 +24,6 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 STATUSES = ("pending", "queued", "delivered", "dead")
 
 
-def _shown(moment: datetime | None, timezone: str) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _iso(moment: datetime | None, timezone: str) -> str | None:
-    return None if moment is None else moment.astimezone(ZoneInfo(timezone)).isoformat()
-
-
-def _endpoint_json(endpoint: Endpoint, timezone: str) -> dict[str, Any]:
-    last = endpoint.last
-    return {
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "events": endpoint.events,
-        "enabled": endpoint.enabled,
-        "sending": endpoint.sending,
-        "allow_private_targets": endpoint.allow_private_targets,
-        "disabled_at": _iso(endpoint.disabled_at, timezone),
-        "disabled_reason": endpoint.disabled_reason,
-        "waiting": endpoint.waiting,
-        "dead": endpoint.dead,
-        "delivered_last_24h": endpoint.delivered_recently,
-        "last_attempt": None
-        if last is None
-        else {
-            "delivery_id": last.delivery_id,
-            "status": last.status,
-            "status_code": last.status_code,
-            "at": _iso(last.at, timezone),
-        },
-    }
-
-
-def _endpoint_lines(endpoint: Endpoint, slug: str, timezone: str) -> list[str]:
-    if endpoint.disabled_at is not None:
-        state = (
-            f"DISABLED since {_shown(endpoint.disabled_at, timezone)}: "
-            f"{endpoint.disabled_reason or 'the receiver answered 410 Gone'}; once it is "
-            f"back: zapvet webhooks enable --org {slug} {endpoint.id}"
-        )
-    elif not endpoint.enabled:
-        state = "off (enabled = false in the organization file, or no longer in it)"
-    else:
-        state = "enabled"
-    if endpoint.last is None:
-        last = "no attempt yet"
-    else:
-        answer = endpoint.last.status_code or "no answer"
-        last = (
-            f"last attempt {_shown(endpoint.last.at, timezone)}: {answer} "
-            f"(delivery {endpoint.last.delivery_id}, {endpoint.last.status})"
-        )
-    return [
-        f"#{endpoint.id}  {endpoint.url}",
-        f"    {state}",
-        f"    events: {', '.join(endpoint.events)}",
-        f"    waiting {endpoint.waiting} · dead {endpoint.dead} · "
-        f"delivered last 24 h {endpoint.delivered_recently} · {last}",
-    ]
-
-
 @webhooks_app.command("list")
 def list_endpoints(org: Org, json_output: Json = False) -> None:
     """Each endpoint: its URL and events, whether it is sending (or why not: off in the
@@ -95,8 +31,9 @@ def list_endpoints(org: Org, json_output: Json = False) -> None:
     delivered in the last 24 hours, and how its last attempt went."""
     import json
 
+    from zapvet.cli.webhook_views import endpoint_json, endpoint_lines
     from zapvet.clock import system_clock
-    from zapvet.webhooks.admin import endpoints, timezone_of
+    from zapvet.webhooks.overview import endpoints, timezone_of
 
     async def work(session: Any, org_id: int) -> tuple[str, list[Endpoint]]:
         return await timezone_of(session, org_id), await endpoints(
@@ -105,7 +42,7 @@ def list_endpoints(org: Org, json_output: Json = False) -> None:
 
     timezone, found = in_organization(org, work)
     if json_output:
-        typer.echo(json.dumps([_endpoint_json(e, timezone) for e in found], ensure_ascii=False))
+        typer.echo(json.dumps([endpoint_json(e, timezone) for e in found], ensure_ascii=False))
         return
     if not found:
         typer.echo(
@@ -113,43 +50,7 @@ def list_endpoints(org: Org, json_output: Json = False) -> None:
             "and run `zapvet org apply` (docs/webhooks.md)"
         )
     for endpoint in found:
-        typer.echo("\n".join(_endpoint_lines(endpoint, org, timezone)))
-
-
-def _delivery_json(delivery: Delivery, timezone: str) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "endpoint_id": delivery.endpoint_id,
-        "event_type": delivery.event_type,
-        "event_id": delivery.event_id,
-        "resource": delivery.resource,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "last_status_code": delivery.last_status_code,
-        "last_error": delivery.last_error,
-        "next_attempt_at": _iso(delivery.next_attempt_at, timezone),
-        "delivered_at": _iso(delivery.delivered_at, timezone),
-        "created_at": _iso(delivery.created_at, timezone),
-    }
-
-
-def _delivery_lines(delivery: Delivery, timezone: str) -> list[str]:
-    if delivery.delivered_at is not None:
-        when = f"delivered {_shown(delivery.delivered_at, timezone)}"
-    elif delivery.next_attempt_at is not None:
-        verb = "lease ends" if delivery.status == "queued" else "next attempt"
-        when = f"{verb} {_shown(delivery.next_attempt_at, timezone)}"
-    else:
-        when = "no more attempts (requeue it to try again)"
-    code = delivery.last_status_code or "-"
-    lines = [
-        f"{delivery.id:>6}  {delivery.event_type:<24} {delivery.status:<9} "
-        f"{delivery.attempts:>8} {code!s:>5}  {delivery.resource}  {delivery.event_id}",
-        f"{'':>8}endpoint #{delivery.endpoint_id} · {when}",
-    ]
-    if delivery.last_error:
-        lines.append(f"{'':>8}error: {delivery.last_error}")
-    return lines
+        typer.echo("\n".join(endpoint_lines(endpoint, org, timezone)))
 
 
 @webhooks_app.command("deliveries")
@@ -181,7 +82,8 @@ def list_deliveries(
     next attempt is due or when it was delivered (in the organization's timezone)."""
     import json
 
-    from zapvet.webhooks.admin import deliveries, has_endpoint, timezone_of
+    from zapvet.cli.webhook_views import delivery_json, delivery_lines
+    from zapvet.webhooks.overview import deliveries, has_endpoint, timezone_of
 
     if status is not None and status not in STATUSES:
         fail(f"no delivery status {status!r}", f"use one of {', '.join(STATUSES)}", 2)
@@ -200,7 +102,7 @@ def list_deliveries(
         )
     timezone, found = done
     if json_output:
-        typer.echo(json.dumps([_delivery_json(d, timezone) for d in found], ensure_ascii=False))
+        typer.echo(json.dumps([delivery_json(d, timezone) for d in found], ensure_ascii=False))
         return
     if not found:
         typer.echo(f"no {status or 'webhook'} deliveries in {org!r}")
@@ -209,7 +111,7 @@ def list_deliveries(
         f"{'id':>6}  {'event':<24} {'status':<9} {'attempts':>8} {'code':>5}  resource  event id"
     )
     for delivery in found:
-        typer.echo("\n".join(_delivery_lines(delivery, timezone)))
+        typer.echo("\n".join(delivery_lines(delivery, timezone)))
 
 
 def _ids(ids: tuple[int, ...]) -> str:
@@ -230,7 +132,7 @@ def requeue(
     resource. Delivered ones are refused (receivers would get them twice): then nothing is
     requeued."""
     from zapvet.clock import system_clock
-    from zapvet.webhooks.admin import requeue as requeue_deliveries
+    from zapvet.webhooks.recovery import requeue as requeue_deliveries
 
     if not ids and not dead:
         fail(
@@ -287,7 +189,7 @@ def enable(
     """Send to an endpoint a 410 Gone disabled, again: what waited for it is due now, with
     another 24 hours of retries."""
     from zapvet.clock import system_clock
-    from zapvet.webhooks.admin import enable as enable_endpoint
+    from zapvet.webhooks.recovery import enable as enable_endpoint
 
     done = in_organization(
         org,
@@ -333,7 +235,7 @@ def test(
     import asyncio
 
     from zapvet.clock import system_clock
-    from zapvet.webhooks.admin import timezone_of
+    from zapvet.webhooks.overview import timezone_of
     from zapvet.webhooks.probe import Probe, client, probes, send_test
 
     async def work(session: Any, org_id: int) -> tuple[str, list[Probe]]:

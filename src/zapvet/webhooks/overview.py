@@ -1,17 +1,12 @@
-"""What `zapvet webhooks` reads and changes: endpoints with their figures, deliveries,
-requeueing, and enabling an endpoint a 410 disabled. Every statement is scoped by the
-organization, so an id of another organization's row is unknown here.
-
-Nothing is sent from here: a requeued delivery or an enabled endpoint's waiting deliveries
-are due at once, and the scheduler claims what is due every second.
+"""What `zapvet webhooks list` and `deliveries` read: an organization's endpoints with their
+deliveries' figures and last attempt, and its latest deliveries. Every statement is scoped by
+the organization, so an id of another organization's row is unknown here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -101,23 +96,23 @@ async def endpoints(session: AsyncSession, org_id: int, *, now: datetime) -> lis
     rows = await connection.execute(_ENDPOINTS, {"org": org_id, "since": now - RECENT})
     found = []
     for row in rows:
-        (id_, url, events, enabled, private, disabled_at, reason, waiting, dead, recent) = row[:10]
         last_id, last_status, last_code, last_at = row[10:]
-        last = None if last_id is None else LastAttempt(last_id, last_status, last_code, last_at)
         found.append(
             Endpoint(
-                id_,
-                url,
-                list(events),
-                enabled,
-                private,
-                disabled_at,
-                reason,
-                waiting,
-                dead,
-                recent,
-                last,
-            )  # fmt: skip
+                id=row[0],
+                url=row[1],
+                events=list(row[2]),
+                enabled=row[3],
+                allow_private_targets=row[4],
+                disabled_at=row[5],
+                disabled_reason=row[6],
+                waiting=row[7],
+                dead=row[8],
+                delivered_recently=row[9],
+                last=None
+                if last_id is None
+                else LastAttempt(last_id, last_status, last_code, last_at),
+            )
         )
     return found
 
@@ -174,107 +169,6 @@ async def has_endpoint(session: AsyncSession, org_id: int, endpoint_id: int) -> 
         {"org": org_id, "id": endpoint_id},
     )
     return found is not None
-
-
-@dataclass(frozen=True)
-class Requeued:
-    """What `requeue` did: `count` deliveries made due (`held` of them for an endpoint that
-    is not sending: off in the file or disabled by a 410), or nothing because some of those
-    asked for are `unknown` (not of this organization), `delivered` or `queued` (in flight)."""
-
-    count: int = 0
-    held: int = 0
-    unknown: tuple[int, ...] = ()
-    delivered: tuple[int, ...] = ()
-    queued: tuple[int, ...] = ()
-
-    @property
-    def refused(self) -> bool:
-        return bool(self.unknown or self.delivered or self.queued)
-
-
-_STATUSES = text("""
-SELECT id, status FROM webhook_deliveries
- WHERE organization_id = :org AND id = ANY(CAST(:ids AS bigint[]))
-""")
-
-# `retry_from = now`: a requeued delivery gets another RETRY_FOR before it can die again.
-_REQUEUE = text("""
-UPDATE webhook_deliveries d
-   SET status = 'pending', next_attempt_at = :now, retry_from = :now, updated_at = :now
-  FROM webhook_endpoints p
- WHERE d.organization_id = :org AND d.status IN ('pending', 'dead')
-   AND (d.id = ANY(CAST(:ids AS bigint[])) OR (:dead AND d.status = 'dead'))
-   AND p.organization_id = d.organization_id AND p.id = d.endpoint_id
-RETURNING p.enabled AND p.disabled_at IS NULL
-""")
-
-
-async def requeue(
-    session: AsyncSession, org_id: int, ids: Sequence[int], *, dead: bool, now: datetime
-) -> Requeued:
-    """Make the deliveries `ids` (and every dead one, with `dead`) due now, with another
-    day of retries; all of them or, when one of `ids` cannot be, none."""
-    connection = await session.connection()
-    wanted = sorted(set(ids))
-    statuses: dict[int, str] = dict(
-        (await connection.execute(_STATUSES, {"org": org_id, "ids": wanted})).all()
-    )
-    refusal = Requeued(
-        unknown=tuple(i for i in wanted if i not in statuses),
-        delivered=tuple(i for i in wanted if statuses.get(i) == "delivered"),
-        queued=tuple(i for i in wanted if statuses.get(i) == "queued"),
-    )
-    if refusal.refused:
-        return refusal
-    sending = (
-        await connection.execute(_REQUEUE, {"org": org_id, "ids": wanted, "dead": dead, "now": now})
-    ).scalars()
-    flags = list(sending)
-    return Requeued(count=len(flags), held=flags.count(False))
-
-
-@dataclass(frozen=True)
-class Enabled:
-    """What `enable` found: no such endpoint (`found` false), one that was not disabled
-    (`was_disabled` false), or one enabled again with `waiting` deliveries to send.
-    `in_file_enabled` false: the organization file has it off, so nothing goes anyway."""
-
-    found: bool
-    was_disabled: bool = False
-    in_file_enabled: bool = True
-    waiting: int = 0
-
-
-_ENDPOINT = text("""
-SELECT enabled, disabled_at FROM webhook_endpoints
- WHERE organization_id = :org AND id = :id FOR UPDATE
-""")
-_ENABLE = text("""
-UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, updated_at = :now
- WHERE organization_id = :org AND id = :id
-""")
-# What waited while it was disabled may be older than a day: it gets another day, due now.
-_REVIVE = text("""
-UPDATE webhook_deliveries
-   SET next_attempt_at = :now, retry_from = :now, updated_at = :now
- WHERE organization_id = :org AND endpoint_id = :id AND status = 'pending'
-""")
-
-
-async def enable(session: AsyncSession, org_id: int, endpoint_id: int, *, now: datetime) -> Enabled:
-    """Clear the 410 mark of endpoint `endpoint_id`; its waiting deliveries are due now."""
-    connection = await session.connection()
-    row = (await connection.execute(_ENDPOINT, {"org": org_id, "id": endpoint_id})).first()
-    if row is None:
-        return Enabled(found=False)
-    in_file, disabled_at = row
-    if disabled_at is None:
-        return Enabled(found=True, in_file_enabled=in_file)
-    parameters = {"org": org_id, "id": endpoint_id, "now": now}
-    await connection.execute(_ENABLE, parameters)
-    revived: Any = await connection.execute(_REVIVE, parameters)
-    return Enabled(found=True, was_disabled=True, in_file_enabled=in_file, waiting=revived.rowcount)
 
 
 async def timezone_of(session: AsyncSession, org_id: int) -> str:
