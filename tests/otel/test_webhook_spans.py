@@ -12,8 +12,8 @@ from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.otel.conftest import Traced, only
-from tests.webhooks.conftest import SECRET, apply_text, with_webhook
-from tests.webhooks.test_delivery import book, emit_about, run_due
+from tests.webhooks.conftest import SECRET, apply_text, book, with_webhook
+from tests.webhooks.test_delivery import emit_about, run_due
 from zapvet import db
 from zapvet.otel.tracing import tracer
 from zapvet.testing.receiver import WebhookReceiver
