@@ -15,9 +15,11 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psutil
@@ -25,7 +27,7 @@ import psycopg
 import pytest
 import structlog
 from click.testing import Result
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -172,6 +174,23 @@ def empty_database_url(services: ServiceUrls) -> Iterator[str]:
     name = f"zapvet_t_{os.getpid()}_empty_{next(_counter)}"
     yield db.create_database(services.database_url, name)
     db.drop_database(services.database_url, name)
+
+
+@pytest.fixture
+def statements(database_url: str) -> Iterator[list[str]]:
+    """Every SQL statement this test's database runs from now on (any engine, any thread)."""
+    seen: list[str] = []
+    lock = threading.Lock()
+    name = database_url.rsplit("/", 1)[-1].split("?")[0]
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if conn.engine.url.database == name:
+            with lock:
+                seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ enqueued" is then an exact check, and no worker process is needed.
 from __future__ import annotations
 
 import copy
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from tests.conftest import EXAMPLE_ORG, zapvet
@@ -109,23 +108,6 @@ def bridge(database_url: str, services: ServiceUrls, engine: Engine) -> Iterator
     finally:
         server.stop()
         purge(services.redis_url, namespace)
-
-
-@pytest.fixture
-def statements(database_url: str) -> Iterator[list[str]]:
-    """Every SQL statement this test's database runs from now on (any engine, any thread)."""
-    seen: list[str] = []
-    lock = threading.Lock()
-    name = database_url.rsplit("/", 1)[-1].split("?")[0]
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if conn.engine.url.database == name:
-            with lock:
-                seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(Engine, "before_cursor_execute", record)
 
 
 def incoming(bridge: Bridge, phone_key: str) -> list[tuple[Any, ...]]:

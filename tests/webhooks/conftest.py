@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Session, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,22 +18,12 @@ from zapvet import db
 from zapvet.models import Appointment, Contact, Organization, Pet, Resource, Service
 from zapvet.org import apply_spec, parse_spec
 from zapvet.testing.receiver import WebhookReceiver
+from zapvet.testing.stack import MovableClock
+from zapvet.webhooks.delivery import attempt, claim_due
+from zapvet.webhooks.events import EVENT_TYPES, emit
 
 SECRET = "whsec-test-0123456789abcdef"
-EVERY_EVENT = [
-    "appointment.created",
-    "appointment.rescheduled",
-    "appointment.cancelled",
-    "appointment.completed",
-    "appointment.no_show",
-    "contact.created",
-    "contact.updated",
-    "pet.created",
-    "conversation.escalated",
-    "conversation.handed_back",
-    "message.received",
-    "message.sent",
-]
+EVERY_EVENT = list(EVENT_TYPES)
 
 
 def with_webhook(
@@ -100,3 +93,77 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     engine = db.build_async_engine(database_url, pool_size=4)
     yield db.async_session_maker(engine)
     await engine.dispose()
+
+
+async def emit_about(
+    sessions: async_sessionmaker[AsyncSession],
+    org: Organization,
+    appointment: Appointment,
+    event_type: str = "appointment.created",
+    now: datetime | None = None,
+) -> None:
+    async with sessions() as session, session.begin():
+        await emit(
+            await session.connection(),
+            event_type,  # type: ignore[arg-type]
+            organization_id=org.id or 0,
+            about=appointment.id or 0,
+            now=now or datetime.now(UTC),
+        )
+
+
+def deliveries(session: Session) -> list[tuple[object, ...]]:
+    return [
+        tuple(row)
+        for row in session.execute(
+            text(
+                "SELECT d.id, v.type, d.status, d.attempts, d.last_status_code"
+                "  FROM webhook_deliveries d JOIN webhook_events v ON v.id = d.event_id"
+                " ORDER BY d.id"
+            )
+        )
+    ]
+
+
+@dataclass
+class Shop:
+    """The example shop with an endpoint at the receiver, one booked appointment, a clock
+    tests move, and what the scheduler and the actor do."""
+
+    session: Session
+    sessions: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    org: Organization
+    appointment: Appointment
+    clock: MovableClock = field(default_factory=MovableClock)
+
+    async def emit(
+        self, event_type: str = "appointment.created", about: Appointment | None = None
+    ) -> None:
+        await emit_about(
+            self.sessions, self.org, about or self.appointment, event_type, now=self.clock()
+        )
+
+    async def claim(self) -> list[int]:
+        async with self.sessions() as session, session.begin():
+            return await claim_due(session, self.clock())
+
+    async def run_due(self) -> list[str]:
+        """Claim what is due at `clock()` and attempt each, with the next of its line as the
+        actor chains it; each attempt's result."""
+        due, results = await self.claim(), []
+        while due:
+            done = await attempt(self.sessions, self.http, due.pop(0), clock=self.clock)
+            results.append(done.result)
+            if done.following is not None:
+                due.append(done.following)
+        return results
+
+
+@pytest.fixture
+async def shop(
+    session: Session, sessions: async_sessionmaker[AsyncSession], receiver: WebhookReceiver
+) -> AsyncIterator[Shop]:
+    org = apply_text(session, with_webhook(receiver.url))
+    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        yield Shop(session, sessions, http, org, book(session, org))

@@ -3,7 +3,6 @@ the customer's tools, the owner's confirmed commands, the bridge and the outbox'
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
 from tests.conftest import NOW, start_conversation
@@ -377,23 +376,6 @@ async def test_bridge_writes_no_event_for_an_owner_talking_to_aurora(
 
     assert await webhook(deps, session, inbound("wamid.o", "quanto faturei?", phone=number.phone))
     assert emitted(session) == []
-
-
-@pytest.fixture
-def statements(database_url: str) -> Iterator[list[str]]:
-    """Every SQL statement this test's database runs from now on."""
-    seen: list[str] = []
-    lock = threading.Lock()
-    name = database_url.rsplit("/", 1)[-1].split("?")[0]
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if conn.engine.url.database == name:
-            with lock:
-                seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(Engine, "before_cursor_execute", record)
 
 
 async def test_nothing_is_written_nor_asked_when_no_endpoint_listens(
