@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import pytest
@@ -99,3 +100,26 @@ def test_apply_resolves_the_host_refuses_private_and_warns_when_unresolved(
     org = apply_text(session, with_webhook("http://127.0.0.1:9/hook", private=True))
     assert org.id is not None
     assert SECRET not in repr(org)
+
+
+async def test_a_name_with_one_private_address_among_public_ones_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DNS is the world outside: a resolver that answers a public and a private address
+    # (a rebinding setup, or a split-horizon name) for hooks.example.com.
+    answers = {
+        "hooks.example.com": ["93.184.215.14", "10.0.0.8"],
+        "good.example.com": ["93.184.215.14", "2606:4700:4700::1111"],
+    }
+
+    async def getaddrinfo(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        return [(0, 1, 6, "", (address, port)) for address in answers[host]]
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    with pytest.raises(TargetRefused) as refused:
+        await resolve("https://hooks.example.com/x", allow_private=False)
+    assert "hooks.example.com resolves to 10.0.0.8, a private address" in str(refused.value)
+    good = await resolve("https://good.example.com/x", allow_private=False)
+    assert [str(a) for a in good.addresses] == ["93.184.215.14", "2606:4700:4700::1111"]
+    assert good.pinned_url() == "https://93.184.215.14/x"
