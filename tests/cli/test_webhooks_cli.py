@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -299,6 +300,42 @@ def test_webhooks_requeue_touches_only_that_organizations_deliveries(
     assert usage.exit_code == 2 and "name the deliveries to requeue, or give --dead" in usage.stderr
 
 
+def test_webhooks_commands_without_org_cover_every_organization(
+    run: Run, session: Session, database_url: str, receiver: WebhookReceiver
+) -> None:
+    _, delivered, dead, _pending = seeded(session, database_url, receiver)
+    other = apply_text(
+        session,
+        with_webhook(receiver.url)
+        .replace('slug = "petfeliz"', 'slug = "outra"')
+        .replace('instance = "petfeliz"', 'instance = "outra"'),
+    )
+    theirs = emit_event(database_url, other, book(session, other, hour=16).id or 0, ago=DAY_AGO)
+    receiver.fail_next(500)
+    assert deliver(database_url, theirs).result == "dead"
+
+    listed = run("list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert {e["organization"] for e in json.loads(listed.stdout)} == {"outra", "petfeliz"}
+    shown = run("deliveries", "--status", "dead", "--json")
+    assert {(d["organization"], d["id"]) for d in json.loads(shown.stdout)} == {
+        ("petfeliz", dead),
+        ("outra", theirs),
+    }
+    # Ids are global: each is requeued in its own organization.
+    both = run("requeue", str(dead), str(theirs))
+    assert both.exit_code == 0, both.output
+    assert "requeued 1 delivery in 'outra'" in both.stdout
+    assert "requeued 1 delivery in 'petfeliz'" in both.stdout
+    unknown = run("requeue", "999")
+    assert unknown.exit_code == 1 and "no delivery 999: nothing requeued" in unknown.stderr
+    refused = run("requeue", str(delivered))
+    assert refused.exit_code == 1 and "was delivered already" in refused.stderr
+    tested = run("test")
+    assert tested.exit_code == 0, tested.output
+    assert len(tested.stdout.strip().splitlines()) == 2  # one endpoint in each
+
+
 def test_webhooks_enable_clears_a_410_and_its_waiting_deliveries_go_again(
     run: Run, session: Session, database_url: str, receiver: WebhookReceiver
 ) -> None:
@@ -414,4 +451,5 @@ def test_webhooks_commands_name_what_is_unknown(
 def test_webhooks_commands_have_help(run: Run) -> None:
     for command in ("list", "deliveries", "requeue", "enable", "test"):
         shown = run(command, "--help")
+        assert "default: every organization" in re.sub(r"[\s│]+", " ", shown.stdout), command
         assert shown.exit_code == 0 and "--org" in shown.stdout, command

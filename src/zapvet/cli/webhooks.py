@@ -19,18 +19,34 @@ webhooks_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Org = Annotated[str, typer.Option("--org", help="The organization's slug.", show_default=False)]
+Org = Annotated[
+    str | None,
+    typer.Option(
+        "--org", help="The organization's slug; default: every organization.", show_default=False
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 STATUSES = ("pending", "queued", "delivered", "dead")
 
 
 @webhooks_app.command("list")
-def list_endpoints(org: Org, json_output: Json = False) -> None:
+def list_endpoints(org: Org = None, json_output: Json = False) -> None:
     """Each endpoint: its URL and events, whether it is sending (or why not: off in the
     organization file, or disabled by a 410), how many deliveries wait, are dead or were
     delivered in the last 24 hours, and how its last attempt went."""
     import json
 
+    documents: list[dict[str, Any]] = []
+    slugs = _slugs(org)
+    if not slugs and not json_output:
+        typer.echo("no organization yet: apply one with `zapvet org apply FILE.toml`")
+    for slug in slugs:
+        documents += _list_one(slug, json_output, labelled=org is None)
+    if json_output:
+        typer.echo(json.dumps(documents, ensure_ascii=False))
+
+
+def _list_one(org: str, json_output: bool, *, labelled: bool) -> list[dict[str, Any]]:
     from zapvet.cli.webhook_views import endpoint_json, endpoint_lines
     from zapvet.clock import system_clock
     from zapvet.webhooks.overview import endpoints, timezone_of
@@ -42,8 +58,7 @@ def list_endpoints(org: Org, json_output: Json = False) -> None:
 
     timezone, found = in_organization(org, work)
     if json_output:
-        typer.echo(json.dumps([endpoint_json(e, timezone) for e in found], ensure_ascii=False))
-        return
+        return [_labelled(endpoint_json(e, timezone), org, labelled) for e in found]
     if not found:
         typer.echo(
             f"{org} has no webhook endpoint: add a [[webhooks]] entry to its organization file "
@@ -51,11 +66,12 @@ def list_endpoints(org: Org, json_output: Json = False) -> None:
         )
     for endpoint in found:
         typer.echo("\n".join(endpoint_lines(endpoint, org, timezone)))
+    return []
 
 
 @webhooks_app.command("deliveries")
 def list_deliveries(
-    org: Org,
+    org: Org = None,
     status: Annotated[
         str | None,
         typer.Option(
@@ -82,11 +98,31 @@ def list_deliveries(
     next attempt is due or when it was delivered (in the organization's timezone)."""
     import json
 
-    from zapvet.cli.webhook_views import delivery_json, delivery_lines
-    from zapvet.webhooks.overview import deliveries, has_endpoint, timezone_of
-
     if status is not None and status not in STATUSES:
         fail(f"no delivery status {status!r}", f"use one of {', '.join(STATUSES)}", 2)
+    slugs = _slugs(org, "webhook_endpoints", [endpoint]) if endpoint is not None else _slugs(org)
+    if not slugs:
+        fail(f"no webhook endpoint {endpoint}", "see the ids with `zapvet webhooks list`")
+    documents: list[dict[str, Any]] = []
+    for slug in slugs:
+        documents += _deliveries_of(
+            slug, status, endpoint, limit, json_output, labelled=org is None
+        )
+    if json_output:
+        typer.echo(json.dumps(documents, ensure_ascii=False))
+
+
+def _deliveries_of(
+    org: str,
+    status: str | None,
+    endpoint: int | None,
+    limit: int,
+    json_output: bool,
+    *,
+    labelled: bool,
+) -> list[dict[str, Any]]:
+    from zapvet.cli.webhook_views import delivery_json, delivery_lines
+    from zapvet.webhooks.overview import deliveries, has_endpoint, timezone_of
 
     async def work(session: Any, org_id: int) -> tuple[str, list[Delivery]] | None:
         if endpoint is not None and not await has_endpoint(session, org_id, endpoint):
@@ -102,16 +138,18 @@ def list_deliveries(
         )
     timezone, found = done
     if json_output:
-        typer.echo(json.dumps([delivery_json(d, timezone) for d in found], ensure_ascii=False))
-        return
+        return [_labelled(delivery_json(d, timezone), org, labelled) for d in found]
     if not found:
         typer.echo(f"no {status or 'webhook'} deliveries in {org!r}")
-        return
+        return []
+    if labelled:
+        typer.echo(f"{org}:")
     typer.echo(
         f"{'id':>6}  {'event':<24} {'status':<9} {'attempts':>8} {'code':>5}  resource  event id"
     )
     for delivery in found:
         typer.echo("\n".join(delivery_lines(delivery, timezone)))
+    return []
 
 
 def _ids(ids: tuple[int, ...]) -> str:
@@ -120,7 +158,7 @@ def _ids(ids: tuple[int, ...]) -> str:
 
 @webhooks_app.command("requeue")
 def requeue(
-    org: Org,
+    org: Org = None,
     ids: Annotated[
         list[int] | None,
         typer.Argument(help="Delivery ids (see `zapvet webhooks deliveries`).", show_default=False),
@@ -131,21 +169,40 @@ def requeue(
     scheduler sends them within seconds, each after what waits before it about the same
     resource. Delivered ones are refused (receivers would get them twice): then nothing is
     requeued."""
-    from zapvet.clock import system_clock
-    from zapvet.webhooks.recovery import requeue as requeue_deliveries
-
     if not ids and not dead:
         fail(
             "name the deliveries to requeue, or give --dead",
-            f"e.g. zapvet webhooks requeue --org {org} --dead",
+            f"e.g. zapvet webhooks requeue --org {org or 'SLUG'} --dead",
             2,
         )
     if ids and dead:
         fail("give delivery ids or --dead, not both", "run the command once for each", 2)
+    if org is not None:
+        _requeue_in(org, ids or [], dead=dead)
+        return
+    if dead:
+        for slug in _slugs(None):
+            _requeue_in(slug, [], dead=True)
+        return
+    owners = _owners("webhook_deliveries", ids or [])
+    unknown = sorted(set(ids or []) - {i for owned in owners.values() for i in owned})
+    if unknown:
+        fail(
+            f"no delivery {_ids(tuple(unknown))}: nothing requeued",
+            "see the ids with `zapvet webhooks deliveries`",
+        )
+    for slug, owned in owners.items():
+        _requeue_in(slug, owned, dead=False)
+
+
+def _requeue_in(org: str, ids: list[int], *, dead: bool) -> None:
+    from zapvet.clock import system_clock
+    from zapvet.webhooks.recovery import requeue as requeue_deliveries
+
     done = in_organization(
         org,
         lambda session, org_id: requeue_deliveries(
-            session, org_id, ids or [], dead=dead, now=system_clock()
+            session, org_id, ids, dead=dead, now=system_clock()
         ),
     )
     if done.unknown:
@@ -181,16 +238,21 @@ def requeue(
 
 @webhooks_app.command("enable")
 def enable(
-    org: Org,
     endpoint: Annotated[
         int, typer.Argument(help="The endpoint's id (see `zapvet webhooks list`).")
     ],
+    org: Org = None,
 ) -> None:
     """Send to an endpoint a 410 Gone disabled, again: what waited for it is due now, with
     another 24 hours of retries."""
     from zapvet.clock import system_clock
     from zapvet.webhooks.recovery import enable as enable_endpoint
 
+    if org is None:
+        owner = list(_owners("webhook_endpoints", [endpoint]))
+        if not owner:
+            fail(f"no webhook endpoint {endpoint}", "see the ids with `zapvet webhooks list`")
+        org = owner[0]
     done = in_organization(
         org,
         lambda session, org_id: enable_endpoint(session, org_id, endpoint, now=system_clock()),
@@ -218,7 +280,7 @@ def enable(
 
 @webhooks_app.command("test")
 def test(
-    org: Org,
+    org: Org = None,
     endpoint: Annotated[
         int | None,
         typer.Option(
@@ -232,6 +294,33 @@ def test(
     """Send one `webhook.test` event now, signed like every event, and print each
     endpoint's answer and how long it took. Nothing is stored or retried. Exit code 1 if any
     endpoint did not answer 2xx."""
+    if endpoint is not None:
+        slugs = _slugs(org, "webhook_endpoints", [endpoint])
+        if not slugs:
+            fail(f"no webhook endpoint {endpoint}", "see the ids with `zapvet webhooks list`")
+    else:
+        slugs = _slugs(org)
+    tried = failed = 0
+    for slug in slugs:
+        sent, refused = _test_in(slug, endpoint, alone=org is not None or endpoint is not None)
+        tried, failed = tried + sent, failed + refused
+    if not tried:
+        fail(
+            "no webhook endpoint is sending",
+            "see `zapvet webhooks list`, or name one with --endpoint",
+        )
+    if failed:
+        fail(
+            f"{failed} of {tried} endpoint(s) did not accept the test event",
+            "a receiver answers 2xx to a request whose X-Zapvet-Signature verifies "
+            "(docs/webhooks.md)",
+        )
+
+
+def _test_in(org: str, endpoint: int | None, *, alone: bool) -> tuple[int, int]:
+    """Send the test event to `org`'s endpoints (those sending, or `endpoint`); how many
+    were tried and how many did not answer 2xx. `alone`: the organization was asked for, so
+    having nothing to test is an error, not a skip."""
     import asyncio
 
     from zapvet.clock import system_clock
@@ -249,10 +338,12 @@ def test(
         )
     targets = found if endpoint is not None else [p for p in found if p.sending]
     if not targets:
-        fail(
-            f"no webhook endpoint of {org!r} is sending",
-            f"see `zapvet webhooks list --org {org}`, or name one with --endpoint",
-        )
+        if alone:
+            fail(
+                f"no webhook endpoint of {org!r} is sending",
+                f"see `zapvet webhooks list --org {org}`, or name one with --endpoint",
+            )
+        return 0, 0
 
     async def send_all() -> list[Any]:
         async with client() as http:
@@ -275,9 +366,54 @@ def test(
             f"#{probe.endpoint_id}  {probe.url}{note}: {got} after {took}{detail}",
             fg=typer.colors.RED,
         )
-    if failed:
-        fail(
-            f"{failed} of {len(targets)} endpoint(s) did not accept the test event",
-            "a receiver answers 2xx to a request whose X-Zapvet-Signature verifies "
-            "(docs/webhooks.md)",
-        )
+    return len(targets), failed
+
+
+def _labelled(document: dict[str, Any], org: str, labelled: bool) -> dict[str, Any]:
+    """`document` with its organization's slug first, when several organizations are shown."""
+    return {"organization": org, **document} if labelled else document
+
+
+def _slugs(org: str | None, table: str | None = None, ids: list[int] | None = None) -> list[str]:
+    """The organizations a command covers: `org`, or without --org every organization (those
+    owning `ids` of `table`, when given)."""
+    if org is not None:
+        return [org]
+    if table is not None:
+        return list(_owners(table, ids or []))
+    return list(_owners(None, []))
+
+
+def _owners(table: str | None, ids: list[int]) -> dict[str, list[int]]:
+    """Slug → the `ids` of `table` it owns (every organization, with no ids, when no table)."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from zapvet import db
+    from zapvet.cli.environment import command_settings, services_for
+
+    assert table in (None, "webhook_endpoints", "webhook_deliveries")
+    query = (
+        "SELECT slug, NULL FROM organizations ORDER BY slug"
+        if table is None
+        else f"SELECT o.slug, t.id FROM {table} t JOIN organizations o"
+        " ON o.id = t.organization_id WHERE t.id = ANY(:ids) ORDER BY o.slug, t.id"
+    )
+
+    async def read(url: str) -> dict[str, list[int]]:
+        engine = db.build_async_engine(url, pool_size=1)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(text(query), {"ids": ids})
+                owned: dict[str, list[int]] = {}
+                for slug, found in rows:
+                    owned.setdefault(slug, [])
+                    if found is not None:
+                        owned[slug].append(int(found))
+                return owned
+        finally:
+            await engine.dispose()
+
+    with services_for(command_settings()) as services:
+        return asyncio.run(read(services.database_url))
