@@ -3,10 +3,11 @@
 The scheduler claims the deliveries that are due and at the head of their line (`claim_due`:
 no earlier delivery of the same endpoint about the same resource is still waiting), and the
 delivery actor attempts each (`attempt`). A delivery that fails waits `backoff(attempts)`
-(10 s doubling up to an hour: a receiver down for an hour gets its events some minutes
-after it is back) and keeps the rest of its line waiting behind it; once its event is 24
-hours old a failure makes it `dead`, and the line moves on. When one is settled, the next
-of its line is claimed at once and returned, so a line is not paced by the sweep.
+(10 s doubling up to 15 minutes: a receiver down for an hour gets its events at most 15
+minutes after it is back, for about a hundred attempts a day on each blocked line) and keeps
+the rest of its line waiting behind it; once its event is 24 hours old a failure makes it
+`dead`, and the line moves on. When one is settled, the next of its line is claimed at
+once and returned, so a line is not paced by the sweep.
 
 410 Gone disables the endpoint (its deliveries wait, nothing is dropped) and the caller
 tells the owners. Only a short excerpt of a failed response's body is kept, scrubbed.
@@ -43,7 +44,7 @@ log = get_logger("zapvet.webhooks.delivery")
 #: An event is retried for this long after it happened; a failure later makes it dead.
 RETRY_FOR = timedelta(hours=24)
 FIRST_RETRY = timedelta(seconds=10)
-LONGEST_WAIT = timedelta(hours=1)
+LONGEST_WAIT = timedelta(minutes=15)
 #: A claimed delivery is the actor's for this long; past it the sweep claims it again (a
 #: queue message lost with Redis, a killed worker). Longer than a request's timeout.
 LEASE = timedelta(minutes=2)
