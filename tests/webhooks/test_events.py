@@ -29,6 +29,7 @@ from zapvet.llm.scripted import ScriptedChatModel
 from zapvet.models import (
     AuroraOwnerNumber,
     AuroraPendingAction,
+    ContactIdentity,
     Conversation,
     Organization,
     Service,
@@ -451,6 +452,40 @@ async def test_settling_a_reply_the_gateway_took_writes_message_sent(
     assert message["id"] == reply.id and message["by"] == "ai" and message["sent_by_ai"]
     assert message["whatsapp_message_id"] == gateway.sent[0].provider_id
     assert message.get("text") == ("Oi Marina! Temos horário amanhã às 10:00." if texts else None)
+
+
+async def test_an_owners_chat_with_aurora_writes_no_message_events(
+    session: Session, engine: Engine, gateway: FakeEvolutionAPI, worker: Resources
+) -> None:
+    org = shop(session, ["message.sent"], texts=True)
+    number = session.exec(select(AuroraOwnerNumber)).one()
+    owner = start_conversation(session, org, number.phone)
+    session.add(
+        ContactIdentity(
+            organization_id=owner.organization_id,
+            contact_id=owner.contact_id,
+            kind="phone",
+            value=number.phone_key,
+        )
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE whatsapp_instances SET api_url = :url"), {"url": gateway.base_url}
+        )
+    instance = session.exec(select(WhatsAppInstance)).one()
+    reply = outgoing_message(
+        organization_id=owner.organization_id,
+        conversation_id=owner.conversation_id,
+        instance_id=instance.id,
+        chat_id=f"{number.phone}@s.whatsapp.net",
+        content="Hoje: 12 atendimentos, R$ 1.480,00.",
+        now=NOW,
+        sent_by_ai=True,
+    )
+    session.add(reply)
+    session.commit()
+    assert await send_outgoing(worker, reply.id or 0, last_attempt=True) == Sent.SENT
+    assert emitted(session) == []  # the owner's figures are not the shop's client traffic
 
 
 # -- the drain ------------------------------------------------------------------------------

@@ -146,6 +146,12 @@ jsonb_build_object('message', jsonb_strip_nulls(jsonb_build_object(
   JOIN contacts c ON c.organization_id = v.organization_id AND c.id = v.contact_id
   LEFT JOIN ai_settings ai ON ai.organization_id = m.organization_id
  WHERE m.organization_id = :org AND m.id = :id
+   AND NOT EXISTS (  -- an owner's chat with Aurora is not the shop's conversation with a client
+       SELECT 1 FROM contact_identities i
+         JOIN aurora_owner_numbers w ON w.organization_id = i.organization_id AND w.is_active
+          AND ((i.kind = 'phone' AND w.phone_key = i.value) OR (i.kind = 'lid' AND w.lid = i.value)
+               OR (i.kind = 'bsuid' AND w.bsuid = i.value))
+        WHERE i.organization_id = c.organization_id AND i.contact_id = c.id)
 """,
 )
 
