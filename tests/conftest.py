@@ -27,6 +27,7 @@ import psycopg
 import pytest
 import structlog
 from click.testing import Result
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -44,6 +45,10 @@ from zapvet.tools.deps import ToolDeps
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_ORG = REPO / "examples" / "petfeliz.toml"
 _counter = itertools.count()
+
+#: `pytest --hypothesis-profile=thorough`: four times the examples of the default profile,
+#: for the searches whose default is kept short to fit the suite's time (test_booking.py).
+hypothesis_settings.register_profile("thorough", max_examples=400)
 
 
 with_database = db.with_database

@@ -605,8 +605,11 @@ DAYS = st.sampled_from([THURSDAY, THURSDAY, THURSDAY, SATURDAY, TODAY, SUNDAY])
 CAPACITIES = st.fixed_dictionaries(
     {"Carla": st.integers(1, 2), "Marcos": st.integers(1, 2), "Dra. Ana": st.integers(1, 2)}
 )
+#: A quarter of the profile's examples per property search (each example is a few dozen
+#: transactions): 25 by default, 100 with `pytest --hypothesis-profile=thorough`.
+EXAMPLES = settings.default.max_examples // 4
 PROPERTY = settings(
-    max_examples=25,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -834,7 +837,7 @@ def run_example(database_url: str, body: Callable[[Sessions], Awaitable[None]]) 
 
 
 @pytest.mark.slow  # a property search, a database per example
-@settings(PROPERTY, max_examples=100)
+@settings(PROPERTY, max_examples=2 * EXAMPLES)  # 50 by default, 200 when thorough
 @given(capacities=CAPACITIES, operations=st.lists(OPERATIONS, min_size=3, max_size=15))
 def test_book_never_overbooks_whatever_is_booked_moved_or_cancelled(
     database_url: str, shop: Shop, capacities: dict[str, int], operations: list[Operation]

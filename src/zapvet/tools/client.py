@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import ToolMessage
-from langchain_core.tools import BaseTool, tool
+from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
 from sqlmodel import col, select
@@ -30,6 +30,7 @@ from zapvet.scheduling import booking
 from zapvet.scheduling.availability import group_by_period, is_open_day
 from zapvet.tools.context import ClientContext
 from zapvet.tools.deps import ToolDeps
+from zapvet.tools.schemas import tool
 from zapvet.webhooks.events import emit
 
 _SPECIES = {

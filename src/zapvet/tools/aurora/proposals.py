@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langchain_core.tools import BaseTool, tool
+from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 
@@ -18,6 +18,7 @@ from zapvet.scheduling import booking
 from zapvet.tools.aurora.access import Call, caller, resolve_client
 from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
+from zapvet.tools.schemas import tool
 
 
 async def appointment_for(c: Call, appointment_id: int) -> tuple[Appointment, str]:

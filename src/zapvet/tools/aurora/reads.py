@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date as Day
 
-from langchain_core.tools import BaseTool, tool
+from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolRuntime
 from sqlmodel import col, select
 
@@ -19,6 +19,7 @@ from zapvet.tools.aurora.access import caller, loosely_matches, resolve_client
 from zapvet.tools.client import result
 from zapvet.tools.context import AuroraContext
 from zapvet.tools.deps import ToolDeps
+from zapvet.tools.schemas import tool
 
 
 def day_of(org: booking.OrgPolicy, text: str) -> Day:
