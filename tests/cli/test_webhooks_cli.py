@@ -272,10 +272,8 @@ def test_webhooks_requeue_revives_a_dead_delivery_and_refuses_a_delivered_one(
     )
 
 
-def test_webhooks_requeue_touches_only_that_organizations_deliveries(
-    run: Run, session: Session, database_url: str, receiver: WebhookReceiver
-) -> None:
-    seeded(session, database_url, receiver)
+def dead_elsewhere(session: Session, database_url: str, receiver: WebhookReceiver) -> int:
+    """A second organization ("outra", same endpoint URL) with one dead delivery: its id."""
     other = apply_text(
         session,
         with_webhook(receiver.url)
@@ -285,6 +283,14 @@ def test_webhooks_requeue_touches_only_that_organizations_deliveries(
     theirs = emit_event(database_url, other, book(session, other, hour=16).id or 0, ago=DAY_AGO)
     receiver.fail_next(500)
     assert deliver(database_url, theirs).result == "dead"
+    return theirs
+
+
+def test_webhooks_requeue_touches_only_that_organizations_deliveries(
+    run: Run, session: Session, database_url: str, receiver: WebhookReceiver
+) -> None:
+    seeded(session, database_url, receiver)
+    theirs = dead_elsewhere(session, database_url, receiver)
 
     unknown = run("requeue", "--org", "petfeliz", str(theirs), "999")
     assert unknown.exit_code == 1
@@ -304,15 +310,7 @@ def test_webhooks_commands_without_org_cover_every_organization(
     run: Run, session: Session, database_url: str, receiver: WebhookReceiver
 ) -> None:
     _, delivered, dead, _pending = seeded(session, database_url, receiver)
-    other = apply_text(
-        session,
-        with_webhook(receiver.url)
-        .replace('slug = "petfeliz"', 'slug = "outra"')
-        .replace('instance = "petfeliz"', 'instance = "outra"'),
-    )
-    theirs = emit_event(database_url, other, book(session, other, hour=16).id or 0, ago=DAY_AGO)
-    receiver.fail_next(500)
-    assert deliver(database_url, theirs).result == "dead"
+    theirs = dead_elsewhere(session, database_url, receiver)
 
     listed = run("list", "--json")
     assert listed.exit_code == 0, listed.output

@@ -413,6 +413,35 @@ async def worker(database_url: str) -> AsyncIterator[Resources]:
     await res.close()
 
 
+def ai_reply(
+    session: Session,
+    engine: Engine,
+    gateway: FakeEvolutionAPI,
+    chat: ClientContext,
+    phone: str,
+    text_: str,
+) -> int:
+    """An AI reply to `chat` in the outbox, through the fake gateway; its id (written, not sent)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE whatsapp_instances SET api_url = :url"), {"url": gateway.base_url}
+        )
+    instance = session.exec(select(WhatsAppInstance)).one()
+    reply = outgoing_message(
+        organization_id=chat.organization_id,
+        conversation_id=chat.conversation_id,
+        instance_id=instance.id,
+        chat_id=f"{phone}@s.whatsapp.net",
+        content=text_,
+        now=NOW,
+        sent_by_ai=True,
+    )
+    session.add(reply)
+    session.commit()
+    assert reply.id is not None
+    return reply.id
+
+
 @pytest.mark.parametrize("texts", [False, True], ids=["without-text", "with-text"])
 async def test_settling_a_reply_the_gateway_took_writes_message_sent(
     session: Session,
@@ -423,33 +452,19 @@ async def test_settling_a_reply_the_gateway_took_writes_message_sent(
 ) -> None:
     org = shop(session, ["message.sent"], texts=texts)
     customer = start_conversation(session, org, MARINA)
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE whatsapp_instances SET api_url = :url"), {"url": gateway.base_url}
-        )
-    instance = session.exec(select(WhatsAppInstance)).one()
-    reply = outgoing_message(
-        organization_id=customer.organization_id,
-        conversation_id=customer.conversation_id,
-        instance_id=instance.id,
-        chat_id=f"{MARINA}@s.whatsapp.net",
-        content="Oi Marina! Temos horário amanhã às 10:00.",
-        now=NOW,
-        sent_by_ai=True,
+    reply = ai_reply(
+        session, engine, gateway, customer, MARINA, "Oi Marina! Temos horário amanhã às 10:00."
     )
-    session.add(reply)
-    session.commit()
-    assert reply.id is not None
     assert emitted(session) == []  # written, not yet sent
 
-    assert await send_outgoing(worker, reply.id, last_attempt=True) == Sent.SENT
+    assert await send_outgoing(worker, reply, last_attempt=True) == Sent.SENT
 
     (sent,) = emitted(session)
     assert sent["type"] == "message.sent"
     assert sent["resource"] == f"conversation:{customer.conversation_id}"
     assert sent["contact_id"] == customer.contact_id
     message = sent["data"]["message"]
-    assert message["id"] == reply.id and message["by"] == "ai" and message["sent_by_ai"]
+    assert message["id"] == reply and message["by"] == "ai" and message["sent_by_ai"]
     assert message["whatsapp_message_id"] == gateway.sent[0].provider_id
     assert message.get("text") == ("Oi Marina! Temos horário amanhã às 10:00." if texts else None)
 
@@ -468,23 +483,8 @@ async def test_an_owners_chat_with_aurora_writes_no_message_events(
             value=number.phone_key,
         )
     )
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE whatsapp_instances SET api_url = :url"), {"url": gateway.base_url}
-        )
-    instance = session.exec(select(WhatsAppInstance)).one()
-    reply = outgoing_message(
-        organization_id=owner.organization_id,
-        conversation_id=owner.conversation_id,
-        instance_id=instance.id,
-        chat_id=f"{number.phone}@s.whatsapp.net",
-        content="Hoje: 12 atendimentos, R$ 1.480,00.",
-        now=NOW,
-        sent_by_ai=True,
-    )
-    session.add(reply)
-    session.commit()
-    assert await send_outgoing(worker, reply.id or 0, last_attempt=True) == Sent.SENT
+    reply = ai_reply(session, engine, gateway, owner, number.phone, "Hoje: 12 atendimentos.")
+    assert await send_outgoing(worker, reply, last_attempt=True) == Sent.SENT
     assert emitted(session) == []  # the owner's figures are not the shop's client traffic
 
 
