@@ -12,7 +12,9 @@ from sqlalchemy import Engine, text
 from tests.conftest import EXAMPLE_ORG
 from zapvet.embedded import ServiceUrls
 from zapvet.llm.scripted import ScriptedChatModel
-from zapvet.testing.stack import LocalStack, MovableClock
+from zapvet.models import Organization
+from zapvet.testing.gateways import FakeEvolutionAPI
+from zapvet.testing.stack import API_KEY, INSTANCE, LocalStack, MovableClock
 
 
 def new_messages(messages: Sequence[BaseMessage]) -> list[str]:
@@ -90,3 +92,14 @@ def scalar(engine: Engine, sql: str, **params: object) -> object:
 def rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return [tuple(row) for row in conn.execute(text(sql), params)]
+
+
+@pytest.fixture
+def gateway(engine: Engine, petfeliz: Organization) -> Iterator[FakeEvolutionAPI]:
+    """The example shop's Evolution instance, pointed at a fake gateway."""
+    with FakeEvolutionAPI(api_key=API_KEY, instances=[INSTANCE]) as fake:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE whatsapp_instances SET api_url = :url"), {"url": fake.base_url}
+            )
+        yield fake

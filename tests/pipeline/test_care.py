@@ -4,11 +4,11 @@ once still send one invitation, to the tutor's chat, in the conversation's histo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from tests.conftest import SAO_PAULO
@@ -23,7 +23,6 @@ from zapvet.queue.outbox import send_outgoing, stage_proactive
 from zapvet.queue.resources import Resources, build_resources
 from zapvet.queue.scheduler import tick
 from zapvet.testing.gateways import FakeEvolutionAPI
-from zapvet.testing.stack import API_KEY, INSTANCE
 
 pytestmark = pytest.mark.anyio
 #: Thursday 3 December 2026, 10:00 in São Paulo: Marina's pet's banho of 12/11 is due.
@@ -37,16 +36,6 @@ def due_banho(session: Session, petfeliz: Organization) -> None:
     carla = session.exec(select(Resource).where(Resource.name == "Carla")).one()
     add(session, petfeliz, MARINA, "Marina", banho, carla, NOW - timedelta(days=21), "completed")
     session.commit()
-
-
-@pytest.fixture
-def gateway(engine: Engine, petfeliz: Organization) -> Iterator[FakeEvolutionAPI]:
-    with FakeEvolutionAPI(api_key=API_KEY, instances=[INSTANCE]) as fake:
-        with engine.begin() as conn:
-            conn.execute(
-                text("UPDATE whatsapp_instances SET api_url = :url"), {"url": fake.base_url}
-            )
-        yield fake
 
 
 @pytest.fixture

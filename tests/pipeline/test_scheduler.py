@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Session, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,7 +38,6 @@ from zapvet.queue.scheduler import (
     tick,
 )
 from zapvet.testing.gateways import FakeEvolutionAPI
-from zapvet.testing.stack import API_KEY, INSTANCE
 
 pytestmark = pytest.mark.anyio
 
@@ -73,17 +72,6 @@ def evening_banho(session: Session, petfeliz: Organization) -> None:
         "scheduled",
     )
     session.commit()
-
-
-@pytest.fixture
-def gateway(engine: Engine, petfeliz: Organization) -> Iterator[FakeEvolutionAPI]:
-    """The example shop's Evolution instance, pointed at a fake gateway."""
-    with FakeEvolutionAPI(api_key=API_KEY, instances=[INSTANCE]) as fake:
-        with engine.begin() as conn:
-            conn.execute(
-                text("UPDATE whatsapp_instances SET api_url = :url"), {"url": fake.base_url}
-            )
-        yield fake
 
 
 @pytest.fixture
