@@ -140,23 +140,24 @@ async def post(
     with tracer().start_as_current_span(
         "webhook deliver", kind=SpanKind.CLIENT, attributes=attributes
     ) as span:
-        answer = await _post(http, sent, allow_private=allow_private, timeout_s=timeout_s)
-        if answer.status is not None:
-            span.set_attribute("http.response.status_code", answer.status)
-        if answer.error is not None:
-            failed = f"HTTP {answer.status}" if answer.status is not None else "no answer"
+        status, error = await _post(http, sent, allow_private=allow_private, timeout_s=timeout_s)
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if error is not None:
+            failed = f"HTTP {status}" if status is not None else "no answer"
             span.set_status(Status(StatusCode.ERROR, failed))
-        span.set_attribute("zapvet.webhook.ok", answer.error is None)
-    return Response(answer.status, answer.error, took())
+        span.set_attribute("zapvet.webhook.ok", error is None)
+    return Response(status, error, took())
 
 
 async def _post(
     http: httpx.AsyncClient, sent: Request, *, allow_private: bool, timeout_s: float
-) -> Response:
+) -> tuple[int | None, str | None]:
+    """The answer's status (None: none) and, for a failure, its scrubbed excerpt."""
     try:
         target = await resolve(sent.url, allow_private=allow_private)
     except TargetRefused as refused:
-        return Response(None, f"refused: {refused}", 0.0)
+        return None, f"refused: {refused}"
     try:
         with suppress_http_instrumentation():
             response = await http.post(
@@ -168,12 +169,12 @@ async def _post(
                 follow_redirects=False,
             )
     except httpx.TimeoutException:
-        return Response(None, f"no answer within {timeout_s:g} s", 0.0)
+        return None, f"no answer within {timeout_s:g} s"
     except httpx.HTTPError as error:
-        return Response(None, excerpt(f"{type(error).__name__}: {error}"), 0.0)
+        return None, excerpt(f"{type(error).__name__}: {error}")
     if 200 <= response.status_code < 300:
-        return Response(response.status_code, None, 0.0)
-    return Response(response.status_code, excerpt(response.text) or None, 0.0)
+        return response.status_code, None
+    return response.status_code, excerpt(response.text) or None
 
 
 def _host_header(url: str) -> str:
