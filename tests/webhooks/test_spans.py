@@ -43,6 +43,19 @@ async def test_a_delivery_is_one_span_without_the_receivers_path(
     assert span.attributes["zapvet.webhook.event"] == "appointment.created"
     assert not spans[0].status.is_ok
     assert receiver.received[-1].path.endswith(PATH_SECRET)
-    for recorded in traced.spans:
+    for recorded in traced.spans:  # nowhere in the trace: the path is a credential
         assert PATH_SECRET not in str(recorded.attributes), recorded.name
         assert PATH_SECRET not in str([e.attributes for e in recorded.events]), recorded.name
+
+
+async def test_a_refusal_with_no_body_is_a_failed_span(
+    shop: Shop, receiver: WebhookReceiver, traced: Traced
+) -> None:
+    receiver.bare = True
+    await shop.emit()
+    receiver.fail_next(502)
+    with tracer().start_as_current_span("job"):
+        assert await shop.run_due() == ["retrying"]
+    span = only(traced.spans, "webhook deliver")
+    assert span.attributes is not None and span.attributes["zapvet.webhook.ok"] is False
+    assert not span.status.is_ok and span.status.description == "HTTP 502"

@@ -47,6 +47,8 @@ class WebhookReceiver:
     answers: deque[int] = field(default_factory=deque)
     #: Seconds to wait before answering each request.
     delay_s: float = 0.0
+    #: Failures answered with no body (as a proxy in front of a receiver often does).
+    bare: bool = False
     received: list[Received] = field(default_factory=list)
     _server: BackgroundServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,8 +66,8 @@ class WebhookReceiver:
                 self.received.append(
                     Received(request.url.path, dict(request.headers), body, signed, status)
                 )
-            if status == 204:
-                return Response(status_code=204)
+            if status == 204 or self.bare:
+                return Response(status_code=status)
             return JSONResponse({"error": f"scripted {status}"}, status_code=status)
 
         return Starlette(routes=[Route("/{path:path}", hook, methods=["POST"])])

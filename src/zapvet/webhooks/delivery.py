@@ -141,12 +141,13 @@ async def post(
         "webhook deliver", kind=SpanKind.CLIENT, attributes=attributes
     ) as span:
         status, error = await _post(http, sent, allow_private=allow_private, timeout_s=timeout_s)
+        ok = status is not None and 200 <= status < 300
         if status is not None:
             span.set_attribute("http.response.status_code", status)
-        if error is not None:
+        if not ok:  # a refusal with an empty body has no error excerpt: still a failure
             failed = f"HTTP {status}" if status is not None else "no answer"
             span.set_status(Status(StatusCode.ERROR, failed))
-        span.set_attribute("zapvet.webhook.ok", error is None)
+        span.set_attribute("zapvet.webhook.ok", ok)
     return Response(status, error, took())
 
 
